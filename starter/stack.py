@@ -1,0 +1,93 @@
+"""The development stack: Temporal (UI on :8233), PostgreSQL, Valkey, migrations, worker.
+
+Servers keep their state under STATE_DIR (default ./var), so a second start finds the
+same imports, contacts and workflow histories. DATABASE_URL / REDIS_URL, when set, are
+used as they are and nothing is started for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import urlparse
+
+from temporalio.client import Client
+
+from folksjobs import db
+from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.settings import Settings
+from folksjobs.temporal import connect
+
+log = logging.getLogger("folksjobs.stack")
+
+PG_PORT = 54329
+VALKEY_PORT = 63799
+
+# Called with (settings, client) once the stack is up; jobs add their setup (schedules).
+on_stack_ready: list[Callable[[Settings, Client], Awaitable[None]]] = []
+
+
+def _port(address: str, default: int) -> int:
+    return urlparse(f"//{address}").port or default
+
+
+@asynccontextmanager
+async def dev_stack(settings: Settings, *, ui: bool = True,
+                    run_worker: bool = True) -> AsyncIterator[tuple[Settings, Client]]:  # fmt: skip
+    state = settings.state_dir
+    started: list[TemporalDevServer | EmbeddedPostgres | EmbeddedValkey] = []
+    updates: dict[str, object] = {}
+    try:
+        if not settings.database_url:
+            pg = EmbeddedPostgres(state / "postgres", port=PG_PORT)
+            await asyncio.to_thread(pg.start)
+            started.append(pg)
+            updates["database_url"] = pg.dsn
+        if not settings.redis_url:
+            vk = EmbeddedValkey(state / "valkey", port=VALKEY_PORT)
+            await asyncio.to_thread(vk.start)
+            started.append(vk)
+            updates["redis_url"] = vk.url
+        temporal = TemporalDevServer(
+            state / "temporal",
+            port=_port(settings.temporal_address, 7233),
+            ui_port=_port(settings.temporal_ui_url.removeprefix("http://"), 8233) if ui else None,
+        )
+        await asyncio.to_thread(temporal.start)
+        started.append(temporal)
+        settings = settings.model_copy(update=updates)
+        assert settings.database_url is not None
+        await db.migrate(settings.database_url)
+        client = await connect(settings)
+        for hook in on_stack_ready:
+            await hook(settings, client)
+        worker_task: asyncio.Task[None] | None = None
+        stop = asyncio.Event()
+        if run_worker:
+            from worker import run_worker as _run
+
+            worker_task = asyncio.create_task(_run(settings, stop))
+        try:
+            yield settings, client
+        finally:
+            stop.set()
+            if worker_task is not None:
+                with contextlib.suppress(Exception):
+                    await worker_task
+    finally:
+        for server in reversed(started):
+            await asyncio.to_thread(server.stop)
+
+
+def describe(settings: Settings) -> list[tuple[str, str]]:
+    return [
+        ("Temporal UI", settings.temporal_ui_url),
+        ("Temporal gRPC", settings.temporal_address),
+        ("PostgreSQL", settings.database_url or "-"),
+        ("Redis", settings.redis_url or "-"),
+        ("Blob store", settings.blob_url),
+        ("Outbox", str(settings.outbox_dir)),
+    ]

@@ -1,0 +1,103 @@
+"""The folksjobs worker: registers the enabled jobs' workflows and activities and runs them.
+
+    python worker.py            # against TEMPORAL_ADDRESS, DATABASE_URL, REDIS_URL, ...
+
+Settings -> clients -> activity objects -> Worker, until SIGTERM/SIGINT; then in-flight
+activities get `WORKER_GRACEFUL_SHUTDOWN_SECONDS` to finish before they are handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.welcome import WelcomeActivities
+from folksjobs.services import Services, open_services
+from folksjobs.settings import Settings, get_settings
+from folksjobs.temporal import connect
+from workflows.send_welcome import SendWelcome
+
+log = logging.getLogger("folksjobs.worker")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One spec job: its on/off flag, workflows and the activities built from the clients."""
+
+    name: str
+    flag: str
+    workflows: Sequence[type]
+    activities: Callable[[Services], Sequence[Callable[..., Any]]]
+
+
+def _welcome(s: Services) -> list[Callable[..., Any]]:
+    return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
+
+
+JOBS: list[Job] = [
+    Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
+]
+
+
+def enabled_jobs(settings: Settings) -> list[Job]:
+    return [j for j in JOBS if getattr(settings, j.flag)]
+
+
+def build_worker(client: Client, services: Services, *, task_queue: str | None = None) -> Worker:
+    settings = services.settings
+    jobs = enabled_jobs(settings)
+    workflows: list[type] = []
+    activities: list[Callable[..., Any]] = []
+    for job in jobs:
+        workflows += job.workflows
+        activities += job.activities(services)
+    queue = task_queue or settings.temporal_task_queue
+    log.info(
+        "registering jobs %s on task queue %r (disabled: %s)",
+        [j.name for j in jobs], queue, [j.name for j in JOBS if j not in jobs] or "none",
+    )  # fmt: skip
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=workflows,
+        activities=activities,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    client = await connect(settings)
+    async with open_services(settings) as services:
+        worker = build_worker(client, services)
+        async with worker:
+            log.info("worker running against %s", settings.temporal_address)
+            await stop.wait()
+            log.info("stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds)
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    main()

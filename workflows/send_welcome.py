@@ -1,0 +1,44 @@
+"""send-welcome (event user/signed.up, retries 2 => at most 3 attempts).
+
+| step         | what it does                                               |
+|--------------|------------------------------------------------------------|
+| send-welcome | looks the user up by id and sends the welcome email; a     |
+|              | provider failure fails the attempt so Temporal retries it  |
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.welcome import WelcomeActivities
+    from folksjobs.models import (
+        WF_SEND_WELCOME,
+        SendWelcomeInput,
+        SendWelcomeResult,
+        WelcomeEmailJob,
+    )
+
+RETRY = RetryPolicy(
+    maximum_attempts=3,
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    non_retryable_error_types=["UserNotFound", "EmailPermanentFailure"],
+)
+
+
+@workflow.defn(name=WF_SEND_WELCOME)
+class SendWelcome:
+    @workflow.run
+    async def run(self, inp: SendWelcomeInput) -> SendWelcomeResult:
+        return await workflow.execute_activity_method(
+            WelcomeActivities.send_welcome,
+            WelcomeEmailJob(
+                user_id=inp.user_id, idempotency_key=f"{workflow.info().workflow_id}/welcome"
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
