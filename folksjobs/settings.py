@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Base64 AES-256 keys "id:key,id:key"; the first encrypts, all decrypt.
     payload_encryption_keys: SecretStr | None = None
+    # The codec server lets the Temporal UI / CLI show decrypted payloads to those holding
+    # the token. CORS origins: comma-separated; empty => the origin of TEMPORAL_UI_URL.
+    codec_server_bind: str = "127.0.0.1:8081"
+    codec_server_cors_origins: str = ""
+    codec_server_auth_token: SecretStr | None = None
 
 
 @lru_cache

@@ -7,14 +7,20 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 
 from folksjobs.settings import Settings
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """pydantic JSON payloads; encrypted by the payload codec when keys are configured."""
+    """pydantic JSON payloads; encrypted by the payload codec when keys are configured.
+
+    With keys, failure messages and stack traces move into the failure's encoded
+    attributes (encrypted like any payload): an error text such as "provider refused
+    jane@example.com" is as personal as a payload, and history would otherwise keep it
+    in plaintext.
+    """
     if settings.payload_encryption_keys is None:
         return pydantic_data_converter
     from folksjobs.codec import EncryptionCodec
@@ -23,7 +29,7 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=codec,
-        failure_converter_class=pydantic_data_converter.failure_converter_class,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 

@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import logging
 
+from folksjobs import logsafe
 from folksjobs.settings import get_settings
-from starter import basic, demo, dev
+from starter import basic, codec_server, demo, dev
 
-COMMANDS = [dev, demo, basic]
+COMMANDS = [dev, demo, basic, codec_server]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    settings = get_settings()
+    logsafe.install(settings=settings)
     try:
-        asyncio.run(args.run(args, get_settings()))
+        asyncio.run(args.run(args, settings))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
