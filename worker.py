@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.welcome import WelcomeActivities
+from folksjobs import logsafe
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
@@ -88,6 +89,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logsafe.install(settings=settings)
 
     async def _run() -> None:
         stop = asyncio.Event()

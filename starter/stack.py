@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from folksjobs import db
 from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.logsafe import redact
 from folksjobs.settings import Settings
 from folksjobs.temporal import connect
 
@@ -86,8 +87,9 @@ def describe(settings: Settings) -> list[tuple[str, str]]:
     return [
         ("Temporal UI", settings.temporal_ui_url),
         ("Temporal gRPC", settings.temporal_address),
-        ("PostgreSQL", settings.database_url or "-"),
-        ("Redis", settings.redis_url or "-"),
+        # A password in a URL stays out of terminals and CI logs.
+        ("PostgreSQL", redact(settings.database_url or "-")),
+        ("Redis", redact(settings.redis_url or "-")),
         ("Blob store", settings.blob_url),
         ("Outbox", str(settings.outbox_dir)),
     ]
