@@ -8,9 +8,9 @@ import logging
 
 from folksjobs import logsafe
 from folksjobs.settings import get_settings
-from starter import basic, codec_server, demo, dev
+from starter import basic, codec_server, demo, dev, imports
 
-COMMANDS = [dev, demo, basic, codec_server]
+COMMANDS = [dev, demo, basic, imports, codec_server]
 
 
 def parser() -> argparse.ArgumentParser:
