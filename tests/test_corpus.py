@@ -29,7 +29,15 @@ pytestmark = pytest.mark.corpus
 
 # Files whose outcome differs from the manifest because of a known defect, with why.
 # strict: once the defect is fixed the test says so, and the entry must go.
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    "ragged_long_rows.csv": "cells past the header's width are dropped without a failure or a "
+    "warning (contacts.map_cells reads only mapped columns): EXTRA1/EXTRA2 are stored nowhere",
+    "unterminated_quote_mid.csv": "the unclosed quote on record 2 swallows records 3 and 4 to "
+    "the end of the file; they are reported as one failed row ('unterminated quoted field "
+    "starting at line 3'), rows=2 where the file has 4, and c@/d@ are neither stored nor named",
+    "email_idn_domain.csv": "USER@xn--bcher-kva.de and user@bücher.de (one mailbox, punycode "
+    "and unicode spellings) become two contacts: emails are not IDNA-normalised before dedup",
+}
 
 
 @dataclass
@@ -80,7 +88,7 @@ async def run_file(c: Corpus, path: Path, entry: dict[str, Any]) -> Outcome:
     except (UploadRefused, MappingError) as e:
         return Outcome("refused", "upload", str(e), contacts=await stored_contacts(c.owner, wid))
     try:
-        result = await handle.result()
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
     except WorkflowFailureError:
         rec = await c.owner.fetchrow(
             "SELECT error_log FROM imports WHERE id = $1::uuid", up.import_id
@@ -107,7 +115,9 @@ async def run_file(c: Corpus, path: Path, entry: dict[str, Any]) -> Outcome:
 def params() -> list[Any]:
     out = []
     for case in CASES:
-        marks = [pytest.mark.xfail(reason=KNOWN[case.name], strict=True)] if case.name in KNOWN else []
+        marks = (
+            [pytest.mark.xfail(reason=KNOWN[case.name], strict=True)] if case.name in KNOWN else []
+        )
         out.append(pytest.param(case.name, id=case.name, marks=marks))
     return out
 
@@ -116,6 +126,7 @@ def params() -> list[Any]:
 async def test_corpus_file(corpus: Corpus, name: str) -> None:
     entry = corpus.entries[name]
     got = await run_file(corpus, corpus.directory / name, entry)
+    print(f"{name}: {got.summary()}")  # the table for the closing note (pytest -rA)
     ok, why = judge(entry, got)
     assert ok, f"{name} ({entry.get('note') or entry['group']}):\n{why}"
 

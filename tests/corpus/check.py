@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# How error samples may number rows: by record (1 = first record after the header), or
-# counting the header as row 1 (record + 1). Either, as long as one file is consistent.
-ROW_OFFSETS = (0, 1)
+# How error samples number rows, from the manifest's record numbers (1 = the first record
+# after the header): the import counts the header as row 1 (csvstream.Record), so +1.
+# Records, not lines: a quoted newline never shifts the numbers.
+ROW_OFFSETS = (1,)
 COUNTS = ("rows", "inserted", "updated", "failed", "duplicates")
 
 
