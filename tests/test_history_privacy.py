@@ -25,10 +25,12 @@ from temporalio.client import Client, WorkflowFailureError
 from folksjobs.codec import EncryptionCodec, new_key_entry
 from folksjobs.codec_server import build_app
 from folksjobs.devstack import free_port, temporal_cli
-from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
+from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput, import_workflow_id
 from folksjobs.temporal import connect
+from folksjobs.uploads import confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeEmailProvider
+from tests.importing import csv_bytes, upload
 
 KEYS = new_key_entry("test-2026")
 
@@ -158,3 +160,31 @@ async def test_codec_server_lets_the_cli_read_the_history(
     )  # fmt: skip
     assert tenant.email in history
     assert tenant.user_id in history
+
+
+@pytest.mark.parametrize("keys", [None, KEYS], ids=["plain", "encrypted"])
+async def test_import_history_never_shows_contact_emails_or_file_name(
+    client: Client,
+    encrypted_client: Client,
+    stack: Stack,
+    tenant: Tenant,
+    task_queue: str,
+    keys: str | None,
+) -> None:
+    """Payloads carry ids and counts by design; with keys even those are unreadable."""
+    settings = make_settings(stack, temporal_task_queue=task_queue, payload_encryption_keys=keys)
+    used = encrypted_client if keys else client
+    name = "jane.doe@example.com contacts.csv"  # a file name can be personal data too
+    rows = [["email", "first_name"], ["ann.private@example.com", "Ann"], ["bad-bob@", "Bob"]]
+    async with running_worker(used, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id,
+                          csv_bytes(rows), name=name)  # fmt: skip
+        handle = await confirm_import(used, services.pool, settings, tenant.workspace_id,
+                                      up.import_id)  # fmt: skip
+        result = await handle.result()
+    assert (result["inserted"], result["failed"]) == (1, 1)
+    history = await asyncio.to_thread(readable_history, stack, import_workflow_id(up.import_id))
+    for secret in ("ann.private@example.com", "bad-bob@", "jane.doe@example.com", tenant.email):
+        assert secret not in history
+    # The sanity check: without keys the grep does read payloads (the result's summary).
+    assert ("Processed 2 rows" in history) is (keys is None)
