@@ -181,7 +181,7 @@ async def test_import_history_never_shows_contact_emails_or_file_name(
                           csv_bytes(rows), name=name)  # fmt: skip
         handle = await confirm_import(used, services.pool, settings, tenant.workspace_id,
                                       up.import_id)  # fmt: skip
-        result = await handle.result()
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
     assert (result["inserted"], result["failed"]) == (1, 1)
     history = await asyncio.to_thread(readable_history, stack, import_workflow_id(up.import_id))
     for secret in ("ann.private@example.com", "bad-bob@", "jane.doe@example.com", tenant.email):
