@@ -329,8 +329,11 @@ async def main_async(args: argparse.Namespace) -> int:
         compare(res, data, base)
         print(f"    {'pass' if res.ok else 'FAIL'} in {res.seconds:.0f} s {res.error}", flush=True)
         results.append(res)
-    command = "python -m tests.faults.run " + " ".join(sys.argv[1:])
-    text = report(results, base, args, tuning, command.strip())
+    command = getattr(args, "command", None) or (
+        f"python -m tests.faults.run --rows {args.rows} --kills {args.kills} --seed {args.seed}"
+        + (f" --only {' '.join(args.only)}" if args.only else "")
+    )
+    text = report(results, base, args, tuning, command)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(
@@ -357,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).parent)
     p.add_argument("--keep", action="store_true", help="keep the servers' directories")
     args = p.parse_args(argv)
+    args.command = " ".join(["python -m tests.faults.run", *(argv or sys.argv[1:])]).strip()
     raise SystemExit(asyncio.run(main_async(args)))
 
 
