@@ -19,10 +19,12 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.exports import ExportActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
+from workflows.export_csv import ProcessExport
 from workflows.send_welcome import SendWelcome
 
 log = logging.getLogger("folksjobs.worker")
@@ -42,8 +44,15 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
     return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
 
 
+def _export(s: Services) -> list[Callable[..., Any]]:
+    a = ExportActivities(s.pool, s.blob, s.email, s.settings)
+    return [a.resolve_tag_filter, a.upload_empty, a.resolve_export_metadata, a.stream_export,
+            a.send_notification, a.mark_failed]  # fmt: skip
+
+
 JOBS: list[Job] = [
     Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
+    Job("process-export", "job_export_enabled", [ProcessExport], _export),
 ]
 
 

@@ -64,6 +64,7 @@ class BlobStore(Protocol):
     async def size(self, key: str) -> int | None: ...
     async def delete(self, key: str) -> None: ...
     async def location(self, key: str) -> str: ...
+    def uri(self, key: str) -> str: ...
     def local_path(self, key: str) -> Path | None: ...
     async def close(self) -> None: ...
 
@@ -128,6 +129,9 @@ class LocalBlobStore:
         self.local_path(key).unlink(missing_ok=True)
 
     async def location(self, key: str) -> str:
+        return str(self.local_path(key))
+
+    def uri(self, key: str) -> str:
         return str(self.local_path(key))
 
     async def close(self) -> None:
@@ -236,16 +240,21 @@ class S3BlobStore:
             resp = await client.get_object(**kwargs)
         except client.exceptions.NoSuchKey as e:
             raise BlobNotFound(f"blob {key} does not exist") from e
-        async with resp["Body"] as body:
-            while data := await body.read(READ_CHUNK):
+        body = resp["Body"]
+        try:
+            async for data in body.iter_chunks(READ_CHUNK):
                 yield data
+        finally:
+            body.close()
 
     async def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
         client = await self.client()
         try:
             head = await client.head_object(Bucket=self.bucket, Key=self._full(key))
-        except Exception as e:
-            if "404" in str(e) or "Not Found" in str(e):
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return int(head["ContentLength"])
@@ -254,13 +263,20 @@ class S3BlobStore:
         client = await self.client()
         await client.delete_object(Bucket=self.bucket, Key=self._full(key))
 
-    async def location(self, key: str) -> str:
+    async def presigned_url(self, key: str) -> str:
         client = await self.client()
-        url = await client.generate_presigned_url(
+        url: str = await client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)},
             ExpiresIn=self.settings.s3_presign_seconds,
         )  # fmt: skip
-        return f"s3://{self.bucket}/{self._full(key)} ({url})"
+        return url
+
+    async def location(self, key: str) -> str:
+        """For a person: the object and a download link that expires (S3_PRESIGN_SECONDS)."""
+        return f"{self.uri(key)} ({await self.presigned_url(key)})"
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
 
     async def close(self) -> None:
         if self._client_cm is not None:

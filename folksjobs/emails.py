@@ -78,3 +78,11 @@ def import_failed(to: str, file_name: str, error: str, key: str) -> Email:
         ["The import stopped and no further rows will be processed.", f"Reason: {error}"],
         key, "import-failed",
     )  # fmt: skip
+
+
+def export_completed(to: str, row_count: int, location: str, key: str) -> Email:
+    return _email(
+        to, "Your contacts export is ready",
+        [f"{row_count:,} contacts were exported to a CSV file.", f"Download it: {location}"],
+        key, "export-completed",
+    )  # fmt: skip

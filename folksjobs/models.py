@@ -176,6 +176,79 @@ class ProcessExportInput(Model):
     export_id: str
     workspace_id: str
     user_id: str
+    # How long stream-export may go silent before Temporal declares its worker dead and
+    # retries it elsewhere; callers leave the default (tests shorten it).
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class ExportJob(Model):
+    export_id: str
+    workspace_id: str
+
+
+class TagFilter(Model):
+    # None: no tags named, every contact of the workspace. A list: contacts carrying ANY
+    # of these tags (possibly none, when no named tag exists in the workspace).
+    tag_ids: list[str] | None
+    any_match: bool
+
+
+class MetadataJob(Model):
+    workspace_id: str
+    tag_ids: list[str] | None
+
+
+class ExportMetadata(Model):
+    custom_keys: list[str]
+    total_rows: int
+
+
+class StreamExportJob(Model):
+    export_id: str
+    workspace_id: str
+    tag_ids: list[str] | None
+    custom_keys: list[str]
+    total_rows: int
+
+
+class ExportRows(Model):
+    """stream-export -> its workflow (signal): rows written so far by one attempt."""
+
+    attempt: int
+    rows: int
+
+
+class ExportFile(Model):
+    blob_key: str
+    row_count: int
+    file_bytes: int
+    # A local path or an s3:// URI: never a presigned URL (history is readable in the UI).
+    uri: str
+
+
+class ExportNotification(Model):
+    export_id: str
+    workspace_id: str
+    user_id: str
+    idempotency_key: str
+
+
+class NotificationResult(Model):
+    sent: bool
+    message_id: str | None = None
+
+
+class ExportFailure(Model):
+    export_id: str
+    workspace_id: str
+    error: str
+
+
+class ExportProgress(Model):
+    export_id: str
+    stage: str
+    rows_written: int
+    total_rows: int | None
 
 
 class ExportResult(Model):

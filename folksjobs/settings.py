@@ -84,7 +84,10 @@ class Settings(BaseSettings):
 
     # --- Export (spec: 1,000-row cursor batches) ------------------------------------
     export_batch_rows: int = 1000
+    # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/csvsafe.py).
     export_neutralise_formulas: bool = True
+    # How often stream-export tells its workflow the rows written (the progress query).
+    export_progress_seconds: float = 1.0
     s3_multipart_part_bytes: int = 8 * 1024 * 1024
 
     # --- Digest ---------------------------------------------------------------------
