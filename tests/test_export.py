@@ -660,3 +660,66 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
     assert max(stream_attempts) == 2
     [msg] = outbox(settings.outbox_dir)
     assert msg["To"] == tenant.email
+
+
+# --- the starter ----------------------------------------------------------------------
+
+
+def starter(settings: Settings, task_queue: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "", "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_TASK_QUEUE": task_queue, "BLOB_URL": settings.blob_url, "COLUMNS": "100",
+    }  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "starter", *argv], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+async def test_starter_export_and_status(
+    client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
+) -> None:
+    await seed_contacts(owner_pool, tenant.workspace_id, [
+        contact(f"s{i}@example.com", tags=["vip"] if i % 2 else []) for i in range(6)
+    ])  # fmt: skip
+    settings = make_settings(stack)
+    ws = tenant.workspace_id
+    async with running_worker(client, settings, task_queue):
+        done = await asyncio.to_thread(
+            starter, settings, task_queue, "export", "--workspace", ws, "--tag", "vip", "--json"
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert (out["status"], out["row_count"]) == ("completed", 3)
+        assert Path(out["location"]).read_bytes().count(b"\r\n") == 4
+
+        bar = await asyncio.to_thread(starter, settings, task_queue, "export", "--workspace", ws)
+        assert bar.returncode == 0, bar.stderr
+        assert "6 contacts exported" in bar.stdout and "completed" in bar.stdout
+
+        status = await asyncio.to_thread(
+            starter, settings, task_queue, "export", "status", out["export_id"], "--json"
+        )
+        assert status.returncode == 0, status.stderr
+        record = json.loads(status.stdout)
+        assert (record["status"], record["row_count"], record["tag_names"]) == (
+            "completed", 3, ["vip"])  # fmt: skip
+        assert record["workflow_status"] == "COMPLETED"
+        assert record["location"] == out["location"]
+
+        later = await asyncio.to_thread(
+            starter, settings, task_queue, "export", "--workspace", ws, "--no-wait", "--json"
+        )
+        assert later.returncode == 0, later.stderr
+        started = json.loads(later.stdout)
+        assert started["workflow_id"] == f"export-{started['export_id']}"
+        result = await client.get_workflow_handle(started["workflow_id"]).result()
+        assert result["row_count"] == 6
+
+    for argv, message in [
+        (["export", "--workspace", ws, "--tag", "nope"], "no tag named 'nope'"),
+        (["export", "--workspace", str(uuid.uuid4())], "does not exist"),
+        (["export"], "--workspace is required"),
+        (["export", "status", str(uuid.uuid4())], "does not exist"),
+    ]:
+        bad = await asyncio.to_thread(starter, settings, task_queue, *argv)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
