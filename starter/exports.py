@@ -31,7 +31,7 @@ from starter.common import add_json_flag, emit, fail, ui_link
 POLL_SECONDS = 0.5
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a workspace's contacts to CSV (event export/csv.confirmed)",

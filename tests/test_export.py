@@ -690,7 +690,7 @@ async def test_starter_export_and_status(
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout)
         assert (out["status"], out["row_count"]) == ("completed", 3)
-        assert Path(out["location"]).read_bytes().count(b"\r\n") == 4
+        assert (await asyncio.to_thread(Path(out["location"]).read_bytes)).count(b"\r\n") == 4
 
         bar = await asyncio.to_thread(starter, settings, task_queue, "export", "--workspace", ws)
         assert bar.returncode == 0, bar.stderr
