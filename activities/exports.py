@@ -232,10 +232,11 @@ class ExportActivities:
             raise email_error(e) from e
         return NotificationResult(sent=True, message_id=receipt.message_id)
 
-    @activity.defn(name="mark-failed")
+    @activity.defn(name="mark-export-failed")
     async def mark_failed(self, failure: ExportFailure) -> None:
-        """Records the error. A completed export keeps its status: its file is good even
-        when the notification afterwards failed."""
+        """Records the error (named "mark-export-failed": process-csv already registers a
+        "mark-failed" on the same worker). A completed export keeps its status: its file is
+        good even when the notification afterwards failed."""
         async with tenant_tx(self.pool, failure.workspace_id) as conn:
             await conn.execute(
                 "UPDATE exports SET error_log = jsonb_build_object('error', $2::text,"

@@ -480,7 +480,7 @@ async def test_failure_marks_export_failed_and_fails_workflow(
     record = await exports.get_export(owner_pool, export_id)
     assert record["status"] == "failed"
     assert record["error_log"]["error"].startswith("stream-export: ")
-    assert steps[-1] == "mark-failed" and "send-notification" not in steps
+    assert steps[-1] == "mark-export-failed" and "send-notification" not in steps
     assert progress.stage == "failed"
     history = await handle.fetch_history()
     starts = [

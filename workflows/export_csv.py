@@ -9,7 +9,7 @@
 | stream-export           | keyset pages of 1,000 -> streaming CSV -> blob store; heart-  |
 |                         | beats its cursor; a retry rewrites the file from scratch      |
 | send-notification       | notify_on_export_complete on => the user gets the link       |
-| mark-failed             | on any failure: status failed with the error; then re-raise  |
+| mark-export-failed      | on any failure: status failed with the error; then re-raise  |
 
 Only ids, tag ids, column names and counts cross Temporal: the contacts stay in SQL.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
+    from folksjobs.search_attributes import EXPORT_ID, JOB_STATUS, WORKSPACE_ID
 
 RETRY = RetryPolicy(
     maximum_attempts=3,
@@ -46,10 +47,6 @@ RETRY = RetryPolicy(
 )
 SHORT = timedelta(seconds=60)
 STREAM = timedelta(hours=2)
-
-WORKSPACE_ID = SearchAttributeKey.for_keyword("WorkspaceId")
-EXPORT_ID = SearchAttributeKey.for_keyword("ExportId")
-JOB_STATUS = SearchAttributeKey.for_keyword("JobStatus")
 
 
 def _root_message(e: BaseException) -> str:
