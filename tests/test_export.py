@@ -723,3 +723,43 @@ async def test_starter_export_and_status(
     ]:
         bad = await asyncio.to_thread(starter, settings, task_queue, *argv)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+# --- round trip: export a workspace, import the file into a new one --------------------
+
+
+async def test_round_trip_export_then_import(
+    client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
+) -> None:
+    from tests.importing import contacts as imported_contacts
+    from tests.importing import import_bytes
+
+    source = [
+        contact("ada@example.com", first_name="Ada", last_name="Lovelace", company="Engines, Ltd",
+                phone="+441234567", custom_fields={"plan": "pro", "seats": "5"}, tags=["vip"]),
+        contact("zoe@example.com", first_name="Zoë", last_name="Ærø 日本語 🚀",
+                company='The "Best" Co', custom_fields={"notes": "line one\nline two, \"quoted\""}),
+        contact("neg@example.com", first_name="Neg", custom_fields={"balance": "-12.5"}),
+        contact("min@example.com"),
+        contact("evil@example.com", company="=SUM(A1:A2)", custom_fields={"plan": "@cmd"}),
+    ]  # fmt: skip
+    await seed_contacts(owner_pool, tenant.workspace_id, source)
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    _, _, data = await run_export(client, settings, task_queue, tenant.workspace_id)
+
+    target = await seed.create_workspace(owner_pool, tenant.user_id, "Round trip")
+    async with running_worker(client, settings, task_queue) as services:
+        _, result = await import_bytes(
+            client, services, settings, target, tenant.user_id, data,
+            overrides=["avatar_url=skip", "created_at=skip", "updated_at=skip", "tags=skip"],
+        )  # fmt: skip
+    assert result["inserted"] == len(source) and result["failed"] == 0
+    before = await imported_contacts(owner_pool, tenant.workspace_id)
+    after = await imported_contacts(owner_pool, target)
+    assert after.keys() == before.keys()
+    # Formula-like cells come back with the neutralising quote: that is the protection.
+    evil = before.pop("evil@example.com")
+    got = after.pop("evil@example.com")
+    assert got["company"] == "'" + evil["company"]
+    assert got["custom_fields"] == {"plan": "'@cmd"}
+    assert after == before
