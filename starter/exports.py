@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from folksjobs import db, exports
@@ -123,6 +123,7 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
         result_type=ExportResult,
         # A repeated start of the same export joins the running workflow, never a second one.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
     data: dict[str, Any] = {
         "export_id": export_id,

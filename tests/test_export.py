@@ -22,12 +22,13 @@ import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from folksjobs import db, exports, seed
 from folksjobs.blob import BlobKeyError, build_blob_store, check_key, export_key
 from folksjobs.csvsafe import neutralise
 from folksjobs.devstack import free_port
-from folksjobs.models import WF_PROCESS_EXPORT, ProcessExportInput, export_workflow_id
+from folksjobs.models import WF_PROCESS_EXPORT, ExportRows, ProcessExportInput, export_workflow_id
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from workflows.export_csv import ProcessExport
@@ -179,7 +180,9 @@ async def activity_types(handle: WorkflowHandle[Any, Any]) -> list[str]:
 async def test_export_all_contacts_with_custom_field_columns(
     client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
 ) -> None:
-    settings = make_settings(stack, export_batch_rows=2)
+    # Pages of 2 rows and a progress report after every page: the keyset loop and the
+    # progress signal are both exercised.
+    settings = make_settings(stack, export_batch_rows=2, export_progress_seconds=0)
     await seed_contacts(
         owner_pool,
         tenant.workspace_id,
@@ -241,6 +244,14 @@ async def test_export_all_contacts_with_custom_field_columns(
     assert record["blob_key"] == export_key(tenant.workspace_id, result["export_id"])
     assert record["started_at"] <= record["completed_at"] and record["duration_ms"] >= 0
     assert record["error_log"] is None
+    history = await client.get_workflow_handle(f"export-{result['export_id']}").fetch_history()
+    reports = [
+        pydantic_data_converter.payload_converter.from_payload(p, ExportRows)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        for p in e.workflow_execution_signaled_event_attributes.input.payloads
+    ]
+    assert [r.rows for r in reports] == [2, 4, 5]
 
 
 async def test_tag_filter_exports_contacts_with_any_named_tag(
