@@ -85,10 +85,27 @@ async def export_record(dsn: str, workspace_id: str) -> dict[str, object]:
         await owner.close()
 
 
+def start_s3() -> dict[str, str]:
+    """A moto S3 server in this process (not the worker's) and a bucket; the worker's env."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from folksjobs.devstack import free_port
+
+    port = free_port()
+    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                 aws_secret_access_key="bench").create_bucket(Bucket="bench")  # fmt: skip
+    return {"BLOB_URL": "s3://bench/folksjobs", "S3_ENDPOINT_URL": url,
+            "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench"}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--state", type=Path, default=Path("/tmp/export-bench"))
+    ap.add_argument("--s3", action="store_true", help="export to S3 (a local moto server)")
     args = ap.parse_args()
     state: Path = args.state
     pg = EmbeddedPostgres(state / "pg")
@@ -105,6 +122,8 @@ def main() -> None:
             "BLOB_URL": str(state / "blobs"), "OUTBOX_DIR": str(state / "outbox"),
             "COLUMNS": "100",
         }  # fmt: skip
+        if args.s3:
+            env.update(start_s3())
         report = []
         for rows in args.rows:
             t = time.monotonic()
@@ -129,6 +148,7 @@ def main() -> None:
             assert rec["row_count"] == rows, rec
             workflow_s = int(rec["duration_ms"]) / 1000  # type: ignore[call-overload]
             report.append({
+                "store": "s3" if args.s3 else "directory",
                 "rows": rows, "seed_s": round(seeded, 1), "starter_wall_s": round(elapsed, 2),
                 "export_record_s": workflow_s, "rows_per_s": round(rows / workflow_s),
                 "file_mb": round(int(rec["file_bytes"]) / 1e6, 1),  # type: ignore[call-overload]
