@@ -7,9 +7,9 @@ import asyncio
 import logging
 
 from folksjobs.settings import get_settings
-from starter import basic, demo, dev, exports
+from starter import basic, demo, dev, exports, imports
 
-COMMANDS = [dev, demo, basic, exports]
+COMMANDS = [dev, demo, basic, imports, exports]
 
 
 def parser() -> argparse.ArgumentParser:

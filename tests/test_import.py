@@ -171,7 +171,7 @@ async def test_missing_record_fails_at_once_without_retry(
         history = await handle.fetch_history()
     assert "not found" in str(info.value.cause)
     started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
-    assert [e.activity_task_started_event_attributes.attempt for e in started][0] == 1
+    assert started[0].activity_task_started_event_attributes.attempt == 1
     fetches = [
         e
         for e in history.events
@@ -199,7 +199,7 @@ async def test_many_chunks_continue_as_new(
         handle = await confirm_import(
             client, services.pool, settings, tenant.workspace_id, up.import_id
         )
-        result = await handle.result()
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
         runs = [w async for w in client.list_workflows(f"WorkflowId = '{handle.id}'")]
     assert_adds_up(result, 120)
     assert (result["inserted"], result["duplicates"]) == (100, 20)
@@ -236,7 +236,7 @@ async def test_lost_chunk_is_rebuilt_from_the_blob(
         handle = await confirm_import(
             client, services.pool, settings, tenant.workspace_id, up.import_id
         )
-        result = await handle.result()
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
         stop.set()
         assert await flusher >= 1
         history = await handle.fetch_history()
