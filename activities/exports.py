@@ -124,10 +124,16 @@ class ExportActivities:
         Every attempt writes the whole file again from the first contact: the blob store
         publishes a file only on commit (rename / CompleteMultipartUpload), so a crashed
         attempt leaves no visible file, and a retry can never append to or duplicate a
-        partial one. The heartbeat carries the cursor so the UI shows how far it got.
+        partial one. (Resuming from the heartbeat cursor would need the half-written file
+        or upload to outlive the crashed worker; rewriting costs seconds per 100k rows.)
+        The heartbeat carries the cursor so the UI shows how far an attempt got.
         """
         info = activity.info()
         key = export_key(job.workspace_id, job.export_id)
+        # What a killed earlier attempt left behind (a temp file, an open multipart upload)
+        # is never published; clear it so it does not linger.
+        if discarded := await self.blob.discard_unfinished(key):
+            log.info("export %s: discarded %d unfinished upload(s)", job.export_id, discarded)
         neutralise = self.settings.export_neutralise_formulas
         batch_rows = self.settings.export_batch_rows
         writer = await self.blob.open_writer(key)

@@ -8,6 +8,7 @@ aioboto3 (multipart upload, streaming download). Keys are built by the code from
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import posixpath
 import re
@@ -67,6 +68,7 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> None: ...
     async def location(self, key: str) -> str: ...
     def uri(self, key: str) -> str: ...
+    async def discard_unfinished(self, key: str) -> int: ...
     def local_path(self, key: str) -> Path | None: ...
     async def close(self) -> None: ...
 
@@ -135,6 +137,14 @@ class LocalBlobStore:
 
     def uri(self, key: str) -> str:
         return str(self.local_path(key))
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Deletes the temporary files of writers that never committed (a killed worker)."""
+        final = self.local_path(key)
+        stale = list(final.parent.glob(f".{glob.escape(final.name)}.*.part"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
 
     async def close(self) -> None:
         return None
@@ -288,6 +298,19 @@ class S3BlobStore:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Aborts multipart uploads to `key` that never completed (a killed worker): their
+        parts are stored, and billed, until aborted."""
+        client = await self.client()
+        full = self._full(key)
+        resp = await client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)
+        stale = [u for u in resp.get("Uploads", []) if u["Key"] == full]
+        for u in stale:
+            await client.abort_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=u["UploadId"]
+            )
+        return len(stale)
 
     async def close(self) -> None:
         if self._client_cm is not None:

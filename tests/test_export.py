@@ -556,6 +556,13 @@ async def test_s3_blob_store_interface(s3_settings: Settings) -> None:
         assert await store.size("exports/ws/two.csv") is None
         await store.delete(key)
         assert await store.size(key) is None
+        # A writer that dies after its first part leaves an open multipart upload: it is
+        # not an object, and discard_unfinished aborts it.
+        w = await store.open_writer(key)
+        await w.write(b"x" * (5 * 1024 * 1024))
+        assert await store.size(key) is None
+        assert await store.discard_unfinished(key) == 1
+        assert await store.discard_unfinished(key) == 0
         with pytest.raises(BlobKeyError):
             await store.open_writer("../escape.csv")
     finally:
@@ -659,6 +666,8 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
     async with running_worker(client, settings, task_queue):
         result = await handle.result()
     _, rows = parse(final.read_bytes())
+    # The retry cleared the dead attempt's temporary file.
+    assert not list(final.parent.glob(f".{final.name}.*.part"))
     assert [r["email"] for r in rows] == sorted(ids)
     assert [int(r["i"]) for r in rows] == list(range(n))
     assert result["row_count"] == n
