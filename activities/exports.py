@@ -247,11 +247,13 @@ class ExportActivities:
             await conn.execute(
                 "UPDATE exports SET error_log = jsonb_build_object('error', $2::text,"
                 " 'at', now()),"
-                " status = CASE WHEN status = 'completed' THEN status ELSE 'failed' END,"
+                " status = CASE WHEN status = 'completed' THEN status"
+                "   WHEN $3::boolean THEN 'cancelled' ELSE 'failed' END,"
                 " completed_at = coalesce(completed_at, now()),"
                 " duration_ms = coalesce(duration_ms,"
                 "   (extract(epoch FROM now() - started_at) * 1000)::bigint)"
                 " WHERE id = $1",
                 uuid.UUID(failure.export_id),
                 failure.error[:4000],
+                failure.cancelled,
             )

@@ -255,6 +255,7 @@ class ExportFailure(Model):
     export_id: str
     workspace_id: str
     error: str
+    cancelled: bool = False
 
 
 class ExportProgress(Model):

@@ -1,7 +1,8 @@
-"""Commands: export (event export/csv.confirmed) and export status.
+"""Commands: export (event export/csv.confirmed), export status and export cancel.
 
 python -m starter export --workspace W [--tag NAME ...] [--user U] [--no-wait] [--json]
 python -m starter export status EXPORT_ID [--json]
+python -m starter export cancel EXPORT_ID [--json]
 """
 
 from __future__ import annotations
@@ -49,11 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-wait", action="store_true", help="start it and return at once")
     add_json_flag(p)
     p.set_defaults(run=export_cmd)
-    actions = p.add_subparsers(dest="export_action", metavar="status")
+    actions = p.add_subparsers(dest="export_action", metavar="status|cancel")
     s = actions.add_parser("status", help="an export's record and its workflow's progress")
     s.add_argument("export_id")
     add_json_flag(s)
     s.set_defaults(run=status_cmd)
+    c = actions.add_parser("cancel", help="stop a running export (status cancelled, no file)")
+    c.add_argument("export_id")
+    add_json_flag(c)
+    c.set_defaults(run=cancel_cmd)
 
 
 def _dsn(settings: Settings) -> str:
@@ -194,3 +199,17 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
         lines.append(f"  error: {record['error_log'].get('error')}")
     lines.append(f"  {data['ui']}")
     emit(args, data, "\n".join(lines))
+
+
+async def cancel_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    client = await connect(settings)
+    handle = client.get_workflow_handle(export_workflow_id(args.export_id))
+    try:
+        await handle.cancel()
+    except RPCError as e:
+        fail(f"cannot cancel export {args.export_id}: {e.message}")
+    emit(
+        args,
+        {"export_id": args.export_id, "workflow_id": handle.id, "cancel_requested": True},
+        f"cancel requested for {handle.id}",
+    )

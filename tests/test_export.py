@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -20,15 +20,24 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
+from activities.exports import ExportActivities
 from folksjobs import db, exports, seed
 from folksjobs.blob import BlobKeyError, build_blob_store, check_key, export_key
 from folksjobs.csvsafe import neutralise
 from folksjobs.devstack import free_port
 from folksjobs.models import WF_PROCESS_EXPORT, ExportRows, ProcessExportInput, export_workflow_id
+from folksjobs.services import open_services
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from workflows.export_csv import ProcessExport
@@ -687,20 +696,33 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
 
 def starter(settings: Settings, task_queue: str, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "", "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": task_queue, "BLOB_URL": settings.blob_url, "COLUMNS": "100",
-    }  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "starter", *argv], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_TASK_QUEUE": task_queue,
+        "BLOB_URL": settings.blob_url,
+        "COLUMNS": "100",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_starter_export_and_status(
     client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
 ) -> None:
-    await seed_contacts(owner_pool, tenant.workspace_id, [
-        contact(f"s{i}@example.com", tags=["vip"] if i % 2 else []) for i in range(6)
-    ])  # fmt: skip
+    await seed_contacts(
+        owner_pool,
+        tenant.workspace_id,
+        [contact(f"s{i}@example.com", tags=["vip"] if i % 2 else []) for i in range(6)],
+    )
     settings = make_settings(stack)
     ws = tenant.workspace_id
     async with running_worker(client, settings, task_queue):
@@ -722,7 +744,10 @@ async def test_starter_export_and_status(
         assert status.returncode == 0, status.stderr
         record = json.loads(status.stdout)
         assert (record["status"], record["row_count"], record["tag_names"]) == (
-            "completed", 3, ["vip"])  # fmt: skip
+            "completed",
+            3,
+            ["vip"],
+        )
         assert record["workflow_status"] == "COMPLETED"
         assert record["location"] == out["location"]
 
@@ -755,14 +780,26 @@ async def test_round_trip_export_then_import(
     from tests.importing import import_bytes
 
     source = [
-        contact("ada@example.com", first_name="Ada", last_name="Lovelace", company="Engines, Ltd",
-                phone="+441234567", custom_fields={"plan": "pro", "seats": "5"}, tags=["vip"]),
-        contact("zoe@example.com", first_name="Zoë", last_name="Ærø 日本語 🚀",
-                company='The "Best" Co', custom_fields={"notes": "line one\nline two, \"quoted\""}),
+        contact(
+            "ada@example.com",
+            first_name="Ada",
+            last_name="Lovelace",
+            company="Engines, Ltd",
+            phone="+441234567",
+            custom_fields={"plan": "pro", "seats": "5"},
+            tags=["vip"],
+        ),
+        contact(
+            "zoe@example.com",
+            first_name="Zoë",
+            last_name="Ærø 日本語 🚀",
+            company='The "Best" Co',
+            custom_fields={"notes": 'line one\nline two, "quoted"'},
+        ),
         contact("neg@example.com", first_name="Neg", custom_fields={"balance": "-12.5"}),
         contact("min@example.com"),
         contact("evil@example.com", company="=SUM(A1:A2)", custom_fields={"plan": "@cmd"}),
-    ]  # fmt: skip
+    ]
     await seed_contacts(owner_pool, tenant.workspace_id, source)
     settings = make_settings(stack, temporal_task_queue=task_queue)
     _, _, data = await run_export(client, settings, task_queue, tenant.workspace_id)
@@ -770,9 +807,14 @@ async def test_round_trip_export_then_import(
     target = await seed.create_workspace(owner_pool, tenant.user_id, "Round trip")
     async with running_worker(client, settings, task_queue) as services:
         _, result = await import_bytes(
-            client, services, settings, target, tenant.user_id, data,
+            client,
+            services,
+            settings,
+            target,
+            tenant.user_id,
+            data,
             overrides=["avatar_url=skip", "created_at=skip", "updated_at=skip", "tags=skip"],
-        )  # fmt: skip
+        )
     assert result["inserted"] == len(source) and result["failed"] == 0
     before = await imported_contacts(owner_pool, tenant.workspace_id)
     after = await imported_contacts(owner_pool, target)
@@ -783,3 +825,65 @@ async def test_round_trip_export_then_import(
     assert got["company"] == "'" + evil["company"]
     assert got["custom_fields"] == {"plan": "'@cmd"}
     assert after == before
+
+
+# --- cancel -----------------------------------------------------------------------------
+
+
+class HoldingExportActivities(ExportActivities):
+    """stream-export stops after its first page, heartbeating, until it is cancelled."""
+
+    reached: asyncio.Event
+
+    async def after_batch(self, rows: int) -> None:
+        self.reached.set()
+        while True:
+            activity.heartbeat({"held_at_rows": rows})
+            await asyncio.sleep(0.1)
+
+
+async def test_cancel_mid_stream_publishes_nothing(
+    client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
+) -> None:
+    await seed_contacts(
+        owner_pool, tenant.workspace_id, [contact(f"c{i}@example.com") for i in range(20)]
+    )
+    settings = make_settings(stack, export_batch_rows=5)
+    async with open_services(settings, pool_size=4) as s:
+        a = HoldingExportActivities(s.pool, s.blob, s.email, s.settings)
+        a.reached = asyncio.Event()
+        activities: list[Callable[..., Any]] = [
+            a.resolve_tag_filter,
+            a.upload_empty,
+            a.resolve_export_metadata,
+            a.stream_export,
+            a.send_notification,
+            a.mark_failed,
+        ]
+        async with Worker(
+            client, task_queue=task_queue, workflows=[ProcessExport], activities=activities
+        ):
+            handle = await start_export(
+                client, s.pool, task_queue, tenant.workspace_id, heartbeat=2.0
+            )
+            await asyncio.wait_for(a.reached.wait(), timeout=120)
+            export_id = handle.id.removeprefix("export-")
+            out = await asyncio.to_thread(
+                starter, settings, task_queue, "export", "cancel", export_id, "--json"
+            )
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["cancel_requested"] is True
+            with pytest.raises(WorkflowFailureError) as info:
+                await handle.result()
+            desc = await handle.describe()
+    assert "cancel" in _root(info.value).lower()
+    assert desc.status == WorkflowExecutionStatus.CANCELED
+    record = await exports.get_export(owner_pool, export_id)
+    assert record["status"] == "cancelled"
+    assert record["error_log"]["error"] == "cancelled by request"
+    final = Path(settings.blob_url) / export_key(tenant.workspace_id, export_id)
+    assert not final.exists()
+    assert not list(final.parent.glob(f".{final.name}.*.part"))
+    assert outbox(settings.outbox_dir) == []
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+    assert attrs["JobStatus"] == "cancelled"

@@ -10,17 +10,19 @@
 |                         | beats its cursor; a retry rewrites the file from scratch      |
 | send-notification       | notify_on_export_complete on => the user gets the link       |
 | mark-export-failed      | on any failure: status failed with the error; then re-raise  |
+|                         | (cancelled on a workflow cancellation)                       |
 
 Only ids, tag ids, column names and counts cross Temporal: the contacts stay in SQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ROWS_SIGNAL, ExportActivities
@@ -76,23 +78,18 @@ class ProcessExport:
         )
         try:
             file = await self._export(inp)
-        except ActivityError as e:
+        except (asyncio.CancelledError, ActivityError) as e:
+            # A workflow cancellation reaches us either directly or as the cancelled
+            # activity's ActivityError, depending on where the run was waiting.
+            if is_cancelled_exception(e):
+                self._stage = "cancelled"
+                workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
+                await self._mark_failed(inp, "cancelled by request", cancelled=True)
+                raise
             failed_stage = self._stage
             self._stage = "failed"
             workflow.upsert_search_attributes([JOB_STATUS.value_set("failed")])
-            try:
-                await workflow.execute_activity_method(
-                    ExportActivities.mark_failed,
-                    ExportFailure(
-                        export_id=inp.export_id,
-                        workspace_id=inp.workspace_id,
-                        error=f"{failed_stage}: {_root_message(e)}",
-                    ),
-                    start_to_close_timeout=SHORT,
-                    retry_policy=RETRY,
-                )
-            except ActivityError as mark_error:
-                workflow.logger.error("could not mark export failed: %s", mark_error)
+            await self._mark_failed(inp, f"{failed_stage}: {_root_message(e)}")
             raise
         self._stage = "completed"
         workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
@@ -103,6 +100,22 @@ class ProcessExport:
             blob_key=file.blob_key,
             location=file.uri,
         )
+
+    async def _mark_failed(
+        self, inp: ProcessExportInput, error: str, cancelled: bool = False
+    ) -> None:
+        failure = ExportFailure(
+            export_id=inp.export_id, workspace_id=inp.workspace_id, error=error, cancelled=cancelled
+        )
+        try:
+            await workflow.execute_activity_method(
+                ExportActivities.mark_failed,
+                failure,
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as mark_error:  # the original failure is the one to report
+            workflow.logger.error("could not mark export %s: %s", inp.export_id, mark_error)
 
     async def _export(self, inp: ProcessExportInput) -> ExportFile:
         job = ExportJob(export_id=inp.export_id, workspace_id=inp.workspace_id)
