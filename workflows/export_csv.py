@@ -4,7 +4,8 @@
 |-------------------------|--------------------------------------------------------------|
 | resolve-tag-filter      | marks the export processing; its tag names -> the workspace's |
 |                         | tag ids (contacts carrying ANY of them); none named, no filter|
-| upload-empty            | the filter matched nothing: a header-only CSV, export done    |
+| upload-empty            | nothing to export (the tags match no contact, or the work-    |
+|                         | space has none): a header-only CSV, export completed at once |
 | resolve-export-metadata | distinct custom-field keys and the row count, concurrently   |
 | stream-export           | keyset pages of 1,000 -> streaming CSV -> blob store; heart-  |
 |                         | beats its cursor; a retry rewrites the file from scratch      |
