@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -33,7 +33,7 @@ from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
 from folksjobs import db, exports, seed
-from folksjobs.blob import BlobKeyError, build_blob_store, check_key, export_key
+from folksjobs.blob import BlobKeyError, S3BlobStore, build_blob_store, check_key, export_key
 from folksjobs.csvsafe import neutralise
 from folksjobs.devstack import free_port
 from folksjobs.models import WF_PROCESS_EXPORT, ExportRows, ProcessExportInput, export_workflow_id
@@ -526,24 +526,29 @@ def moto_s3() -> Any:
     server.stop()
 
 
-@pytest.fixture
-async def s3_settings(stack: Stack, moto_s3: str) -> AsyncIterator[Settings]:
+async def new_bucket_settings(stack: Stack, moto_url: str) -> Settings:
+    """Settings for a fresh bucket on the moto server (BLOB_URL=s3://bucket/prefix)."""
     import aioboto3
 
     bucket = f"exports-{uuid.uuid4().hex[:8]}"
     session = aioboto3.Session(
         aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
     )
-    async with session.client("s3", endpoint_url=moto_s3) as s3:
+    async with session.client("s3", endpoint_url=moto_url) as s3:
         await s3.create_bucket(Bucket=bucket)
-    yield make_settings(
+    return make_settings(
         stack,
         blob_url=f"s3://{bucket}/tenant-files",
-        s3_endpoint_url=moto_s3,
+        s3_endpoint_url=moto_url,
         s3_access_key_id="test",
         s3_secret_access_key="test",
         s3_multipart_part_bytes=5 * 1024 * 1024,
     )
+
+
+@pytest.fixture
+async def s3_settings(stack: Stack, moto_s3: str) -> Settings:
+    return await new_bucket_settings(stack, moto_s3)
 
 
 async def test_s3_blob_store_interface(s3_settings: Settings) -> None:
@@ -626,16 +631,46 @@ async def test_s3_export_equals_directory_export_byte_for_byte(
 # --- a worker killed in the middle of stream-export ------------------------------------
 
 
+async def unfinished_uploads(settings: Settings, key: str) -> int:
+    """What a dead writer left: temp files (directory) or open multipart uploads (S3)."""
+    store = build_blob_store(settings)
+    try:
+        if isinstance(store, S3BlobStore):
+            s3 = await store.client()
+            resp = await s3.list_multipart_uploads(
+                Bucket=store.bucket, Prefix=store.uri(key)[len(f"s3://{store.bucket}/") :]
+            )
+            return len(resp.get("Uploads", []))
+        final = store.local_path(key)
+        assert final is not None
+        return len(list(final.parent.glob(f".{final.name}.*.part")))
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("backend", ["directory", "s3"])
 async def test_worker_killed_mid_stream_still_yields_complete_file(
-    client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
+    client: Client,
+    stack: Stack,
+    owner_pool: asyncpg.Pool,
+    tenant: Tenant,
+    task_queue: str,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     n = 600
+    # Through S3 the rows are padded so the dead attempt has uploaded a 5 MB part.
+    pad = "p" * 20_000 if backend == "s3" else ""
     ids = await seed_contacts(
         owner_pool,
         tenant.workspace_id,
-        [contact(f"k{i:04d}@example.com", custom_fields={"i": i}) for i in range(n)],
+        [contact(f"k{i:04d}@example.com", custom_fields={"i": i, "pad": pad}) for i in range(n)],
     )
-    settings = make_settings(stack, export_batch_rows=50)
+    if backend == "s3":
+        base = await new_bucket_settings(stack, request.getfixturevalue("moto_s3"))
+    else:
+        base = make_settings(stack)
+    settings = base.model_copy(update={"export_batch_rows": 50})
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -646,6 +681,10 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
         "BLOB_URL": settings.blob_url,
         "OUTBOX_DIR": str(settings.outbox_dir),
         "EXPORT_BATCH_ROWS": "50",
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "S3_ACCESS_KEY_ID": "test",
+        "S3_SECRET_ACCESS_KEY": "test",
+        "S3_MULTIPART_PART_BYTES": str(settings.s3_multipart_part_bytes),
         "CRASH_AFTER_ROWS": "300",
     }
     app_pool = await db.create_pool(settings.database_url or "", max_size=2)
@@ -667,18 +706,19 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
     assert proc.returncode == -9, out.decode()
     assert b"killing the worker after 300 rows" in out
     key = export_key(tenant.workspace_id, handle.id.removeprefix("export-"))
-    final = Path(settings.blob_url) / key
-    # The dead attempt left only its unpublished temporary file, never a truncated export.
-    assert not final.exists()
-    assert list(final.parent.glob(f".{final.name}.*.part"))
+    # The dead attempt left an unfinished upload, never a published (truncated) export.
+    assert await unfinished_uploads(settings, key) == 1
 
-    async with running_worker(client, settings, task_queue):
+    async with running_worker(client, settings, task_queue) as services:
+        assert await services.blob.size(key) is None
         result = await handle.result()
-    _, rows = parse(final.read_bytes())
-    # The retry cleared the dead attempt's temporary file.
-    assert not list(final.parent.glob(f".{final.name}.*.part"))
+        data = b"".join([c async for c in services.blob.read(key)])
+    # The retry cleared the dead attempt's leftovers and wrote the whole file once.
+    assert await unfinished_uploads(settings, key) == 0
+    _, rows = parse(data)
     assert [r["email"] for r in rows] == sorted(ids)
     assert [int(r["i"]) for r in rows] == list(range(n))
+    assert all(r["pad"] == pad for r in rows)
     assert result["row_count"] == n
     history = await handle.fetch_history()
     stream_attempts = [
