@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from datetime import timedelta
 
 from temporalio import activity
 from temporalio.worker import Worker
@@ -48,6 +49,9 @@ async def main() -> None:
                 a.send_notification,
                 a.mark_failed,
             ],
+            # The workflow's next task waits this long on the dead worker's sticky queue
+            # before it goes to the shared one (the default 10 s only slows the test).
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
         )
         print("worker ready", flush=True)
         await worker.run()
