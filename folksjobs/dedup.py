@@ -41,23 +41,28 @@ def last_wins(
     return superseded, by_digest
 
 
-async def claim(
-    redis: Redis, key: str, chunk_index: int, digests: list[bytes], ttl: int
-) -> set[bytes]:
+# One round trip per chunk: claim every email the chunk carries and report (by position)
+# those an earlier chunk already owns. Server-side, so a million emails are not a million
+# client commands.
+_CLAIM = """
+local ttl, owner, taken = tonumber(ARGV[1]), ARGV[2], {}
+for i = 3, #ARGV do
+    local cur = redis.call('HGET', KEYS[1], ARGV[i])
+    if not cur then
+        redis.call('HSET', KEYS[1], ARGV[i], owner)
+    elseif cur ~= owner then
+        taken[#taken + 1] = i - 3
+    end
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+return taken
+"""
+
+
+async def claim(redis: Redis, key: str, chunk_index: int, digests: list[bytes],
+                ttl: int) -> set[bytes]:  # fmt: skip
     """Claim `digests` for this chunk; returns those an earlier chunk already owns."""
     if not digests:
         return set()
-    pipe = redis.pipeline(transaction=False)
-    for d in digests:
-        pipe.hsetnx(key, d, chunk_index)
-    pipe.expire(key, ttl)
-    created = (await pipe.execute())[:-1]
-    contested = [d for d, new in zip(digests, created, strict=True) if not new]
-    if not contested:
-        return set()
-    owners = await redis.hmget(key, contested)
-    return {
-        d
-        for d, owner in zip(contested, owners, strict=True)
-        if owner is not None and int(owner) != chunk_index
-    }
+    positions = await redis.eval(_CLAIM, 1, key, ttl, str(chunk_index), *digests)
+    return {digests[int(i)] for i in positions}
