@@ -19,11 +19,13 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.digest import DigestActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
 from workflows.send_welcome import SendWelcome
+from workflows.weekly_digest import WeeklyDigest
 
 log = logging.getLogger("folksjobs.worker")
 
@@ -42,8 +44,14 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
     return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
 
 
+def _digest(s: Services) -> list[Callable[..., Any]]:
+    acts = DigestActivities(s.pool, s.email, s.settings)
+    return [acts.get_workspaces, acts.digest_workspace]
+
+
 JOBS: list[Job] = [
     Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
+    Job("weekly-digest", "job_digest_enabled", [WeeklyDigest], _digest),
 ]
 
 
