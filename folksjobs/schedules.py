@@ -347,5 +347,14 @@ def describe_dict(schedule_id: str, desc: ScheduleDescription) -> dict[str, Any]
     }
 
 
-async def describe(client: Client, schedule_id: str) -> dict[str, Any]:
-    return describe_dict(schedule_id, await client.get_schedule_handle(schedule_id).describe())
+async def describe(client: Client, schedule_id: str, *, statuses: bool = False) -> dict[str, Any]:
+    data = describe_dict(schedule_id, await client.get_schedule_handle(schedule_id).describe())
+    if statuses:
+        # The latest run of each recent action's continue-as-new chain.
+        for action in data["recent_actions"]:
+            try:
+                run = await client.get_workflow_handle(action["workflow_id"]).describe()
+                action["status"] = run.status.name if run.status else None
+            except RPCError:
+                action["status"] = None  # retention expired
+    return data

@@ -124,7 +124,7 @@ async def schedule_cmd(args: argparse.Namespace, settings: Settings) -> None:
                 f"{end:%Y-%m-%d %H:%M} UTC, one after another",
             )
         else:
-            data = await schedules.describe(client, sid)
+            data = await schedules.describe(client, sid, statuses=True)
             emit(args, data, _show_text(data))
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
@@ -148,7 +148,8 @@ def _show_text(d: dict[str, Any]) -> str:
         "recent runs  "
         + (
             "\n             ".join(
-                f"{a['scheduled_at']}  {a['workflow_id']}" for a in d["recent_actions"]
+                f"{a['scheduled_at']}  {a['workflow_id']}  {a['status'] or '?'}"
+                for a in d["recent_actions"]
             )
             or "-"
         ),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp import web
 from temporalio.client import Client, WorkflowFailureError
 
 from folksjobs import db, seed
@@ -44,6 +45,7 @@ from folksjobs.schedules import (
     set_paused,
 )
 from tests.conftest import Stack, make_settings, running_worker
+from tests.fakes import FakeEmailProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 # A Monday 08:00 UTC: the run reports on [2025-02-24 08:00, 2025-03-03 08:00).
@@ -289,6 +291,42 @@ async def test_digest_emails_stats_and_isolation(
     assert to(outbox(settings2.outbox_dir), crashed_email) == []
     assert second.summary.already_sent >= 2
     assert await spaces.sends(busy) == [(week.week_start, "sent")]
+
+
+class AcceptThenTimeOut(FakeEmailProvider):
+    """Accepts the first message to `victim`, then answers too late: the send times out."""
+
+    def __init__(self, victim: str, delay: float) -> None:
+        super().__init__()
+        self.victim = victim
+        self.delay = delay
+
+    async def emails(self, request: web.Request) -> web.Response:
+        first = self.victim not in {to for a in self.accepted for to in a["to"]}
+        response = await super().emails(request)
+        if first and self.victim in {to for a in self.accepted for to in a["to"]}:
+            await asyncio.sleep(self.delay)
+        return response
+
+
+async def test_send_retried_after_provider_timeout_is_not_duplicated(
+    client: Client, stack: Stack, spaces: Workspaces, task_queue: str
+) -> None:
+    at = datetime(2025, 4, 7, 8, tzinfo=UTC)
+    wid, email = await spaces.new()
+    await spaces.contacts(wid, ("n@n.com", at - timedelta(days=1)))
+    provider = AcceptThenTimeOut(email, delay=1.5)
+    async with provider:
+        settings = make_settings(
+            stack, email_backend="http", email_api_url=provider.url, email_timeout_seconds=0.5
+        )
+        async with running_worker(client, settings, task_queue):
+            result = await run_digest(client, task_queue, at)
+    mine = [a for a in provider.accepted if a["to"] == [email]]
+    assert len(mine) == 1  # the retry carried the same key and was dropped as a duplicate
+    assert provider.idempotency_keys.count(digest_send_key(wid, date(2025, 3, 31))) == 2
+    assert wid not in result.failed_workspace_ids
+    assert await spaces.sends(wid) == [(date(2025, 3, 31), "sent")]
 
 
 async def test_naive_scheduled_time_is_refused(
