@@ -229,7 +229,9 @@ async def apply_schedule(client: Client, want: DigestSchedule) -> tuple[ApplyOut
                 action=want.action(),
                 spec=spec,
                 policy=want.policy(),
-                state=ScheduleState(note="created by `python -m starter schedule apply`"),
+                state=ScheduleState(
+                    note="managed by folksjobs: `python -m starter schedule apply`"
+                ),
             ),
         )
         return "created", []
