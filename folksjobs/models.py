@@ -65,12 +65,24 @@ class ProcessCsvInput(Model):
     resume: ImportCursor | None = None
 
 
+class ImportOptions(Model):
+    """The worker's import settings, recorded in history so replays see the same values."""
+
+    chunk_rows: int
+    sub_batch_rows: int
+    parallel_chunks: int
+    chunks_per_run: int
+
+
 class ImportCursor(Model):
     chunk_count: int
     total_rows: int
     next_chunk: int
+    chunks_done: int = 0
     rechunks: int = 0
     started_at: datetime
+    options: ImportOptions
+    counts: ImportCounts
 
 
 class ImportRecord(Model):
@@ -80,6 +92,7 @@ class ImportRecord(Model):
     status: str
     blob_key: str
     total_rows: int
+    options: ImportOptions
 
 
 class ChunkPlan(Model):
@@ -215,6 +228,7 @@ class WeeklyDigestInput(Model):
 
 DigestOutcome = Literal["sent", "skipped_disabled", "skipped_no_activity", "failed", "already_sent"]
 
+
 class DigestSummary(Model):
     sent: int = 0
     skipped_disabled: int = 0
@@ -224,11 +238,6 @@ class DigestSummary(Model):
 
     def count(self, outcome: DigestOutcome) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
-
-    @property
-    def workspaces(self) -> int:
-        return (self.sent + self.skipped_disabled + self.skipped_no_activity + self.failed
-                + self.already_sent)  # fmt: skip
 
 
 # Failed workspace ids kept in the result for the operator; the count is always exact.
@@ -280,5 +289,6 @@ class WeeklyDigestResult(Model):
     failed_workspace_ids: list[str] = []
 
 
+ImportCursor.model_rebuild()
 ProcessCsvInput.model_rebuild()
 WeeklyDigestInput.model_rebuild()
