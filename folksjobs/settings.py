@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,8 +92,11 @@ class Settings(BaseSettings):
     # --- Digest ---------------------------------------------------------------------
     digest_cron: str = "0 8 * * 1"
     digest_schedule_id: str = "weekly-digest"
-    digest_page_size: int = 500
-    digest_concurrency: int = 20
+    digest_page_size: Annotated[int, Field(ge=1)] = 500
+    digest_concurrency: Annotated[int, Field(ge=1)] = 20
+    # A run missed while Temporal was down still starts if it comes back within this
+    # window (once: overlap policy SKIP); older weeks need `schedule backfill`.
+    digest_catchup_window_seconds: Annotated[int, Field(ge=60)] = 24 * 3600
 
     # --- Jobs on/off (spec 004: registration gated by flags) ------------------------
     job_import_enabled: bool = True
