@@ -46,6 +46,13 @@ def last_wins(
 # client commands.
 _CLAIM = """
 local ttl, owner, taken = tonumber(ARGV[1]), ARGV[2], {}
+-- The hash carries a start marker set by chunk 0: a later chunk that finds it gone knows
+-- Redis lost the import's state mid-way, and must not decide duplicates from an empty hash.
+if owner == '0' then
+    redis.call('HSET', KEYS[1], '_', '1')
+elseif redis.call('HEXISTS', KEYS[1], '_') == 0 then
+    return redis.error_reply('DEDUP_STATE_LOST')
+end
 for i = 3, #ARGV do
     local cur = redis.call('HGET', KEYS[1], ARGV[i])
     if not cur then
@@ -62,7 +69,5 @@ return taken
 async def claim(redis: Redis, key: str, chunk_index: int, digests: list[bytes],
                 ttl: int) -> set[bytes]:  # fmt: skip
     """Claim `digests` for this chunk; returns those an earlier chunk already owns."""
-    if not digests:
-        return set()
     positions = await redis.eval(_CLAIM, 1, key, ttl, str(chunk_index), *digests)
     return {digests[int(i)] for i in positions}

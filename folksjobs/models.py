@@ -99,6 +99,8 @@ class ChunkPlan(Model):
     import_id: str
     workspace_id: str
     chunk_rows: int
+    # Bumped each time lost chunks are rebuilt; process-batch waits for its generation.
+    generation: int = 0
 
 
 class ChunkPlanResult(Model):
@@ -111,6 +113,7 @@ class ChunkJob(Model):
     workspace_id: str
     chunk_index: int
     sub_batch_rows: int
+    generation: int = 0
 
 
 class ChunkResult(Model):

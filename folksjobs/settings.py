@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     import_sub_batch_rows: int = 1000
     import_parallel_chunks: int = 4
     chunk_ttl_seconds: int = 3600
+    # process-batch waits this long for its chunk without any chunking progress before
+    # it declares the chunk lost (and the workflow rebuilds it from the blob).
+    chunk_wait_seconds: float = 120.0
     error_samples_max: int = 10
     error_report_threshold: float = 0.05
     imports_per_workspace_limit: int = 5
