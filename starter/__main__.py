@@ -1,23 +1,28 @@
-"""`python -m starter`: run the CLI, then leave without interpreter teardown.
-
-The Temporal client's Rust threads can outlive the event loop and abort CPython's
-finalisation ("Fatal Python error: PyGILState_Release ... Python runtime state:
-finalizing", temporalio/sdk-python#300), turning a finished command into a SIGABRT.
-By the time main() returns everything is done; only the output needs flushing.
-"""
-
 import os
 import sys
+import traceback
 
 from starter.cli import main
 
-code = 0
-try:
-    main()
-except SystemExit as e:
-    if isinstance(e.code, str):
+
+def _run() -> int:
+    try:
+        main()
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
         print(e.code, file=sys.stderr)
-    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+code = _run()
 sys.stdout.flush()
 sys.stderr.flush()
+# The Temporal client's Rust threads can crash CPython's finalization (segfault/abort in
+# about 1 exit of 15: temporalio/sdk-python#300); every command has finished and flushed
+# its output by now, so the process ends without finalizing.
 os._exit(code)

@@ -7,9 +7,9 @@ import asyncio
 import logging
 
 from folksjobs.settings import get_settings
-from starter import basic, demo, dev, exports, imports
+from starter import basic, demo, dev, exports, imports, schedule
 
-COMMANDS = [dev, demo, basic, imports, exports]
+COMMANDS = [dev, demo, basic, imports, exports, schedule]
 
 
 def parser() -> argparse.ArgumentParser:
