@@ -443,6 +443,18 @@ async def test_other_workspaces_contacts_never_appear(
         assert [r["email"] for r in rows] == ["mine@example.com"]
         assert "secret" not in head and b"other" not in data
         assert record["row_count"] == 1
+    # Row-level security is the second wall: inside workspace A's transaction the export's
+    # queries see nothing of B's, even when they ask for B by id.
+    app = await db.create_pool(settings.database_url or "", max_size=1)
+    try:
+        async with db.tenant_tx(app, tenant.workspace_id) as conn:
+            assert await exports.fetch_batch(conn, other, None, 0, 100) == []
+            assert await exports.count_contacts(conn, other, None) == 0
+            assert await exports.custom_keys(conn, other, None) == []
+        async with db.tenant_tx(app, other) as conn:
+            assert await exports.count_contacts(conn, other, None) == 5
+    finally:
+        await app.close()
 
 
 async def test_bad_requests_are_refused(
