@@ -19,6 +19,7 @@ WF_PROCESS_EXPORT = "ProcessExport"
 WF_SEND_WELCOME = "SendWelcome"
 WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
+WF_IMPORT_GATE = "WorkspaceImportGate"
 
 
 class Model(BaseModel):
@@ -192,6 +193,39 @@ class ExportResult(Model):
 class WeeklyDigestInput(Model):
     # The Monday 08:00 UTC the run reports on; empty => the schedule's scheduled time.
     scheduled_for: datetime | None = None
+
+
+# --- concurrency gate (at most N imports per workspace, spec 003) ---------------------
+
+
+class SlotRequest(Model):
+    gate: str = Field(description="Which gate: e.g. 'import-gate'")
+    key: str = Field(description="What the limit is per: e.g. the workspace id")
+    holder_id: str = Field(description="Workflow id of the run asking for a slot")
+    limit: int = Field(default=0, ge=0, description="Filled in from settings by request-slot")
+
+
+class SlotRelease(Model):
+    holder_id: str
+
+
+class GateInput(Model):
+    gate: str
+    key: str
+    limit: int = Field(ge=1)
+    idle_seconds: float = 300.0
+    check_seconds: float = 30.0
+    # Carried across continue-as-new.
+    holders: list[str] = []
+    waiting: list[str] = []
+
+
+class GateState(Model):
+    gate: str
+    key: str
+    limit: int
+    holders: list[str]
+    waiting: list[str]
 
 
 ProcessCsvInput.model_rebuild()

@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from folksjobs import db
+from folksjobs import db, metrics
 from folksjobs.blob import BlobStore, build_blob_store
 from folksjobs.mailer import EmailSender, build_sender
 from folksjobs.settings import Settings
@@ -43,7 +43,8 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
     http = aiohttp.ClientSession()
     blob = build_blob_store(settings)
     try:
-        yield Services(settings, pool, redis, http, blob, build_sender(settings, http))
+        sender = metrics.CountingSender(build_sender(settings, http))
+        yield Services(settings, pool, redis, http, blob, sender)
     finally:
         await blob.close()
         await http.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +105,8 @@ class Settings(BaseSettings):
     worker_graceful_shutdown_seconds: float = 30.0
     metrics_bind: str | None = None
     log_level: str = "INFO"
+    # text, or json: one object a line with workflow/run/activity/workspace ids.
+    log_format: Literal["text", "json"] = "text"
     # Base64 AES-256 keys "id:key,id:key"; the first encrypts, all decrypt.
     payload_encryption_keys: SecretStr | None = None
 
