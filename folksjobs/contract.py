@@ -85,6 +85,7 @@ class Contract:
         defn = self.defns.get(spec.workflow)
         result = defn.ret_type if defn is not None else spec.result
         example = json.dumps(_example(spec.input))
+        shown = self._ref(result, mode="serialization") if result else "set when registered"
         lines = [
             f"### {spec.workflow}",
             "",
@@ -96,7 +97,7 @@ class Contract:
             f"- workflow id: `{spec.workflow_id}`",
             f"- task queue: `{TASK_QUEUE}`",
             f"- input: {self._ref(spec.input)}",
-            f"- result: {self._ref(result, mode='serialization') if result else 'defined when the job is registered'}",
+            f"- result: {shown}",
             f"- retries: {spec.retries} (each activity: at most {spec.retries + 1} attempts)",
             f"- search attributes: {', '.join(f'`{a}`' for a in spec.search_attributes)}",
             *self._handlers(defn),
