@@ -19,14 +19,19 @@ calling `acquire_slot` again in the new run is granted at once.
 
 In a workflow:
 
-    slot = await acquire_slot(inp.workspace_id)
-    try: ...
-    finally: await release_slot(slot)
+    async with held_slot(inp.workspace_id):
+        ...  # at most N of these run per workspace
+
+`held_slot` releases on return, failure and cancellation, but not on continue-as-new
+(the next run keeps the slot by calling `held_slot` again) nor when the worker evicts
+the run from its cache (a plain `finally` would try to signal from a dead event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -194,3 +199,14 @@ async def release_slot(slot: Slot) -> None:
     except FailureError:
         # The gate only ends when nobody holds a slot, so there is nothing to free.
         workflow.logger.info("gate %s not running; nothing to release", slot.gate_workflow_id)
+
+
+@asynccontextmanager
+async def held_slot(key: str, *, gate: str = IMPORT_GATE) -> AsyncIterator[Slot]:
+    slot = await acquire_slot(key, gate=gate)
+    try:
+        yield slot
+    except (Exception, asyncio.CancelledError):
+        await release_slot(slot)
+        raise
+    await release_slot(slot)
