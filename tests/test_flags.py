@@ -1,0 +1,68 @@
+"""Registration gated by flags (spec 004): a disabled job's workflow is not on the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from folksjobs.models import WF_IMPORT_GATE, WF_SEND_WELCOME, SendWelcomeInput
+from tests.conftest import Stack, make_settings, running_worker
+from worker import JOBS, build_worker, enabled_jobs
+
+
+def _names(worker_config: Mapping[str, Any]) -> set[str]:
+    from temporalio.workflow import _Definition
+
+    return {_Definition.must_from_class(c).name or "" for c in worker_config["workflows"]}
+
+
+def test_every_job_flag_is_a_setting(stack: Stack) -> None:
+    settings = make_settings(stack)
+    for job in JOBS:
+        assert getattr(settings, job.flag) is True, job.flag
+    assert enabled_jobs(make_settings(stack, job_welcome_enabled=False)) == [
+        j for j in JOBS if j.name != "send-welcome"
+    ]
+
+
+async def test_disabled_job_is_not_registered_and_runs_nothing(
+    client: Client,
+    stack: Stack,
+    migrated: str,
+    task_queue: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(stack, job_welcome_enabled=False)
+    caplog.set_level(logging.INFO, logger="folksjobs.worker")
+    async with running_worker(client, settings, task_queue) as services:
+        worker = build_worker(client, services, task_queue=f"{task_queue}-inspect")
+        config = worker.config()
+        assert WF_SEND_WELCOME not in _names(config)
+        assert WF_IMPORT_GATE in _names(config)
+        assert "send-welcome" not in {getattr(a, "__temporal_activity_definition").name
+                                      for a in config["activities"]}  # fmt: skip
+        # A start that bypasses dispatch reaches the worker, which refuses the type.
+        handle = await client.start_workflow(
+            WF_SEND_WELCOME, SendWelcomeInput(user_id=str(uuid.uuid4())),
+            id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
+        )  # fmt: skip
+        failure = ""
+        for _ in range(300):
+            async for event in handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    failure = event.workflow_task_failed_event_attributes.failure.message
+            if failure:
+                break
+            await asyncio.sleep(0.1)
+        await handle.terminate("test over")
+    assert f"Workflow class {WF_SEND_WELCOME} is not registered" in failure
+    assert "registering jobs [] " in caplog.text
+    assert "(disabled: ['send-welcome'])" in caplog.text
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == 0
