@@ -9,8 +9,6 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -18,13 +16,13 @@ import pytest
 from temporalio import workflow as wf
 from temporalio.client import Client
 
-from folksjobs import blob, catalog, contract
+from folksjobs import catalog, contract
 from folksjobs.devstack import temporal_cli
 from folksjobs.models import WF_IMPORT_GATE, GateState
-from folksjobs.services import Services
 from folksjobs.settings import ROOT
 from starter.contract import generate
 from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.jobcases import CASES
 from worker import all_workflows
 
 REGISTERED = {wf._Definition.must_from_class(c).name: c for c in all_workflows()}
@@ -55,73 +53,6 @@ def raw_input(model_name: str, values: dict[str, Any]) -> str:
     missing = [f for f in schema.get("required", []) if f not in values]
     assert not missing, f"test has no value for required {missing}"
     return json.dumps({k: v for k, v in values.items() if k in schema["properties"]})
-
-
-@dataclass
-class Case:
-    """How to prepare one job's run and what its result must show."""
-
-    setup: Callable[[Tenant, asyncpg.Pool, Services], Awaitable[tuple[str, dict[str, Any]]]]
-    check: Callable[[dict[str, Any]], None]
-
-
-async def _welcome(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
-    return f"welcome-{t.user_id}-{uuid.uuid4().hex[:6]}", {"user_id": t.user_id}
-
-
-async def _import(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
-    import_id = str(uuid.uuid4())
-    key = blob.import_key(t.workspace_id, import_id)
-    data = b"email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n"
-    writer = await s.blob.open_writer(key)
-    await writer.write(data)
-    await writer.commit()
-    await owner.execute(
-        "INSERT INTO imports (id, workspace_id, user_id, file_name, blob_key, file_bytes,"
-        " headers) VALUES ($1, $2, $3, 'contract.csv', $4, $5, '[\"email\", \"first_name\"]')",
-        uuid.UUID(import_id), uuid.UUID(t.workspace_id), uuid.UUID(t.user_id), key, len(data),
-    )  # fmt: skip
-    ids = {"import_id": import_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
-    return f"import-{import_id}", ids
-
-
-async def _export(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
-    export_id = str(uuid.uuid4())
-    await owner.executemany(
-        "INSERT INTO contacts (workspace_id, email) VALUES ($1, $2)",
-        [(uuid.UUID(t.workspace_id), f"c{i}@example.com") for i in range(2)],
-    )
-    await owner.execute(
-        "INSERT INTO exports (id, workspace_id, user_id) VALUES ($1, $2, $3)",
-        uuid.UUID(export_id), uuid.UUID(t.workspace_id), uuid.UUID(t.user_id),
-    )  # fmt: skip
-    ids = {"export_id": export_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
-    return f"export-{export_id}", ids
-
-
-async def _digest(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
-    return f"weekly-digest-contract-{uuid.uuid4().hex[:8]}", {}
-
-
-def _status(expected: str, **counts: int) -> Callable[[dict[str, Any]], None]:
-    def check(result: dict[str, Any]) -> None:
-        assert result["status"] == expected, result
-        for k, v in counts.items():
-            assert result[k] == v, (k, result)
-
-    return check
-
-
-CASES: dict[str, Case] = {
-    "SendWelcome": Case(_welcome, lambda r: _eq(r["backend"], "outbox")),
-    "ProcessCsv": Case(_import, _status("completed", total_rows=2, inserted=2)),
-    "ProcessExport": Case(_export, _status("completed", row_count=2)),
-    "WeeklyDigest": Case(_digest, lambda r: None),
-}
-
-
-def _eq(a: object, b: object) -> None:
-    assert a == b
 
 
 def _queries(workflow: str) -> list[str]:

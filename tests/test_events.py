@@ -10,7 +10,10 @@ import sys
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
+from pydantic.alias_generators import to_camel
+from temporalio import workflow as wf
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -27,6 +30,8 @@ from folksjobs.events import (
 )
 from folksjobs.settings import ROOT
 from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.jobcases import CASES
+from worker import all_workflows
 
 IDS = {"importId": str(uuid.uuid4()), "exportId": str(uuid.uuid4()),
        "workspaceId": str(uuid.uuid4()), "userId": str(uuid.uuid4())}  # fmt: skip
@@ -204,3 +209,26 @@ async def test_starter_dispatch_starts_the_welcome(
     assert out["result"]["backend"] == "outbox"
     assert out["ui"].endswith(f"/workflows/welcome-{tenant.user_id}")
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
+
+
+REGISTERED = {wf._Definition.must_from_class(c).name for c in all_workflows()}
+
+
+@pytest.mark.parametrize("name", sorted(ROUTES))
+async def test_each_event_end_to_end_through_dispatch(
+    name: str, client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:  # fmt: skip
+    route = ROUTES[name]
+    if route.workflow not in REGISTERED:
+        pytest.skip(f"{route.workflow} is not registered in worker.JOBS yet (job not merged)")
+    settings = make_settings(stack)
+    async with running_worker(client, settings, task_queue) as services:
+        _, values = await CASES[route.workflow].setup(tenant, owner_pool, services)
+        event = parse_event(name, {to_camel(k): v for k, v in values.items()})
+        d = await dispatch(client, settings, event, task_queue=task_queue)
+        assert d.started and d.workflow_id == route.workflow_id(event)
+        result = await client.get_workflow_handle(d.workflow_id, run_id=d.run_id).result()
+        again = await dispatch(client, settings, event, task_queue=task_queue)
+    CASES[route.workflow].check(result)
+    assert (again.started, again.run_id) == (False, d.run_id)

@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.gate import GateActivities
+from folksjobs import ui
 from folksjobs.models import GateState
 from tests.gate_holder import GateHolder
 from workflows.gate import IMPORT_GATE, SlotGate
@@ -72,10 +73,12 @@ async def test_at_most_limit_hold_and_the_rest_wait_in_order(client: Client,
         s = await gate_state(client, key)
         assert (s.limit, s.holders, s.waiting) == (2, [h[0].id, h[1].id], [x.id for x in h[2:]])
         assert [await stage(x) for x in h] == ["holding"] * 2 + ["waiting"] * 3
+        await eventually(lambda: _status_is(h[2], "waiting"), "JobStatus shows the wait")
 
         await h[0].signal(GateHolder.done, "ok")
         assert await h[0].result() == "done"
         await eventually(lambda: _is(stage(h[2]), "holding"), "the third run gets the slot")
+        assert await _status_is(h[2], "running")
         assert [await stage(x) for x in h[3:]] == ["waiting", "waiting"]
 
         # A failed run releases its slot too.
@@ -102,6 +105,11 @@ async def test_at_most_limit_hold_and_the_rest_wait_in_order(client: Client,
 
 async def _is(value: Awaitable[str], expected: str) -> bool:
     return await value == expected
+
+
+async def _status_is(h: WorkflowHandle[GateHolder, str], expected: str) -> bool:
+    desc = await h.describe()
+    return desc.typed_search_attributes.get(ui.JOB_STATUS) == expected
 
 
 async def test_a_terminated_holder_does_not_keep_its_slot(client: Client, task_queue: str) -> None:

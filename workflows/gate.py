@@ -42,6 +42,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.gate import ACQUIRE_SIGNAL, RELEASE_SIGNAL, GateActivities, gate_workflow_id
     from folksjobs.models import WF_IMPORT_GATE, GateInput, GateState, SlotRelease, SlotRequest
+    from folksjobs.ui import set_job_attributes
 
 IMPORT_GATE = "import-gate"
 GATE_RETRY = RetryPolicy(
@@ -179,14 +180,19 @@ async def acquire_slot(key: str, *, gate: str = IMPORT_GATE) -> Slot:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=GATE_RETRY,
         )
-        if not granted:
+        waited = not granted
+        if waited:
+            # Findable in the UI as `JobStatus = "waiting"` while it queues.
+            set_job_attributes(status="waiting")
             workflow.set_current_details(f"waiting for a slot of {slot.gate_workflow_id}")
         await workflow.wait_condition(lambda: granted)
     except asyncio.CancelledError:
         # Leave the queue, so the place is not granted to a run that is gone.
         await release_slot(slot)
         raise
-    workflow.set_current_details("")
+    if waited:
+        set_job_attributes(status="running")
+        workflow.set_current_details("")
     return slot
 
 
