@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.gate import GateActivities
+from activities.imports import ImportActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.logs import setup_logging
 from folksjobs.metrics import build_runtime
@@ -27,6 +28,7 @@ from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
 from workflows.gate import IMPORT_GATE, SlotGate
+from workflows.import_csv import ProcessCsv
 from workflows.send_welcome import SendWelcome
 
 log = logging.getLogger("folksjobs.worker")
@@ -46,7 +48,13 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
     return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
 
 
+def _import(s: Services) -> list[Callable[..., Any]]:
+    a = ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
+    return [a.fetch_import, a.download_and_chunk, a.process_batch, a.finalize, a.mark_failed]
+
+
 JOBS: list[Job] = [
+    Job("process-csv", "job_import_enabled", [ProcessCsv], _import),
     Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
 ]
 
@@ -79,8 +87,10 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
     queue = task_queue or settings.temporal_task_queue
     log.info(
         "registering jobs %s on task queue %r (disabled: %s)",
-        [j.name for j in jobs], queue, [j.name for j in JOBS if j not in jobs] or "none",
-    )  # fmt: skip
+        [j.name for j in jobs],
+        queue,
+        [j.name for j in JOBS if j not in jobs] or "none",
+    )
     return Worker(
         client,
         task_queue=queue,
@@ -102,7 +112,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         async with worker:
             log.info("worker running against %s", settings.temporal_address)
             await stop.wait()
-            log.info("stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds)
+            log.info(
+                "stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds
+            )
 
 
 def main() -> None:

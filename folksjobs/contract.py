@@ -202,8 +202,8 @@ class Contract:
             lines.append(f"| `{key.name}` | {kind} | {', '.join(users.get(key.name, []))} |")
         lines += [
             "",
-            "`JobStatus` values: queued (set at dispatch), waiting, running, completed, "
-            "failed, cancelled.",
+            "`JobStatus` values: queued (set at dispatch), waiting (behind the per-workspace "
+            "import limit), processing, completed, failed, cancelled.",
             "",
         ]
         files = {CONTRACT: "\n".join(lines)}

@@ -12,16 +12,15 @@ from __future__ import annotations
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-WORKSPACE_ID = SearchAttributeKey.for_keyword("WorkspaceId")
-IMPORT_ID = SearchAttributeKey.for_keyword("ImportId")
-EXPORT_ID = SearchAttributeKey.for_keyword("ExportId")
-JOB_STATUS = SearchAttributeKey.for_keyword("JobStatus")
+from folksjobs.search_attributes import EXPORT_ID, IMPORT_ID, JOB_STATUS, WORKSPACE_ID
 
 KEYS = (WORKSPACE_ID, IMPORT_ID, EXPORT_ID, JOB_STATUS)
 
-JobStatus = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]
+# The records' status words (imports/exports.status), plus queued (dispatched, no task
+# yet) and waiting (queued behind the per-workspace import limit).
+JobStatus = Literal["queued", "waiting", "processing", "completed", "failed", "cancelled"]
 
 
 def job_attributes(

@@ -19,7 +19,7 @@ from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="apply the SQL migrations (idempotent)")
     add_json_flag(p)
     p.set_defaults(run=migrate)
@@ -55,8 +55,11 @@ async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
         s = await seed.seed_demo(pool)
     finally:
         await pool.close()
-    emit(args, {"user_id": s.user_id, "workspace_id": s.workspace_id},
-         f"workspace {s.workspace_id}, owner user {s.user_id}")  # fmt: skip
+    emit(
+        args,
+        {"user_id": s.user_id, "workspace_id": s.workspace_id},
+        f"workspace {s.workspace_id}, owner user {s.user_id}",
+    )
 
 
 async def welcome(args: argparse.Namespace, settings: Settings) -> None:
@@ -69,8 +72,12 @@ async def welcome(args: argparse.Namespace, settings: Settings) -> None:
     client = await connect(settings)
     d = await dispatch(client, settings, event)
     wid = d.workflow_id
-    data: dict[str, object] = {"workflow_id": wid, "run_id": d.run_id, "started": d.started,
-                               "ui": ui_link(settings, wid)}  # fmt: skip
+    data: dict[str, object] = {
+        "workflow_id": wid,
+        "run_id": d.run_id,
+        "started": d.started,
+        "ui": ui_link(settings, wid),
+    }
     if args.wait:
         data["result"] = await client.get_workflow_handle(wid, run_id=d.run_id).result()
     emit(args, data, f"{'started' if d.started else 'already sent'} {wid}\n  {data['ui']}")

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 
-from folksjobs import blob
 from folksjobs.services import Services
 from tests.conftest import Tenant
 
@@ -31,19 +30,16 @@ async def _welcome(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, di
 
 
 async def _import(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
-    import_id = str(uuid.uuid4())
-    key = blob.import_key(t.workspace_id, import_id)
+    """An uploaded file the user confirmed (pending -> processing), not yet started."""
+    from folksjobs import imports_repo
+    from tests.importing import upload
+
     data = b"email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n"
-    writer = await s.blob.open_writer(key)
-    await writer.write(data)
-    await writer.commit()
-    await owner.execute(
-        "INSERT INTO imports (id, workspace_id, user_id, file_name, blob_key, file_bytes,"
-        " headers) VALUES ($1, $2, $3, 'contract.csv', $4, $5, '[\"email\", \"first_name\"]')",
-        uuid.UUID(import_id), uuid.UUID(t.workspace_id), uuid.UUID(t.user_id), key, len(data),
-    )  # fmt: skip
-    ids = {"import_id": import_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
-    return f"import-{import_id}", ids
+    up = await upload(s, s.settings, t.workspace_id, t.user_id, data, name="contract.csv")
+    wid = f"import-{up.import_id}"
+    assert await imports_repo.confirm(s.pool, t.workspace_id, up.import_id, up.mapping, wid)
+    ids = {"import_id": up.import_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
+    return wid, ids
 
 
 async def _export(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:

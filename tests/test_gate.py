@@ -78,7 +78,7 @@ async def test_at_most_limit_hold_and_the_rest_wait_in_order(client: Client,
         await h[0].signal(GateHolder.done, "ok")
         assert await h[0].result() == "done"
         await eventually(lambda: _is(stage(h[2]), "holding"), "the third run gets the slot")
-        assert await _status_is(h[2], "running")
+        assert await _status_is(h[2], "processing")
         assert [await stage(x) for x in h[3:]] == ["waiting", "waiting"]
 
         # A failed run releases its slot too.

@@ -191,7 +191,7 @@ async def acquire_slot(key: str, *, gate: str = IMPORT_GATE) -> Slot:
         await release_slot(slot)
         raise
     if waited:
-        set_job_attributes(status="running")
+        set_job_attributes(status="processing")
         workflow.set_current_details("")
     return slot
 

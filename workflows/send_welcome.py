@@ -36,7 +36,7 @@ RETRY = RetryPolicy(
 class SendWelcome:
     @workflow.run
     async def run(self, inp: SendWelcomeInput) -> SendWelcomeResult:
-        set_job_attributes(status="running")
+        set_job_attributes(status="processing")
         try:
             result = await workflow.execute_activity_method(
                 WelcomeActivities.send_welcome,
