@@ -21,7 +21,7 @@ async def log_probe(workspace_id: str) -> None:
 class LogProbe:
     @workflow.run
     async def run(self, workspace_id: str) -> None:
-        set_job_attributes(workspace_id=workspace_id, status="running")
+        set_job_attributes(workspace_id=workspace_id, status="processing")
         workflow.logger.info("probe started")
         await workflow.execute_activity(
             log_probe, workspace_id, start_to_close_timeout=timedelta(seconds=30)
