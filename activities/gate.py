@@ -24,11 +24,17 @@ def gate_workflow_id(gate: str, key: str) -> str:
 
 class GateActivities:
     def __init__(
-        self, limits: Mapping[str, int], *, idle_seconds: float = 300.0, check_seconds: float = 30.0
+        self,
+        limits: Mapping[str, int],
+        *,
+        idle_seconds: float = 300.0,
+        check_seconds: float = 30.0,
+        grants_per_run: int = 1000,
     ) -> None:
         self.limits = dict(limits)
         self.idle_seconds = idle_seconds
         self.check_seconds = check_seconds
+        self.grants_per_run = grants_per_run
 
     @activity.defn(name="request-slot")
     async def request_slot(self, req: SlotRequest) -> None:
@@ -36,8 +42,8 @@ class GateActivities:
         # Started on the caller's task queue: the gate lives with the jobs it limits.
         await activity.client().start_workflow(
             WF_IMPORT_GATE,
-            GateInput(gate=req.gate, key=req.key, limit=limit,
-                      idle_seconds=self.idle_seconds, check_seconds=self.check_seconds),
+            GateInput(gate=req.gate, key=req.key, limit=limit, idle_seconds=self.idle_seconds,
+                      check_seconds=self.check_seconds, grants_per_run=self.grants_per_run),
             id=gate_workflow_id(req.gate, req.key),
             task_queue=activity.info().task_queue,
             start_signal=ACQUIRE_SIGNAL,

@@ -228,6 +228,8 @@ class GateInput(Model):
     limit: int = Field(ge=1)
     idle_seconds: float = 300.0
     check_seconds: float = 30.0
+    # Continue-as-new after this many grants (or when Temporal suggests it): bounded history.
+    grants_per_run: int = 1000
     # Carried across continue-as-new.
     holders: list[str] = []
     waiting: list[str] = []

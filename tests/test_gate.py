@@ -21,7 +21,8 @@ from workflows.gate import IMPORT_GATE, SlotGate
 
 @asynccontextmanager
 async def gate_worker(client: Client, task_queue: str, limit: int) -> AsyncIterator[None]:
-    acts = GateActivities({IMPORT_GATE: limit}, idle_seconds=1, check_seconds=1)
+    # A tiny run length: the five-holder test crosses two continue-as-new of the gate.
+    acts = GateActivities({IMPORT_GATE: limit}, idle_seconds=1, check_seconds=1, grants_per_run=2)
     async with Worker(client, task_queue=task_queue, workflows=[SlotGate, GateHolder],
                       activities=[acts.request_slot, acts.find_closed_holders]):  # fmt: skip
         yield
@@ -72,6 +73,7 @@ async def test_at_most_limit_hold_and_the_rest_wait_in_order(client: Client,
         h = await start_in_order(client, task_queue, key, 5)
         s = await gate_state(client, key)
         assert (s.limit, s.holders, s.waiting) == (2, [h[0].id, h[1].id], [x.id for x in h[2:]])
+        first_gate_run = (await client.get_workflow_handle(f"import-gate-{key}").describe()).run_id
         assert [await stage(x) for x in h] == ["holding"] * 2 + ["waiting"] * 3
         await eventually(lambda: _status_is(h[2], "waiting"), "JobStatus shows the wait")
 
@@ -97,8 +99,10 @@ async def test_at_most_limit_hold_and_the_rest_wait_in_order(client: Client,
         for x in h[2:4]:
             await x.signal(GateHolder.done, "ok")
             await x.result()
-        # Nobody holds or waits: the gate ends itself after its idle time.
+        # Nobody holds or waits: the gate ends itself after its idle time, having
+        # continued as new along the way (grants_per_run=2), queue intact.
         gate = client.get_workflow_handle(f"import-gate-{key}")
+        assert (await gate.describe()).run_id != first_gate_run
         final = GateState.model_validate(await gate.result())
         assert (final.holders, final.waiting) == ([], [])
 

@@ -63,6 +63,7 @@ class SlotGate:
         self.holders: list[str] = list(inp.holders)
         self.waiting: list[str] = list(inp.waiting)
         self.regrant: list[str] = []
+        self.grants = 0
 
     @workflow.signal(name=ACQUIRE_SIGNAL)
     def acquire(self, req: SlotRequest) -> None:
@@ -93,11 +94,6 @@ class SlotGate:
         workflow.set_current_details(f"at most {self.limit} at once for {inp.key}")
         while True:
             await self._grant_all()
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(inp.model_copy(update={
-                    "limit": self.limit, "holders": self.holders, "waiting": self.waiting
-                }))  # fmt: skip
             if not self.holders and not self.waiting:
                 try:
                     await workflow.wait_condition(
@@ -106,7 +102,17 @@ class SlotGate:
                     )
                 except TimeoutError:
                     await workflow.wait_condition(workflow.all_handlers_finished)
-                    return self.state()
+                    # A request that came in meanwhile must not end with this run.
+                    if not (self.waiting or self.holders or self.regrant):
+                        return self.state()
+                continue
+            if self.grants >= inp.grants_per_run or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                # Pending grants are not carried over: hand them out first.
+                if not self._grantable():
+                    workflow.continue_as_new(inp.model_copy(update={
+                        "limit": self.limit, "holders": self.holders, "waiting": self.waiting
+                    }))  # fmt: skip
                 continue
             try:
                 await workflow.wait_condition(
@@ -125,6 +131,7 @@ class SlotGate:
             await self._grant(holder)
 
     async def _grant(self, holder: str) -> None:
+        self.grants += 1
         try:
             await workflow.get_external_workflow_handle(holder).signal(
                 granted_signal(self.inp.gate), self.inp.key
