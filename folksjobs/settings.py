@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     chunk_ttl_seconds: int = 3600
     error_samples_max: int = 10
     error_report_threshold: float = 0.05
-    imports_per_workspace_limit: int = 5
+    # At most this many imports run at once per workspace; the rest wait in order (spec 003).
+    imports_per_workspace_limit: Annotated[int, Field(ge=1)] = 5
     # Chunks handled by one workflow run before continue-as-new keeps history small.
     import_chunks_per_run: int = 1000
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -15,6 +16,7 @@ from temporalio.worker import Worker
 from activities.gate import GateActivities
 from folksjobs import ui
 from folksjobs.models import GateState
+from folksjobs.settings import Settings
 from tests.gate_holder import GateHolder
 from workflows.gate import IMPORT_GATE, SlotGate
 
@@ -163,3 +165,9 @@ async def test_continue_as_new_keeps_the_slot(client: Client, task_queue: str) -
         await eventually(lambda: _is(stage(second), "holding"), "then the next run holds")
         await second.signal(GateHolder.done, "ok")
         await second.result()
+
+
+def test_the_limit_is_a_setting_of_at_least_one() -> None:
+    assert Settings(_env_file=None).imports_per_workspace_limit == 5  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="imports_per_workspace_limit"):
+        Settings(_env_file=None, imports_per_workspace_limit=0)  # type: ignore[call-arg]
