@@ -76,10 +76,11 @@ JOBS: tuple[JobSpec, ...] = (
         flag="job_digest_enabled",
         trigger="schedule 0 8 * * 1",
         input=models.WeeklyDigestInput,
-        result=None,
-        workflow_id="weekly-digest-<scheduled_time>",  # the Schedule appends the time
+        result=models.WeeklyDigestResult,
+        # The Schedule's action id; Temporal appends the scheduled time to each run's id.
+        workflow_id=f"{models.DIGEST_SCHEDULE_WORKFLOW_ID}-<scheduled_time>",
         retries=1,
-        search_attributes=("JobStatus",),
+        search_attributes=(),
         summary="Emails each active workspace owner a summary of the past week.",
     ),
 )

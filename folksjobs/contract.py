@@ -8,6 +8,7 @@ updates and result types come from the registered workflow classes themselves.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,14 @@ def _model(tp: Any) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+def _optional(tp: Any) -> Any:
+    """`X | None` -> X (or None when `tp` is not optional)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and len(typing.get_args(tp)) == 2:
+        return args[0]
+    return None
+
+
 def _type_name(tp: Any) -> str:
     if tp is None or tp is type(None):
         return "none"
@@ -59,6 +68,9 @@ class Contract:
         self.schemas: dict[str, str] = {}
 
     def _ref(self, tp: Any, *, mode: str = "validation", by_alias: bool = False) -> str:
+        inner = _optional(tp)
+        if inner is not None:
+            return f"{self._ref(inner, mode=mode, by_alias=by_alias)} or null"
         model = _model(tp)
         if model is None:
             return f"`{_type_name(tp)}`"
@@ -99,7 +111,7 @@ class Contract:
             f"- input: {self._ref(spec.input)}",
             f"- result: {shown}",
             f"- retries: {spec.retries} (each activity: at most {spec.retries + 1} attempts)",
-            f"- search attributes: {', '.join(f'`{a}`' for a in spec.search_attributes)}",
+            f"- search attributes: {', '.join(f'`{a}`' for a in spec.search_attributes) or 'none'}",
             *self._handlers(defn),
             "",
             "```sh",

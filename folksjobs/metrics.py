@@ -20,12 +20,13 @@ from folksjobs.mailer import Email, EmailSender, SendReceipt
 from folksjobs.settings import Settings
 
 PREFIX = "folksjobs_"
+DIGEST_TAG = "weekly-digest"  # folksjobs.emails.weekly_digest's tag
 COUNTERS = {
     "rows_imported": "CSV rows inserted or updated in contacts",
     "rows_failed": "CSV rows rejected (invalid or failed to upsert)",
     "exports": "exports completed",
     "emails_sent": "emails accepted by the email backend, by kind",
-    "digests_sent": "weekly digest emails sent",
+    "digests_sent": "weekly digest emails sent (counted by CountingSender)",
 }
 
 
@@ -79,7 +80,10 @@ class CountingSender:
     async def send(self, email: Email) -> SendReceipt:
         receipt = await self.inner.send(email)
         if not receipt.duplicate:
-            email_sent(email.tags[0] if email.tags else "other")
+            kind = email.tags[0] if email.tags else "other"
+            email_sent(kind)
+            if kind == DIGEST_TAG:
+                digest_sent()
         return receipt
 
 

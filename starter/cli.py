@@ -7,9 +7,9 @@ import asyncio
 import logging
 
 from folksjobs.settings import get_settings
-from starter import basic, contract, demo, dev, dispatch, imports
+from starter import basic, contract, demo, dev, dispatch, imports, schedule
 
-COMMANDS = [dev, demo, basic, imports, dispatch, contract]
+COMMANDS = [dev, demo, basic, imports, schedule, dispatch, contract]
 
 
 def parser() -> argparse.ArgumentParser:
