@@ -55,7 +55,7 @@ async def test_imports_of_one_workspace_run_one_at_a_time_in_order(
             await confirm_import(client, services.pool, live, tenant.workspace_id, u.import_id)
             for u in ups
         ]
-        results = [await h.result() for h in handles]
+        results: list[dict[str, Any]] = [await h.result() for h in handles]  # type: ignore[misc]
     assert [r["status"] for r in results] == ["completed"] * 3
     log = await gate_log(client, f"{IMPORT_GATE}-{tenant.workspace_id}")
     holding: set[str] = set()
