@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from folksjobs import models
 from folksjobs.models import Model
+from folksjobs.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,23 @@ JOBS: tuple[JobSpec, ...] = (
         trigger="schedule 0 8 * * 1",
         input=models.WeeklyDigestInput,
         result=models.WeeklyDigestResult,
-        # The Schedule's action id; Temporal appends the scheduled time to each run's id.
+        # The Schedule's action id, to which Temporal appends the scheduled time; a run
+        # started by `python -m starter digest` is digest-<week_start>.
         workflow_id=f"{models.DIGEST_SCHEDULE_WORKFLOW_ID}-<scheduled_time>",
         retries=1,
         search_attributes=(),
         summary="Emails each active workspace owner a summary of the past week.",
     ),
 )
+
+
+class JobDisabled(RuntimeError):
+    """The job is switched off by its flag (spec 004): nothing was started or created."""
+
+
+def require_enabled(settings: Settings, spec: JobSpec) -> None:
+    if not getattr(settings, spec.flag):
+        raise JobDisabled(f"job {spec.job} is disabled ({spec.setting_env}=false)")
 
 
 def job_by_workflow(workflow: str) -> JobSpec:

@@ -32,17 +32,13 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from folksjobs import models, ui
-from folksjobs.catalog import JobSpec, job_by_workflow
+from folksjobs.catalog import JobDisabled, JobSpec, job_by_workflow, require_enabled
 from folksjobs.models import Model
 from folksjobs.settings import Settings
 
 
 class EventError(ValueError):
     """An unknown event name or data that does not match the event's schema."""
-
-
-class JobDisabled(RuntimeError):
-    """The event's job is switched off by its flag: nothing was started."""
 
 
 class EventData(BaseModel):
@@ -185,12 +181,10 @@ class Dispatched:
 
 
 def check_enabled(settings: Settings, route: Route) -> None:
-    job = route.job
-    if not getattr(settings, job.flag):
-        raise JobDisabled(
-            f"job {job.job} is disabled ({job.setting_env}=false): "
-            f"event {route.name} was not dispatched"
-        )
+    try:
+        require_enabled(settings, route.job)
+    except JobDisabled as e:
+        raise JobDisabled(f"{e}: event {route.name} was not dispatched") from None
 
 
 async def dispatch(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -13,8 +17,10 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from folksjobs.models import WF_IMPORT_GATE, WF_SEND_WELCOME, SendWelcomeInput
+from folksjobs.settings import ROOT
 from tests.conftest import Stack, make_settings, running_worker
 from worker import JOBS, build_worker, enabled_jobs
 
@@ -71,3 +77,43 @@ async def test_disabled_job_is_not_registered_and_runs_nothing(
     assert ast.literal_eval(registered) == [j.name for j in JOBS if j.name != "send-welcome"]
     assert ast.literal_eval(disabled) == ["send-welcome"]
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 0
+
+
+def _starter(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address,
+               "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url, **env}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *args], cwd=ROOT, env=environ,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+async def test_disabled_digest_gets_no_schedule_and_no_manual_run(
+    client: Client, stack: Stack
+) -> None:
+    sid = f"digest-test-{uuid.uuid4().hex[:8]}"
+    off = {"DIGEST_SCHEDULE_ID": sid, "JOB_DIGEST_ENABLED": "false"}
+    proc = await asyncio.to_thread(_starter, stack, "schedule", "apply", "--json", **off)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"schedule_id": sid, "outcome": "disabled",
+                                       "schedule": "absent"}  # fmt: skip
+    with pytest.raises(RPCError) as info:
+        await client.get_schedule_handle(sid).describe()
+    assert info.value.status == RPCStatusCode.NOT_FOUND
+
+    # A schedule applied while the job was on is paused once the job is switched off.
+    proc = await asyncio.to_thread(_starter, stack, "schedule", "apply", DIGEST_SCHEDULE_ID=sid)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        proc = await asyncio.to_thread(_starter, stack, "schedule", "apply", **off)
+        assert proc.returncode == 0, proc.stderr
+        assert "job weekly-digest is disabled (JOB_DIGEST_ENABLED=false)" in proc.stdout
+        desc = await client.get_schedule_handle(sid).describe()
+        assert desc.schedule.state.paused
+        assert "JOB_DIGEST_ENABLED=false" in (desc.schedule.state.note or "")
+    finally:
+        await client.get_schedule_handle(sid).delete()
+
+    proc = await asyncio.to_thread(_starter, stack, "digest", **off)
+    assert proc.returncode == 2
+    assert "job weekly-digest is disabled (JOB_DIGEST_ENABLED=false)" in proc.stderr
