@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import signal
+import sys
 import uuid
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +21,7 @@ from folksjobs import metrics, ui
 from folksjobs.devstack import free_port
 from folksjobs.logs import JsonFormatter, TextFormatter
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
+from folksjobs.settings import ROOT
 from folksjobs.temporal import connect
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.log_probe import LogProbe, log_probe
@@ -138,3 +143,36 @@ async def test_send_welcome_sets_job_status(client: Client, stack: Stack, tenant
             break
         await asyncio.sleep(0.1)
     assert found == [bad.id]
+
+
+async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
+    stack: Stack, migrated: str
+) -> None:
+    """`python worker.py` as deployed: LOG_FORMAT=json, METRICS_BIND, SIGTERM."""
+    bind = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address,
+           "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
+           "TEMPORAL_TASK_QUEUE": f"test-{uuid.uuid4().hex[:12]}", "LOG_FORMAT": "json",
+           "METRICS_BIND": bind, "BLOB_URL": str(stack.root / "blobs"),
+           "OUTBOX_DIR": str(stack.root / "outbox-worker")}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[dict[str, Any]] = []
+    try:
+        while not any(x["message"].startswith("worker running") for x in lines):
+            raw = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert raw, f"worker exited early: {lines}"
+            lines.append(json.loads(raw))
+        async with aiohttp.ClientSession() as http, http.get(f"http://{bind}/metrics") as resp:
+            body = await resp.text()
+        assert "temporal_worker_start{" in body and "temporal_request{" in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    registering = next(x for x in lines if x["message"].startswith("registering jobs"))
+    assert registering["logger"] == "folksjobs.worker" and registering["level"] == "INFO"
+    assert any(x["message"].startswith("Prometheus metrics on") for x in lines)
