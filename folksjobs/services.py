@@ -14,7 +14,7 @@ from folksjobs import db, metrics
 from folksjobs.ai import Summarizer
 from folksjobs.blob import BlobStore, build_blob_store
 from folksjobs.gravatar import Gravatar
-from folksjobs.mailer import EmailSender, build_sender
+from folksjobs.mailer import EmailSender, LimitedSender, build_sender
 from folksjobs.settings import Settings
 
 
@@ -57,7 +57,8 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
     )
     ai = Summarizer(settings)
     try:
-        sender = metrics.CountingSender(build_sender(settings, http))
+        limited = LimitedSender(build_sender(settings, http), settings.email_concurrency)
+        sender = metrics.CountingSender(limited)
         yield Services(settings, pool, redis, http, blob, sender, gravatar, ai)
     finally:
         await ai.close()

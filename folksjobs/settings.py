@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     email_api_url: str = "https://api.resend.com"
     email_api_key: SecretStr | None = None
     email_timeout_seconds: float = 10.0
-    email_concurrency: int = 10
+    # Sends in flight at once per worker process (all jobs share the provider).
+    email_concurrency: Annotated[int, Field(ge=1)] = 10
     app_url: str = "http://localhost:3000"
 
     # --- AI summary (spec: Claude Haiku, 10 s timeout, plain fallback) ---------------

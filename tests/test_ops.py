@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from folksjobs import metrics, ui
 from folksjobs.devstack import free_port
 from folksjobs.logs import JsonFormatter, TextFormatter
+from folksjobs.mailer import Email, LimitedSender, SendReceipt
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
 from folksjobs.settings import ROOT
 from folksjobs.temporal import connect
@@ -176,3 +177,30 @@ async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
     registering = next(x for x in lines if x["message"].startswith("registering jobs"))
     assert registering["logger"] == "folksjobs.worker" and registering["level"] == "INFO"
     assert any(x["message"].startswith("Prometheus metrics on") for x in lines)
+
+
+async def test_email_sends_are_bounded_per_worker() -> None:
+    class Slow:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.in_flight = self.most = 0
+            self.go = asyncio.Event()
+
+        async def send(self, email: Email) -> SendReceipt:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await self.go.wait()
+            self.in_flight -= 1
+            return SendReceipt(email.idempotency_key, self.name)
+
+    slow = Slow()
+    sender = LimitedSender(slow, 2)
+    mails = [Email("a@example.com", "s", "t", "<p>t</p>", f"k{i}") for i in range(5)]
+    sends = [asyncio.create_task(sender.send(m)) for m in mails]
+    for _ in range(20):  # every task gets its turn to try to start its send
+        await asyncio.sleep(0)
+    assert slow.in_flight == 2
+    slow.go.set()
+    receipts = await asyncio.gather(*sends)
+    assert slow.most == 2 and [r.message_id for r in receipts] == [f"k{i}" for i in range(5)]
