@@ -8,6 +8,7 @@ emails lock them in the same order and cannot deadlock each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -26,7 +27,15 @@ MAX_FIELD = 10_000
 
 
 def normalise_email(raw: str) -> str:
-    return raw.strip().lower()
+    """Trimmed and lower-cased; a punycode domain (xn--) in its unicode spelling, so
+    user@xn--bcher-kva.de and user@bücher.de are one contact."""
+    email = raw.strip().lower()
+    if "xn--" in email:
+        local, at, domain = email.rpartition("@")
+        # Not valid punycode: left as written, and the validator judges it.
+        with contextlib.suppress(UnicodeError, ValueError):
+            email = f"{local}{at}{domain.encode('ascii').decode('idna')}"
+    return email
 
 
 def email_problem(email: str) -> str | None:
@@ -95,6 +104,12 @@ def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
 
 
 def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
+    extra = cells[len(mapping) :]
+    if any(c.strip() for c in extra):
+        # Values past the header's last column belong to no field: fail the row rather
+        # than drop them silently (empty trailing cells, from trailing delimiters, are fine).
+        return MappedRow(row, None, f"row has {len(cells)} cells but the header has "
+                                    f"{len(mapping)} columns")  # fmt: skip
     try:
         return MappedRow(row, ContactRow.model_validate(map_cells(cells, mapping)))
     except ValidationError as e:

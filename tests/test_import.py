@@ -351,10 +351,10 @@ async def test_redis_flushed_mid_import_gives_the_clean_result(
         handle = await confirm_import(
             client, services.pool, settings, tenant.workspace_id, up.import_id
         )
-        while (await handle.query("progress"))["chunks_done"] < 3:
+        while (await handle.query("progress"))["chunks_done"] < 3:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         await services.redis.flushdb()
-        result = await handle.result()
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
     assert_adds_up(result, 200)
     assert (result["inserted"], result["updated"], result["duplicates"]) == (150, 0, 50)
     got = await contacts(owner_pool, tenant.workspace_id)
