@@ -21,12 +21,16 @@ from temporalio.worker import Worker
 
 from activities.digest import DigestActivities
 from activities.exports import ExportActivities
+from activities.gate import GateActivities
 from activities.imports import ImportActivities
 from activities.welcome import WelcomeActivities
+from folksjobs.logs import setup_logging
+from folksjobs.metrics import build_runtime
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
 from workflows.export_csv import ProcessExport
+from workflows.gate import IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
 from workflows.send_welcome import SendWelcome
 from workflows.weekly_digest import WeeklyDigest
@@ -78,6 +82,20 @@ JOBS: list[Job] = [
 ]
 
 
+# Registered whatever the flags: the per-workspace import gate (workflows/gate.py).
+SUPPORT_WORKFLOWS: list[type] = [SlotGate]
+
+
+def _support(s: Services) -> tuple[list[type], list[Callable[..., Any]]]:
+    gate = GateActivities({IMPORT_GATE: s.settings.imports_per_workspace_limit})
+    return list(SUPPORT_WORKFLOWS), [gate.request_slot, gate.find_closed_holders]
+
+
+def all_workflows() -> list[type]:
+    """Every workflow class of the build, flags aside (for the contract)."""
+    return [*SUPPORT_WORKFLOWS, *(wf for job in JOBS for wf in job.workflows)]
+
+
 def enabled_jobs(settings: Settings) -> list[Job]:
     return [j for j in JOBS if getattr(settings, j.flag)]
 
@@ -85,8 +103,7 @@ def enabled_jobs(settings: Settings) -> list[Job]:
 def build_worker(client: Client, services: Services, *, task_queue: str | None = None) -> Worker:
     settings = services.settings
     jobs = enabled_jobs(settings)
-    workflows: list[type] = []
-    activities: list[Callable[..., Any]] = []
+    workflows, activities = _support(services)
     for job in jobs:
         workflows += job.workflows
         activities += job.activities(services)
@@ -109,7 +126,10 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    client = await connect(settings)
+    runtime = build_runtime(settings)
+    client = await connect(settings, runtime=runtime)
+    if runtime is not None:
+        log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     async with open_services(settings) as services:
         worker = build_worker(client, services)
         async with worker:
@@ -122,9 +142,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging(settings.log_level, settings.log_format)
 
     async def _run() -> None:
         stop = asyncio.Event()

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import emails, exports
+from folksjobs import emails, exports, metrics
 from folksjobs.blob import BlobStore, BlobWriter, export_key
 from folksjobs.db import tenant_tx
 from folksjobs.directory import UserNotFound, get_user
@@ -191,16 +191,19 @@ class ExportActivities:
         self, export_id: str, workspace_id: str, key: str, rows: int, size: int
     ) -> None:
         async with tenant_tx(self.pool, workspace_id) as conn:
-            await conn.execute(
+            done = await conn.execute(
                 "UPDATE exports SET status = 'completed', blob_key = $2, row_count = $3,"
                 " file_bytes = $4, error_log = NULL, completed_at = now(),"
                 " duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint"
-                " WHERE id = $1",
+                " WHERE id = $1 AND workspace_id = $5 AND status <> 'completed'",
                 uuid.UUID(export_id),
                 key,
                 rows,
                 size,
+                uuid.UUID(workspace_id),
             )
+        if done.endswith(" 1"):
+            metrics.export_completed()
 
     @activity.defn(name="send-notification")
     async def send_notification(self, job: ExportNotification) -> NotificationResult:

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import dedup, emails, imports_repo, rediskeys
+from folksjobs import dedup, emails, imports_repo, metrics, rediskeys
 from folksjobs.ai import Summarizer
 from folksjobs.blob import BlobNotFound, BlobStore
 from folksjobs.contacts import ContactRow, upsert, validate
@@ -400,6 +400,8 @@ class ImportActivities:
             await imports_repo.complete(
                 self.pool, job.workspace_id, job.import_id, t, samples, summary, duration_ms
             )
+            metrics.rows_imported(t.inserted + t.updated)
+            metrics.rows_failed(t.failed)
         else:
             duration_ms = rec.duration_ms or duration_ms
         await self._invalidate_stats(job.workspace_id)

@@ -19,6 +19,7 @@ WF_PROCESS_EXPORT = "ProcessExport"
 WF_SEND_WELCOME = "SendWelcome"
 WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
+WF_IMPORT_GATE = "WorkspaceImportGate"
 
 
 class Model(BaseModel):
@@ -364,6 +365,41 @@ class WeeklyDigestResult(Model):
     summary: DigestSummary
     runs: int = Field(description="workflow runs in the continue-as-new chain")
     failed_workspace_ids: list[str] = []
+
+
+# --- concurrency gate (at most N imports per workspace, spec 003) ---------------------
+
+
+class SlotRequest(Model):
+    gate: str = Field(description="Which gate: e.g. 'import-gate'")
+    key: str = Field(description="What the limit is per: e.g. the workspace id")
+    holder_id: str = Field(description="Workflow id of the run asking for a slot")
+    limit: int = Field(default=0, ge=0, description="Filled in from settings by request-slot")
+
+
+class SlotRelease(Model):
+    holder_id: str
+
+
+class GateInput(Model):
+    gate: str
+    key: str
+    limit: int = Field(ge=1)
+    idle_seconds: float = 300.0
+    check_seconds: float = 30.0
+    # Continue-as-new after this many grants (or when Temporal suggests it): bounded history.
+    grants_per_run: int = 1000
+    # Carried across continue-as-new.
+    holders: list[str] = []
+    waiting: list[str] = []
+
+
+class GateState(Model):
+    gate: str
+    key: str
+    limit: int
+    holders: list[str]
+    waiting: list[str]
 
 
 ImportCursor.model_rebuild()
