@@ -7,7 +7,7 @@ Field names are snake_case JSON: `temporal workflow start --input '{"user_id": .
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +19,7 @@ WF_PROCESS_EXPORT = "ProcessExport"
 WF_SEND_WELCOME = "SendWelcome"
 WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
+WF_IMPORT_GATE = "WorkspaceImportGate"
 
 
 class Model(BaseModel):
@@ -99,6 +100,8 @@ class ChunkPlan(Model):
     import_id: str
     workspace_id: str
     chunk_rows: int
+    # Bumped each time lost chunks are rebuilt; process-batch waits for its generation.
+    generation: int = 0
 
 
 class ChunkPlanResult(Model):
@@ -111,6 +114,7 @@ class ChunkJob(Model):
     workspace_id: str
     chunk_index: int
     sub_batch_rows: int
+    generation: int = 0
 
 
 class ChunkResult(Model):
@@ -189,6 +193,80 @@ class ProcessExportInput(Model):
     export_id: str
     workspace_id: str
     user_id: str
+    # How long stream-export may go silent before Temporal declares its worker dead and
+    # retries it elsewhere; callers leave the default (tests shorten it).
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class ExportJob(Model):
+    export_id: str
+    workspace_id: str
+
+
+class TagFilter(Model):
+    # None: no tags named, every contact of the workspace. A list: contacts carrying ANY
+    # of these tags (possibly none, when no named tag exists in the workspace).
+    tag_ids: list[str] | None
+    any_match: bool
+
+
+class MetadataJob(Model):
+    workspace_id: str
+    tag_ids: list[str] | None
+
+
+class ExportMetadata(Model):
+    custom_keys: list[str]
+    total_rows: int
+
+
+class StreamExportJob(Model):
+    export_id: str
+    workspace_id: str
+    tag_ids: list[str] | None
+    custom_keys: list[str]
+    total_rows: int
+
+
+class ExportRows(Model):
+    """stream-export -> its workflow (signal): rows written so far by one attempt."""
+
+    attempt: int
+    rows: int
+
+
+class ExportFile(Model):
+    blob_key: str
+    row_count: int
+    file_bytes: int
+    # A local path or an s3:// URI: never a presigned URL (history is readable in the UI).
+    uri: str
+
+
+class ExportNotification(Model):
+    export_id: str
+    workspace_id: str
+    user_id: str
+    idempotency_key: str
+
+
+class NotificationResult(Model):
+    sent: bool
+    message_id: str | None = None
+
+
+class ExportFailure(Model):
+    export_id: str
+    workspace_id: str
+    error: str
+    cancelled: bool = False
+
+
+class ExportProgress(Model):
+    export_id: str
+    stage: str
+    rows_written: int
+    total_rows: int | None
 
 
 class ExportResult(Model):
@@ -202,10 +280,128 @@ class ExportResult(Model):
 # --- weekly-digest (Schedule 0 8 * * 1) ----------------------------------------------
 
 
+# The Schedule's start-workflow action id; Temporal appends the scheduled time
+# (`digest-weekly-2026-11-23T08:00:00Z`), so a scheduled time is started at most once.
+DIGEST_SCHEDULE_WORKFLOW_ID = "digest-weekly"
+
+
+def digest_workflow_id(week_start: date) -> str:
+    """A manual run (`python -m starter digest`): one per reporting week."""
+    return f"digest-{week_start.isoformat()}"
+
+
+def digest_send_key(workspace_id: str, week_start: date) -> str:
+    """The idempotency key of one workspace's digest for one week, on every attempt."""
+    return f"digest-{workspace_id}-{week_start.isoformat()}"
+
+
 class WeeklyDigestInput(Model):
-    # The Monday 08:00 UTC the run reports on; empty => the schedule's scheduled time.
+    # The time the run reports up to (normally a Monday 08:00 UTC). Empty => the
+    # Schedule's scheduled time (search attribute TemporalScheduledStartTime), or for a
+    # manual start without it, the workflow's start time.
     scheduled_for: datetime | None = None
+    # Carried across continue-as-new; callers leave it empty.
+    resume: DigestCursor | None = None
+
+
+DigestOutcome = Literal["sent", "skipped_disabled", "skipped_no_activity", "failed", "already_sent"]
+
+
+class DigestSummary(Model):
+    sent: int = 0
+    skipped_disabled: int = 0
+    skipped_no_activity: int = 0
+    failed: int = 0
+    already_sent: int = 0
+
+    def count(self, outcome: DigestOutcome) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+# Failed workspace ids kept in the result for the operator; the count is always exact.
+DIGEST_FAILED_IDS_KEPT = 100
+
+
+class DigestCursor(Model):
+    after_workspace_id: str
+    runs: int
+    totals: DigestSummary
+    failed_workspace_ids: list[str] = []
+
+
+class DigestWeek(Model):
+    """The reporting window [window_start, window_end) and the week it is sent for."""
+
+    week_start: date = Field(description="Monday (UTC) of the week the window starts in")
+    window_start: datetime
+    window_end: datetime
+
+
+class DigestPageRequest(Model):
+    after_workspace_id: str | None = None
+
+
+class DigestPage(Model):
+    workspace_ids: list[str]
+    # The last id of a full page; None once the last page has been read.
+    next_after: str | None
+    concurrency: int
+
+
+class WorkspaceDigestJob(Model):
+    workspace_id: str
+    week: DigestWeek
+    idempotency_key: str
+
+
+class WorkspaceDigestResult(Model):
+    workspace_id: str
+    outcome: DigestOutcome
+    new_contacts: int = 0
+
+
+class WeeklyDigestResult(Model):
+    week: DigestWeek
+    summary: DigestSummary
+    runs: int = Field(description="workflow runs in the continue-as-new chain")
+    failed_workspace_ids: list[str] = []
+
+
+# --- concurrency gate (at most N imports per workspace, spec 003) ---------------------
+
+
+class SlotRequest(Model):
+    gate: str = Field(description="Which gate: e.g. 'import-gate'")
+    key: str = Field(description="What the limit is per: e.g. the workspace id")
+    holder_id: str = Field(description="Workflow id of the run asking for a slot")
+    limit: int = Field(default=0, ge=0, description="Filled in from settings by request-slot")
+
+
+class SlotRelease(Model):
+    holder_id: str
+
+
+class GateInput(Model):
+    gate: str
+    key: str
+    limit: int = Field(ge=1)
+    idle_seconds: float = 300.0
+    check_seconds: float = 30.0
+    # Continue-as-new after this many grants (or when Temporal suggests it): bounded history.
+    grants_per_run: int = 1000
+    # Carried across continue-as-new.
+    holders: list[str] = []
+    waiting: list[str] = []
+
+
+class GateState(Model):
+    gate: str
+    key: str
+    limit: int
+    holders: list[str]
+    waiting: list[str]
 
 
 ImportCursor.model_rebuild()
 ProcessCsvInput.model_rebuild()
+WeeklyDigestInput.model_rebuild()

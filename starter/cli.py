@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 from folksjobs import logsafe
+from folksjobs.logs import setup_logging
 from folksjobs.settings import get_settings
-from starter import basic, codec_server, demo, dev, imports
+from starter import (
+    basic,
+    codec_server,
+    contract,
+    demo,
+    dev,
+    dispatch,
+    exports,
+    imports,
+    schedule,
+)
 
-COMMANDS = [dev, demo, basic, imports, codec_server]
+COMMANDS = [dev, demo, basic, imports, exports, schedule, dispatch, contract, codec_server]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,11 +34,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     settings = get_settings()
+    # Same formats as the worker (LOG_FORMAT), emails masked; on stderr, so --json stays clean.
+    setup_logging("INFO" if args.verbose else "WARNING", settings.log_format)
+    # After setup_logging, which replaces the handlers: secrets and URL passwords too.
     logsafe.install(settings=settings)
     try:
         asyncio.run(args.run(args, settings))

@@ -7,6 +7,7 @@ writes a deterministic contact CSV, imports it with a progress bar and prints th
 from __future__ import annotations
 
 import argparse
+import sys
 
 from folksjobs import db, seed
 from folksjobs.samples import write_demo_csv
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def demo(args: argparse.Namespace, settings: Settings) -> None:
     async with dev_stack(settings) as (live, client):
         for name, value in describe(live):
-            print(f"  {name:<14} {value}")
+            print(f"  {name:<14} {value}", file=sys.stderr if args.json else sys.stdout)
         assert live.database_url
         owner = await db.create_owner_pool(live.database_url)
         try:

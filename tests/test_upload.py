@@ -30,7 +30,7 @@ def _blobs(settings: Settings, workspace_id: str) -> list[Path]:
 
 async def _upload(
     settings: Settings, tenant: Tenant, data: bytes, overrides: list[str] | None = None
-):  # type: ignore[no-untyped-def]
+):
     async with open_services(settings, pool_size=2) as s:
         return await upload_csv(
             s.pool,

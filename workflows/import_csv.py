@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessCsvInput,
     )
     from folksjobs.search_attributes import IMPORT_ID, JOB_STATUS, WORKSPACE_ID
+    from workflows.gate import held_slot
 
 RETRY = RetryPolicy(
     maximum_attempts=4,
@@ -65,7 +66,7 @@ class ProcessCsv:
         self.cursor: ImportCursor | None = None
         self.counts = ImportCounts()
         self.rechunk_lock = asyncio.Lock()
-        self.generation = 0
+        self.chunking: asyncio.Task[ChunkPlanResult] | None = None
 
     @workflow.query(name="progress")
     def progress(self) -> ImportProgress:
@@ -88,37 +89,17 @@ class ProcessCsv:
             ]
         )
         try:
-            cursor = inp.resume or await self._start(inp)
-            self.cursor, self.counts = cursor, cursor.counts
-            self.stage = "process-batch"
-            end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
-            await self._process(inp, cursor, range(cursor.next_chunk, end))
-            if end < cursor.chunk_count:
-                cursor.next_chunk = end
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
-            self.stage = "finalize"
-            result = await workflow.execute_activity_method(
-                ImportActivities.finalize,
-                FinalizeImport(
-                    import_id=inp.import_id,
-                    workspace_id=inp.workspace_id,
-                    user_id=inp.user_id,
-                    workflow_id=workflow.info().workflow_id,
-                    started_at=cursor.started_at,
-                ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RETRY,
-            )
-            self.stage = "completed"
-            workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
-            return result
+            # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
+            # rest wait in arrival order (spec 003). The slot is kept across continue-as-new.
+            async with held_slot(inp.workspace_id):
+                return await self._run(inp)
         except asyncio.CancelledError:
-            self.stage = "cancelled"
-            workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
-            await self._mark_failed(inp, "cancelled by request", cancelled=True)
+            await self._cancelled(inp)
             raise
         except (ActivityError, ApplicationError) as e:
+            if is_cancelled_exception(e):
+                await self._cancelled(inp)
+                raise
             self.stage = "failed"
             message = _root_message(e)
             workflow.upsert_search_attributes([JOB_STATUS.value_set("failed")])
@@ -126,6 +107,42 @@ class ProcessCsv:
             raise ApplicationError(
                 f"import failed: {message}", type="ImportFailed", non_retryable=True
             ) from e
+
+    async def _run(self, inp: ProcessCsvInput) -> ImportResult:
+        cursor = inp.resume or await self._start(inp)
+        self.cursor, self.counts = cursor, cursor.counts
+        self.stage = "process-batch"
+        end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
+        await self._process(inp, cursor, range(cursor.next_chunk, end))
+        if self.chunking is not None:
+            # Every chunk is in Redis before this run hands over or finalizes.
+            await self.chunking
+            self.chunking = None
+        if end < cursor.chunk_count:
+            cursor.next_chunk = end
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
+        self.stage = "finalize"
+        result = await workflow.execute_activity_method(
+            ImportActivities.finalize,
+            FinalizeImport(
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                user_id=inp.user_id,
+                workflow_id=workflow.info().workflow_id,
+                started_at=cursor.started_at,
+            ),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+        )
+        self.stage = "completed"
+        workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
+        return result
+
+    async def _cancelled(self, inp: ProcessCsvInput) -> None:
+        self.stage = "cancelled"
+        workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
+        await self._mark_failed(inp, "cancelled by request", cancelled=True)
 
     async def _start(self, inp: ProcessCsvInput) -> ImportCursor:
         self.stage = "fetch-import"
@@ -136,22 +153,28 @@ class ProcessCsv:
             retry_policy=RETRY,
         )
         started_at = workflow.now()  # capture-start-time
-        self.stage = "download-and-chunk"
-        plan = await self._chunk_file(inp, record.options.chunk_rows)
-        return ImportCursor(
-            chunk_count=plan.chunk_count,
-            total_rows=plan.total_rows,
+        rows, size = record.total_rows, record.options.chunk_rows
+        cursor = ImportCursor(
+            chunk_count=(rows + size - 1) // size,
+            total_rows=rows,
             next_chunk=0,
             started_at=started_at,
             options=record.options,
-            counts=ImportCounts(total_rows=plan.total_rows),
+            counts=ImportCounts(total_rows=rows),
         )
+        # download-and-chunk runs alongside process-batch: each chunk is processed as soon
+        # as it is in Redis (the upload already counted the rows, so the chunk count is known).
+        self.chunking = asyncio.create_task(self._chunk_file(inp, cursor))
+        return cursor
 
-    async def _chunk_file(self, inp: ProcessCsvInput, chunk_rows: int) -> ChunkPlanResult:
+    async def _chunk_file(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ChunkPlanResult:
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
             ChunkPlan(
-                import_id=inp.import_id, workspace_id=inp.workspace_id, chunk_rows=chunk_rows
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                chunk_rows=cursor.options.chunk_rows,
+                generation=cursor.rechunks,
             ),
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(seconds=20),
@@ -168,7 +191,10 @@ class ProcessCsv:
             self.counts.add(r)
             cursor.chunks_done += 1
 
-        tasks = [asyncio.create_task(one(i)) for i in indexes]
+        tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
+        if self.chunking is not None:
+            # A failed chunking must stop the chunks waiting for it.
+            tasks.append(self.chunking)
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -179,7 +205,7 @@ class ProcessCsv:
 
     async def _chunk(self, inp: ProcessCsvInput, cursor: ImportCursor, i: int) -> ChunkResult:
         while True:
-            generation = self.generation
+            generation = cursor.rechunks
             try:
                 return await workflow.execute_activity_method(
                     ImportActivities.process_batch,
@@ -188,6 +214,7 @@ class ProcessCsv:
                         workspace_id=inp.workspace_id,
                         chunk_index=i,
                         sub_batch_rows=cursor.options.sub_batch_rows,
+                        generation=generation,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=30),
@@ -198,20 +225,22 @@ class ProcessCsv:
                 if not (isinstance(e.cause, ApplicationError) and e.cause.type == "ChunkMissing"):
                     raise
             # The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
-            # once for all the chunks that noticed at the same time.
+            # once for all the chunks that noticed in the same generation.
             async with self.rechunk_lock:
-                if generation == self.generation:
+                if generation == cursor.rechunks:
                     if cursor.rechunks >= MAX_RECHUNKS:
                         raise ApplicationError(
                             f"chunks were lost {cursor.rechunks} times; giving up",
                             type="ChunksLost",
                             non_retryable=True,
                         )
+                    if self.chunking is not None and not self.chunking.done():
+                        await workflow.wait([self.chunking])
                     cursor.rechunks += 1
                     self.stage = "download-and-chunk"
-                    await self._chunk_file(inp, cursor.options.chunk_rows)
+                    self.chunking = None
+                    await self._chunk_file(inp, cursor)
                     self.stage = "process-batch"
-                    self.generation += 1
 
     async def _mark_failed(self, inp: ProcessCsvInput, error: str, cancelled: bool = False) -> None:
         await workflow.execute_activity_method(
