@@ -29,15 +29,7 @@ pytestmark = pytest.mark.corpus
 
 # Files whose outcome differs from the manifest because of a known defect, with why.
 # strict: once the defect is fixed the test says so, and the entry must go.
-KNOWN: dict[str, str] = {
-    "ragged_long_rows.csv": "cells past the header's width are dropped without a failure or a "
-    "warning (contacts.map_cells reads only mapped columns): EXTRA1/EXTRA2 are stored nowhere",
-    "unterminated_quote_mid.csv": "the unclosed quote on record 2 swallows records 3 and 4 to "
-    "the end of the file; they are reported as one failed row ('unterminated quoted field "
-    "starting at line 3'), rows=2 where the file has 4, and c@/d@ are neither stored nor named",
-    "email_idn_domain.csv": "USER@xn--bcher-kva.de and user@bücher.de (one mailbox, punycode "
-    "and unicode spellings) become two contacts: emails are not IDNA-normalised before dedup",
-}
+KNOWN: dict[str, str] = {}
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 Each case ends the way the issue asks: a clear error in error_log and a failure email
 with nothing left in Redis, or a completed import whose optional parts fell back.
+A failed import's process-batch attempts still waiting for chunks learn of their
+cancellation on their next heartbeat to the server (throttled to most of the 30 s
+heartbeat timeout), so those tests stop their worker with a 1 s grace period.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ async def test_damaged_blob_fails_clearly(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str,
     damage: str,
 ) -> None:  # fmt: skip
-    settings = make_settings(stack, temporal_task_queue=task_queue, import_chunk_rows=10)
+    settings = make_settings(stack, temporal_task_queue=task_queue, import_chunk_rows=10,
+                             worker_graceful_shutdown_seconds=1)  # fmt: skip
     async with running_worker(client, settings, task_queue) as services:
         up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(ROWS))
         path = services.blob.local_path(up.blob_key)
@@ -87,7 +91,8 @@ async def test_failure_email_failing_never_hides_the_original_error(
 ) -> None:
     async with FakeEmailProvider(fail_first=10**6) as provider:
         settings = make_settings(stack, temporal_task_queue=task_queue, email_backend="http",
-                                 email_api_url=provider.url)  # fmt: skip
+                                 email_api_url=provider.url,
+                                 worker_graceful_shutdown_seconds=1)  # fmt: skip
         async with running_worker(client, settings, task_queue) as services:
             up = await upload(services, settings, tenant.workspace_id, tenant.user_id,
                               csv_bytes(ROWS))  # fmt: skip
