@@ -27,7 +27,7 @@ async def test_short_fault_run(request: pytest.FixtureRequest, tmp_path: Path) -
     args = argparse.Namespace(
         rows=20_000, kills=3, seed=9, chunk_rows=1000, sub_batch_rows=250, parallel_chunks=4,
         chunks_per_run=8, timeout=900, only=["sigkill", "redis", "postgres-crash", "temporal"],
-        out=tmp_path, keep=False,
+        out=tmp_path, keep=False, devstack_crashes=0,
     )  # fmt: skip
     code = await main_async(args)
     report = (tmp_path / "results.md").read_text()

@@ -32,6 +32,7 @@ import asyncio
 import json
 import platform
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -317,12 +318,18 @@ async def main_async(args: argparse.Namespace) -> int:
         "redis": (server_restart("redis", clean.seconds), False),
         "postgres": (server_restart("postgres", clean.seconds), False),
         "postgres-crash": (server_restart("postgres-crash", clean.seconds), True),
-        "postgres-crash-devstack": (server_restart("postgres-crash", clean.seconds), False),
+        **{
+            f"postgres-crash-devstack{'' if i == 1 else f'-{i}'}": (
+                server_restart("postgres-crash", clean.seconds),
+                False,
+            )
+            for i in range(1, args.devstack_crashes + 1)
+        },
         "temporal": (server_restart("temporal", clean.seconds), False),
     }
     results = [clean]
     for name, (fault, durable) in cases.items():
-        if args.only and name not in args.only:
+        if args.only and re.sub(r"-\d+$", "", name) not in args.only:
             continue
         rng = random.Random(f"{args.seed}:{name}")
         res, data = await run_case(name, work, csv, tuning, fault, rng, timeout, durable)
@@ -356,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--parallel-chunks", type=int, default=4)
     p.add_argument("--chunks-per-run", type=int, default=25)
     p.add_argument("--timeout", type=float, default=1800, help="per case, seconds")
+    p.add_argument("--devstack-crashes", type=int, default=3,
+                   help="repeats of the synchronous_commit=off crash (its loss is timing)")  # fmt: skip
     p.add_argument("--only", nargs="*", help="run only these fault cases (after the clean run)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent)
     p.add_argument("--keep", action="store_true", help="keep the servers' directories")
