@@ -1,20 +1,34 @@
-"""Row-level security is a real second wall: the application role cannot cross tenants
-even when a query names the other workspace outright.
-
-The side-by-side test (two workspaces' imports and exports running at once with
-overlapping emails) belongs with those jobs: see the note at the end of this file.
+"""Tenants stay apart: row-level security is a real second wall (the application role
+cannot cross workspaces even when a query names the other one outright), and two
+workspaces' imports and exports running side by side with overlapping emails never see
+or change each other's rows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs import db, seed
-from tests.conftest import Tenant
+from folksjobs import db, exports, imports_repo, seed
+from folksjobs.models import (
+    WF_PROCESS_CSV,
+    WF_PROCESS_EXPORT,
+    ProcessCsvInput,
+    ProcessExportInput,
+    export_workflow_id,
+    import_workflow_id,
+)
+from folksjobs.uploads import confirm_import
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.importing import csv_bytes, upload
 
 SHARED = "same.person@example.com"
 
@@ -156,5 +170,98 @@ async def test_workspace_setting_does_not_leak_between_transactions(
         assert await conn.fetchval("SELECT current_user") == db.APP_ROLE
 
 
-# Later, with the import and export jobs: two workspaces' imports and exports side by side
-# with overlapping emails, each workspace's contacts and export file exactly its own.
+# --- the jobs side by side ------------------------------------------------------------
+
+
+def tenant_file(name: str, n: int) -> list[list[str]]:
+    """`n` rows of this tenant's own, plus the same shared emails as the other tenant."""
+    own = [[f"{name.lower()}{i}@example.com", f"{name}-{i}", name] for i in range(n)]
+    shared = [[f"shared{i}@example.com", f"{name}-shared-{i}", name] for i in range(5)]
+    return [["email", "first_name", "company"], *own, *shared]
+
+
+async def test_imports_and_exports_side_by_side_stay_apart(
+    client: Client, stack: Stack, owner_pool: asyncpg.Pool, task_queue: str,
+    two_tenants: tuple[Tenant, Tenant],
+) -> None:  # fmt: skip
+    a, b = two_tenants
+    settings = make_settings(stack, temporal_task_queue=task_queue, import_chunk_rows=7,
+                             import_sub_batch_rows=3, export_batch_rows=4)  # fmt: skip
+    files = {a.workspace_id: tenant_file("A", 40), b.workspace_id: tenant_file("B", 30)}
+    async with running_worker(client, settings, task_queue) as services:
+
+        async def run_import(t: Tenant) -> dict[str, Any]:
+            up = await upload(services, settings, t.workspace_id, t.user_id,
+                              csv_bytes(files[t.workspace_id]))  # fmt: skip
+            handle = await confirm_import(client, services.pool, settings, t.workspace_id,
+                                          up.import_id)  # fmt: skip
+            result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
+            return result
+
+        async def run_export(t: Tenant) -> bytes:
+            export_id, user = await exports.create_export(services.pool, t.workspace_id, None, [])
+            result = await client.execute_workflow(
+                WF_PROCESS_EXPORT,
+                ProcessExportInput(export_id=export_id, workspace_id=t.workspace_id,
+                                   user_id=user),
+                id=export_workflow_id(export_id), task_queue=task_queue,
+            )  # fmt: skip
+            return b"".join([c async for c in services.blob.read(result["blob_key"])])
+
+        ra, rb = await asyncio.gather(run_import(a), run_import(b))
+        fa, fb = await asyncio.gather(run_export(a), run_export(b))
+    # The shared emails are inserts in both workspaces: neither upsert met the other's row.
+    assert (ra["inserted"], ra["updated"]) == (45, 0)  # 40 own + 5 shared
+    assert (rb["inserted"], rb["updated"]) == (35, 0)
+    for t, f, name in ((a, fa, "A"), (b, fb, "B")):
+        stored = await owner_pool.fetch(
+            "SELECT email, first_name, company FROM contacts WHERE workspace_id = $1",
+            uuid.UUID(t.workspace_id),
+        )  # fmt: skip
+        expected: set[tuple[str, str, str | None]] = {
+            (r[0], r[1], r[2]) for r in files[t.workspace_id][1:]
+        }
+        expected.add((SHARED, name, None))  # seeded by the fixture
+        assert {(r["email"], r["first_name"], r["company"]) for r in stored} == expected
+        exported = list(csv.DictReader(io.StringIO(f.decode("utf-8-sig"))))
+        assert {row["email"] for row in exported} == {e for e, _, _ in expected}
+        assert {row["company"] for row in exported} <= {name, ""}
+
+
+async def test_a_workspace_pairing_from_the_caller_is_not_trusted(
+    client: Client, stack: Stack, owner_pool: asyncpg.Pool, task_queue: str,
+    two_tenants: tuple[Tenant, Tenant],
+) -> None:  # fmt: skip
+    """An import or export id started with the other workspace's id fails and touches
+    nothing: activities look the record up within the workspace they were given."""
+    a, b = two_tenants
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, a.workspace_id, a.user_id,
+                          csv_bytes(tenant_file("A", 3)))  # fmt: skip
+        await imports_repo.confirm(services.pool, a.workspace_id, up.import_id, up.mapping,
+                                   import_workflow_id(up.import_id))  # fmt: skip
+        with pytest.raises(WorkflowFailureError) as imp:
+            await client.execute_workflow(
+                WF_PROCESS_CSV,
+                ProcessCsvInput(import_id=up.import_id, workspace_id=b.workspace_id,
+                                user_id=b.user_id),
+                id=import_workflow_id(up.import_id), task_queue=task_queue,
+            )  # fmt: skip
+        export_id, _ = await exports.create_export(services.pool, a.workspace_id, None, [])
+        with pytest.raises(WorkflowFailureError) as exp:
+            await client.execute_workflow(
+                WF_PROCESS_EXPORT,
+                ProcessExportInput(export_id=export_id, workspace_id=b.workspace_id,
+                                   user_id=b.user_id),
+                id=export_workflow_id(export_id), task_queue=task_queue,
+            )  # fmt: skip
+    assert "not found" in str(imp.value.cause) + str(getattr(imp.value.cause, "cause", ""))
+    assert "does not exist in workspace" in str(getattr(exp.value.cause, "cause", ""))
+    for t, n in ((a, 1), (b, 1)):  # only the fixture's seeded contact in each
+        assert await owner_pool.fetchval(
+            "SELECT count(*) FROM contacts WHERE workspace_id = $1", uuid.UUID(t.workspace_id)
+        ) == n  # fmt: skip
+    status = await owner_pool.fetchval("SELECT status FROM imports WHERE id = $1::uuid",
+                                       up.import_id)  # fmt: skip
+    assert status == "processing"  # B's run could not even mark A's import failed

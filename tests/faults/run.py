@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunks-per-run", type=int, default=25)
     p.add_argument("--timeout", type=float, default=1800, help="per case, seconds")
     p.add_argument("--devstack-crashes", type=int, default=3,
-                   help="repeats of the synchronous_commit=off crash (its loss is timing)")  # fmt: skip
+                   help="repeats of the synchronous_commit=off crash (loss is timing)")  # fmt: skip
     p.add_argument("--only", nargs="*", help="run only these fault cases (after the clean run)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent)
     p.add_argument("--keep", action="store_true", help="keep the servers' directories")
