@@ -161,7 +161,16 @@ class Env:
         self.temporal = TemporalDevServer(self.root / "temporal")
         await asyncio.to_thread(self.pg.start)
         await asyncio.to_thread(self.valkey.start, persist=False)
-        await asyncio.to_thread(self.temporal.start)
+        for attempt in range(3):
+            try:
+                await asyncio.to_thread(self.temporal.start)
+                break
+            except RuntimeError:
+                # Seen here: a port picked by free_port() taken by a neighbour before the
+                # dev server bound it ("address already in use"). Another port, again.
+                if attempt == 2:
+                    raise
+                self.temporal.port = 0
         await db.migrate(self.pg.dsn)
         self.owner = await db.create_owner_pool(self.pg.dsn, max_size=2)
         if self.durable_commits:

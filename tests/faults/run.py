@@ -130,8 +130,8 @@ async def run_case(name: str, root: Path, csv: Path, tuning: Tuning, fault: Faul
     env = Env(root / name, tuning, durable_commits=durable)
     res = CaseResult(name)
     data: dict[str, Any] = {}
-    await env.start()
     try:
+        await env.start()
         env.start_worker()
         wid, import_id, handle = await env.start_import(csv)
         w, done = Watch(), asyncio.Event()
