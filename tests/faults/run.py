@@ -172,30 +172,26 @@ async def run_case(name: str, root: Path, csv: Path, tuning: Tuning, fault: Faul
 
 
 def sigkill(kills: int) -> Fault:
-    """Kills at random points of the import: each at a random share of its rows (drawn
-    from the seed, sorted), a random fraction of a second or two past that point; shares
-    under 5 % strike during download-and-chunk. A new worker gets 2.5 s to boot first."""
+    """Kills at random moments spread over the import: the first a random 0-3 s after
+    the worker booted, each later one a random 0-1 s after more rows are done than at
+    the kill before (a kill strands the chunks its worker held until their heartbeat
+    timeout, so without that wait the kills would pile up on one stalled moment). A new
+    worker gets 2.5 s to boot first. Stage, chunks and rows are noted for every kill."""
 
     async def inject(env: Env, run: Run) -> None:
-        targets = sorted(run.rng.random() for _ in range(kills))
-        for k, share in enumerate(targets):
-            if await run.sleep_or_done(2.5):
+        last = -1
+        for k in range(kills):
+            if await run.sleep_or_done(2.5 + (run.rng.uniform(0, 3) if k == 0 else 0)):
                 run.note(f"import finished before kill {k + 1}")
                 return
-            while not run.done.is_set():
-                w = run.watch
-                if share < 0.05 and w.stage == "download-and-chunk":
-                    break
-                if w.total and w.max_processed >= share * w.total:
-                    break
-                if share < 0.05 and w.stage in ("process-batch", "finalize"):
-                    break
+            while not run.done.is_set() and k > 0 and run.watch.max_processed <= last:
                 await run.sleep_or_done(0.1)
-            if await run.sleep_or_done(run.rng.uniform(0, 1.5)):
+            if await run.sleep_or_done(run.rng.uniform(0, 1)):
                 run.note(f"import finished before kill {k + 1}")
                 return
+            last = run.watch.max_processed
             env.workers[-1].kill()
-            run.note(f"SIGKILL worker {len(env.workers)} (aimed at {share:.0%} of rows)")
+            run.note(f"SIGKILL worker {len(env.workers)}")
             env.start_worker()
 
     return inject
