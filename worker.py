@@ -9,6 +9,7 @@ activities get `WORKER_GRACEFUL_SHUTDOWN_SECONDS` to finish before they are hand
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -124,6 +125,16 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
     )
 
 
+def tune_gc() -> None:
+    """Imports allocate and drop millions of small objects (cells, rows, models). With the
+    default thresholds the cyclic collector keeps rescanning everything the process holds,
+    which measured at ~45 % of validation time; long-lived objects are frozen out of its
+    reach and young collections run less often. Reference counting still frees rows."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     runtime = build_runtime(settings)
@@ -132,6 +143,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     async with open_services(settings) as services:
         worker = build_worker(client, services)
+        tune_gc()
         async with worker:
             log.info("worker running against %s", settings.temporal_address)
             await stop.wait()
