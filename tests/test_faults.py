@@ -1,6 +1,6 @@
 """A short fault run (20k rows) for CI: `pytest -m faults` (or FOLKSJOBS_FAULTS=1).
 
-Minutes, not seconds (every SIGKILL of a worker mid-chunk waits out the 30 s heartbeat
+Minutes, not seconds (every SIGKILL of a worker mid-chunk waits out the 15 s heartbeat
 timeout), so the everyday suite skips it. The full run is `python -m tests.faults.run`;
 its latest output is tests/faults/results.md.
 """

@@ -3,7 +3,7 @@
 Each case ends the way the issue asks: a clear error in error_log and a failure email
 with nothing left in Redis, or a completed import whose optional parts fell back.
 A failed import's process-batch attempts still waiting for chunks learn of their
-cancellation on their next heartbeat to the server (throttled to most of the 30 s
+cancellation on their next heartbeat to the server (throttled to most of the
 heartbeat timeout), so those tests stop their worker with a 1 s grace period.
 """
 

@@ -49,7 +49,7 @@ from folksjobs.samples import write_demo_csv
 from tests.faults.harness import Env, Tuning, Watch, result_of, watch
 
 COUNT_KEYS = ("total_rows", "inserted", "updated", "failed", "duplicates")
-HEARTBEAT_TIMEOUT = 30  # process-batch's, in workflows/import_csv.py
+HEARTBEAT_TIMEOUT = 15  # process-batch's, in workflows/import_csv.py
 
 
 @dataclass
