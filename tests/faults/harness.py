@@ -320,7 +320,7 @@ async def watch(env: Env, import_id: str, handle: WorkflowHandle[Any, Any], w: W
                 AssertionError):  # fmt: skip
             pass  # PostgreSQL is restarting
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), 0.5)
+            await asyncio.wait_for(done.wait(), 0.2)
 
 
 async def result_of(handle: WorkflowHandle[Any, Any], deadline: float) -> dict[str, Any]:

@@ -172,8 +172,8 @@ async def run_case(name: str, root: Path, csv: Path, tuning: Tuning, fault: Faul
 
 
 def sigkill(kills: int) -> Fault:
-    """Kills at random moments spread over the import: the first a random 0-3 s after
-    the worker booted, each later one a random 0-1 s after more rows are done than at
+    """Kills at random moments spread over the import: the first a random 0-1.5 s after
+    the worker booted, each later one a random 0-0.3 s after more rows are done than at
     the kill before (a kill strands the chunks its worker held until their heartbeat
     timeout, so without that wait the kills would pile up on one stalled moment). A new
     worker gets 2.5 s to boot first. Stage, chunks and rows are noted for every kill."""
@@ -181,12 +181,12 @@ def sigkill(kills: int) -> Fault:
     async def inject(env: Env, run: Run) -> None:
         last = -1
         for k in range(kills):
-            if await run.sleep_or_done(2.5 + (run.rng.uniform(0, 3) if k == 0 else 0)):
+            if await run.sleep_or_done(2.5 + (run.rng.uniform(0, 1.5) if k == 0 else 0)):
                 run.note(f"import finished before kill {k + 1}")
                 return
             while not run.done.is_set() and k > 0 and run.watch.max_processed <= last:
-                await run.sleep_or_done(0.1)
-            if await run.sleep_or_done(run.rng.uniform(0, 1)):
+                await run.sleep_or_done(0.05)
+            if await run.sleep_or_done(run.rng.uniform(0, 0.3)):
                 run.note(f"import finished before kill {k + 1}")
                 return
             last = run.watch.max_processed
