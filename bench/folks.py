@@ -7,6 +7,7 @@ the worker's alone and start from the same baseline whatever ran before.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,7 +16,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bench.profile import attach
 from bench.sampler import Sampler
 from bench.stack import BenchStack
 
@@ -66,10 +69,12 @@ class FolksEnv:
 class Worker:
     """`python worker.py` as a child process, ready once it says it is running."""
 
-    def __init__(self, fenv: FolksEnv, log: Path) -> None:
+    def __init__(self, fenv: FolksEnv, log: Path, profile: Path | None = None) -> None:
         self.fenv = fenv
         self.log = log
+        self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
+        self.spy: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +90,8 @@ class Worker:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"worker not ready after 60 s; see {self.log}")
             time.sleep(0.05)
+        if self.profile:
+            self.spy = attach(self.proc.pid, self.profile)
         return self
 
     @property
@@ -93,14 +100,18 @@ class Worker:
         return self.proc.pid
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.spy is not None:
+            try:
+                self.spy.wait(60)
+            except subprocess.TimeoutExpired:
+                self.spy.kill()
 
 
 def import_available() -> str | None:
@@ -116,14 +127,58 @@ def export_available() -> str | None:
     return None
 
 
+def _settings(fenv: FolksEnv) -> Any:
+    from folksjobs.settings import Settings
+
+    env = fenv.env()
+    fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+
+
 def run_import(
     fenv: FolksEnv, csv: Path, workspace_id: str, user_id: str, sampler: Sampler
-) -> dict[str, float | int | str]:
-    """Upload (timed apart), start ProcessCsv, wait. Worker must be running."""
-    raise NotImplementedError(import_available() or "wire folksjobs.uploads here")
+) -> dict[str, Any]:
+    """Upload (timed apart), confirm (starts ProcessCsv), wait for its result."""
+    return asyncio.run(_import(_settings(fenv), csv, workspace_id, user_id))
 
 
-def run_export(
-    fenv: FolksEnv, workspace_id: str, user_id: str, sampler: Sampler
-) -> dict[str, float | int | str]:
+async def _import(settings: Any, csv: Path, workspace_id: str, user_id: str) -> dict[str, Any]:
+    from folksjobs import db
+    from folksjobs.blob import build_blob_store
+    from folksjobs.models import ImportResult
+    from folksjobs.temporal import connect
+    from folksjobs.uploads import confirm_import, upload_csv
+
+    pool = await db.create_pool(settings.database_url, max_size=2)
+    blob = build_blob_store(settings)
+    try:
+        client = await connect(settings)
+        t0 = time.perf_counter()
+        f = await asyncio.to_thread(open, csv, "rb")
+        try:
+            up = await upload_csv(pool, blob, settings, f, csv.name, workspace_id, user_id)
+        finally:
+            f.close()
+        upload_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        handle = await confirm_import(client, pool, settings, workspace_id, up.import_id)
+        res = await handle.result(result_type=ImportResult)
+        wall = time.perf_counter() - t1
+    finally:
+        await blob.close()
+        await pool.close()
+    if res.status != "completed":
+        raise RuntimeError(f"import {res.import_id} ended {res.status}")
+    return {
+        "wall_s": wall,
+        "upload_s": upload_s,
+        "inserted": res.inserted,
+        "updated": res.updated,
+        "failed": res.failed,
+        "duplicates": res.duplicates,
+        "workflow_ms": res.duration_ms,
+    }
+
+
+def run_export(fenv: FolksEnv, workspace_id: str, user_id: str, sampler: Sampler) -> dict[str, Any]:
     raise NotImplementedError(export_available() or "wire the export starter here")

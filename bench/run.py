@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import ceiling, folks, report  # noqa: E402
+from bench import ceiling, folks, profile, report  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from bench.sampler import CpuMeter, Sampler  # noqa: E402
 from bench.stack import BenchStack, start_stack  # noqa: E402
@@ -68,6 +68,7 @@ class Bench:
         self.temporal_cpu = CpuMeter(stack.temporal_pid) if stack.temporal.proc else None
         self.results: list[Result] = []
         self.meta = report.machine_meta(stack, args)
+        self.rows = 0
 
     # --- bookkeeping -----------------------------------------------------------------
     def save(self) -> None:
@@ -144,6 +145,7 @@ class Bench:
 
     # --- cases -----------------------------------------------------------------------
     def run_size(self, rows: int) -> None:
+        self.rows = rows  # the size being run, for file names
         csv = self.args.work / "files" / f"contacts-{rows}-s{self.args.seed}.csv"
         gen = generate(rows, self.args.seed, csv)
         size = gen.bytes
@@ -169,10 +171,25 @@ class Bench:
             why = folks.import_available()
             if why:
                 return why
-        if case == "b" and rows > self.args.b_max_rows:
+        if case == "b":
+            return self.b_too_slow(rows)
+        return None
+
+    def b_too_slow(self, rows: int) -> str | None:
+        """Case b is skipped where its projected time (from its rate at the largest size
+        measured so far) exceeds --b-max-minutes per phase, or above --b-max-rows."""
+        if self.args.b_max_rows and rows > self.args.b_max_rows:
+            return f"above --b-max-rows {self.args.b_max_rows:,}"
+        done = [r for r in self.results if r.case == "b" and r.phase == "import" and r.rows_per_s]
+        if not done:
+            return None
+        last = max(done, key=lambda r: r.rows)
+        assert last.rows_per_s
+        minutes = rows / last.rows_per_s / 60
+        if minutes > self.args.b_max_minutes:
             return (
-                f"the spec's design above {self.args.b_max_rows:,} rows would take over"
-                " ~20 min (see its rows/s at smaller sizes)"
+                f"projected {minutes:.0f} min per phase at {last.rows_per_s:,.0f} rows/s"
+                f" (its rate at {last.rows:,} rows), over the {self.args.b_max_minutes:.0f}-min cap"
             )
         return None
 
@@ -189,9 +206,19 @@ class Bench:
         fenv = folks.FolksEnv(self.stack, self.args.work / "folks", overrides)
 
         def run(sampler: Sampler) -> dict[str, Any]:
-            with folks.Worker(fenv, work / "worker.log") as worker:
+            phase = "reimport" if self.contacts(wid) else "import"
+            prof = None
+            if self.args.profile:
+                prof = self.args.work / "profiles" / f"{case}-{self.rows}-{phase}.txt"
+            with folks.Worker(fenv, work / "worker.log", prof) as worker:
                 sampler.watch(worker.pid)
-                return folks.run_import(fenv, csv, wid, uid, sampler)
+                out = folks.run_import(fenv, csv, wid, uid, sampler)
+            if prof is not None and prof.exists():
+                summary = profile.summarise(prof)
+                prof.with_suffix(".md").write_text(summary + "\n")
+                print(summary, flush=True)
+                out["profile"] = str(prof.with_suffix(".md"))
+            return out
 
         return run
 
@@ -225,13 +252,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cases", default="a,b,c,d", help="subset of a,b,c,d")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--export-rows", type=int, default=1_000_000, help="size whose export is run")
-    p.add_argument(
-        "--b-max-rows",
-        type=int,
-        default=1_000_000,
-        help="skip case b above this size (the spec's design is slow by design)",
-    )
+    p.add_argument("--b-max-rows", type=int, default=0, help="never run case b above this size")
+    p.add_argument("--b-max-minutes", type=float, default=20.0,
+                   help="skip case b where its projected time per phase is over this")  # fmt: skip
     p.add_argument("--no-reimport", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="attach py-spy to the worker (a, b); stacks in WORK/profiles")  # fmt: skip
     p.add_argument("--keep-files", action="store_true", help="keep the generated CSVs")
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
     p.add_argument("--out", type=Path, default=ROOT / "bench")
