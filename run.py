@@ -26,7 +26,7 @@ EXTRAS = {"demo": "", "starter": "", "test": "[test]", "bench": "[test,bench]"}
 
 
 def ensure_venv(extras: str) -> Path:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - run.py is run by whatever python3 is
         sys.exit(f"folksjobs needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     python = VENV / "bin" / "python"
     if not python.exists():
@@ -37,10 +37,19 @@ def ensure_venv(extras: str) -> Path:
     if not stamp.exists() or stamp.read_text() != digest:
         print(f"installing folksjobs{extras} into .venv ...", flush=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             "-e", f".{extras}"],
-            cwd=ROOT, check=True,
-        )  # fmt: skip
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-e",
+                f".{extras}",
+            ],
+            cwd=ROOT,
+            check=True,
+        )
         stamp.write_text(digest)
     return python
 

@@ -19,10 +19,12 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.imports import ImportActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
+from workflows.import_csv import ProcessCsv
 from workflows.send_welcome import SendWelcome
 
 log = logging.getLogger("folksjobs.worker")
@@ -42,7 +44,13 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
     return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
 
 
+def _import(s: Services) -> list[Callable[..., Any]]:
+    a = ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
+    return [a.fetch_import, a.download_and_chunk, a.process_batch, a.finalize, a.mark_failed]
+
+
 JOBS: list[Job] = [
+    Job("process-csv", "job_import_enabled", [ProcessCsv], _import),
     Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
 ]
 
@@ -62,8 +70,10 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
     queue = task_queue or settings.temporal_task_queue
     log.info(
         "registering jobs %s on task queue %r (disabled: %s)",
-        [j.name for j in jobs], queue, [j.name for j in JOBS if j not in jobs] or "none",
-    )  # fmt: skip
+        [j.name for j in jobs],
+        queue,
+        [j.name for j in JOBS if j not in jobs] or "none",
+    )
     return Worker(
         client,
         task_queue=queue,
@@ -82,12 +92,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         async with worker:
             log.info("worker running against %s", settings.temporal_address)
             await stop.wait()
-            log.info("stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds)
+            log.info(
+                "stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds
+            )
 
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
     async def _run() -> None:
         stop = asyncio.Event()

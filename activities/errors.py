@@ -9,6 +9,7 @@ from folksjobs.mailer import EmailSendError
 
 def email_error(e: EmailSendError) -> ApplicationError:
     return ApplicationError(
-        str(e), type="EmailPermanentFailure" if e.permanent else "EmailSendFailed",
+        str(e),
+        type="EmailPermanentFailure" if e.permanent else "EmailSendFailed",
         non_retryable=e.permanent,
-    )  # fmt: skip
+    )

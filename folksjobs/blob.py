@@ -38,7 +38,9 @@ def check_key(key: str) -> str:
         or norm.startswith(("../", "/"))
         or "/../" in f"/{norm}/"
     ):
-        raise BlobKeyError(f"refused blob key {key!r}: keys are built from ids and stay in the store")
+        raise BlobKeyError(
+            f"refused blob key {key!r}: keys are built from ids and stay in the store"
+        )
     return key
 
 
@@ -78,7 +80,7 @@ class _LocalWriter:
         # A unique temporary name: a second attempt of the same activity writing at the
         # same time never interleaves with the first; the rename publishes atomically.
         self.tmp = final.with_name(f".{final.name}.{os.getpid()}.{id(self)}.part")
-        self.fh = open(self.tmp, "wb")  # noqa: SIM115, ASYNC230
+        self.fh = open(self.tmp, "wb")  # noqa: SIM115
         self.bytes = 0
 
     async def write(self, data: bytes) -> None:
@@ -160,9 +162,12 @@ class _S3Writer:
             self.upload_id = resp["UploadId"]
         n = len(self.parts) + 1
         resp = await self.client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=n,
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=n,
             Body=bytes(self.buf),
-        )  # fmt: skip
+        )
         self.parts.append({"ETag": resp["ETag"], "PartNumber": n})
         self.buf.clear()
 
@@ -174,9 +179,11 @@ class _S3Writer:
         if self.buf:
             await self._flush_part()
         await self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
             MultipartUpload={"Parts": self.parts},
-        )  # fmt: skip
+        )
         return self.bytes
 
     async def abort(self) -> None:
@@ -212,7 +219,9 @@ class S3BlobStore:
     async def client(self) -> Any:
         async with self._lock:
             if self._client is None:
-                self._client_cm = self._session.client("s3", endpoint_url=self.settings.s3_endpoint_url)
+                self._client_cm = self._session.client(
+                    "s3", endpoint_url=self.settings.s3_endpoint_url
+                )
                 self._client = await self._client_cm.__aenter__()
         return self._client
 
@@ -224,8 +233,9 @@ class S3BlobStore:
         return None
 
     async def open_writer(self, key: str) -> BlobWriter:
-        return _S3Writer(await self.client(), self.bucket, self._full(key),
-                         self.settings.s3_multipart_part_bytes)  # fmt: skip
+        return _S3Writer(
+            await self.client(), self.bucket, self._full(key), self.settings.s3_multipart_part_bytes
+        )
 
     async def read(self, key: str, start: int = 0) -> AsyncIterator[bytes]:
         client = await self.client()
@@ -257,9 +267,10 @@ class S3BlobStore:
     async def location(self, key: str) -> str:
         client = await self.client()
         url = await client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)},
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._full(key)},
             ExpiresIn=self.settings.s3_presign_seconds,
-        )  # fmt: skip
+        )
         return f"s3://{self.bucket}/{self._full(key)} ({url})"
 
     async def close(self) -> None:

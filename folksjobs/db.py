@@ -64,7 +64,12 @@ async def migrate(dsn: str) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         files = sorted(
-            f for f in resources.files("folksjobs.migrations").iterdir() if f.name.endswith(".sql")
+            (
+                f
+                for f in resources.files("folksjobs.migrations").iterdir()
+                if f.name.endswith(".sql")
+            ),
+            key=lambda f: f.name,
         )
         for f in files:
             version = f.name.removesuffix(".sql")

@@ -74,12 +74,18 @@ class TemporalDevServer:
         if not self.port:
             self.port = free_port()
         args = [
-            temporal_cli(), "server", "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(self.port),
-            "--db-filename", str(self.state_dir / "temporal.db"),
-            "--log-level", "warn",
-        ]  # fmt: skip
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.state_dir / "temporal.db"),
+            "--log-level",
+            "warn",
+        ]
         if self.ui_port:
             args += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
         else:
@@ -142,10 +148,18 @@ class EmbeddedPostgres:
             self._prepare_root()
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(
-                [self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--locale=C"],
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
                 stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
         if not self.port:
             self.port = free_port()
         # A stale postmaster.pid after a kill -9 of the whole stack blocks the start.
@@ -158,19 +172,38 @@ class EmbeddedPostgres:
             "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
         )
         self._run(
-            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-             "-o", opts, "-l", str(self._log), "start"],
+            [
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                opts,
+                "-l",
+                str(self._log),
+                "start",
+            ],
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         self._ensure_database()
 
     def _ensure_database(self) -> None:
         env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
         base = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         out = subprocess.run(
-            [self._bin("psql"), base, "-tAc", "SELECT 1 FROM pg_database WHERE datname='folksjobs'"],
-            check=True, capture_output=True, text=True, env=env,
-        )  # fmt: skip
+            [
+                self._bin("psql"),
+                base,
+                "-tAc",
+                "SELECT 1 FROM pg_database WHERE datname='folksjobs'",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if out.stdout.strip() != "1":
             subprocess.run(
                 [self._bin("psql"), base, "-qc", "CREATE DATABASE folksjobs"], check=True, env=env
@@ -180,9 +213,11 @@ class EmbeddedPostgres:
         if (self.data_dir / "postmaster.pid").exists():
             subprocess.run(
                 [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
-                check=False, user=self.proc_user, stdout=subprocess.DEVNULL,
+                check=False,
+                user=self.proc_user,
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
 
 
 @dataclass
@@ -203,14 +238,21 @@ class EmbeddedValkey:
             self.port = free_port()
         args = [
             str(get_binary_path()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--save", "60 1" if persist else "",
-            "--appendonly", "no",
-            "--protected-mode", "no",
-            "--logfile", str(self.data_dir / "valkey.log"),
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "60 1" if persist else "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.data_dir / "valkey.log"),
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, timeout, self.proc)
 

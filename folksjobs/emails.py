@@ -15,8 +15,8 @@ def _html(title: str, paragraphs: list[str], items: list[str] | None = None) -> 
     if items:
         body += "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
     return (
-        "<!doctype html><html><body style=\"font-family:sans-serif\">"
-        f"<h2>{escape(title)}</h2>{body}<p style=\"color:#888\">— folksjobs</p></body></html>"
+        '<!doctype html><html><body style="font-family:sans-serif">'
+        f'<h2>{escape(title)}</h2>{body}<p style="color:#888">— folksjobs</p></body></html>'
     )
 
 
@@ -27,8 +27,9 @@ def _text(title: str, paragraphs: list[str], items: list[str] | None = None) -> 
     return "\n".join(lines) + "\n\n— folksjobs\n"
 
 
-def _email(to: str, subject: str, paragraphs: list[str], key: str, tag: str,
-           items: list[str] | None = None) -> Email:  # fmt: skip
+def _email(
+    to: str, subject: str, paragraphs: list[str], key: str, tag: str, items: list[str] | None = None
+) -> Email:
     return Email(
         to=to,
         subject=subject,
@@ -42,39 +43,64 @@ def _email(to: str, subject: str, paragraphs: list[str], key: str, tag: str,
 def welcome(to: str, name: str | None, app_url: str, key: str) -> Email:
     hello = f"Hi {name}," if name else "Hi,"
     return _email(
-        to, "Welcome to folksjobs",
-        [hello, "Your account is ready. Import your contacts from a CSV file to get started.",
-         f"Open the app: {app_url}"],
-        key, "welcome",
-    )  # fmt: skip
+        to,
+        "Welcome to folksjobs",
+        [
+            hello,
+            "Your account is ready. Import your contacts from a CSV file to get started.",
+            f"Open the app: {app_url}",
+        ],
+        key,
+        "welcome",
+    )
 
 
-def import_completed(to: str, file_name: str, total: int, inserted: int, updated: int,
-                     failed: int, duplicates: int, summary: str, key: str) -> Email:  # fmt: skip
+def import_completed(
+    to: str,
+    file_name: str,
+    total: int,
+    inserted: int,
+    updated: int,
+    failed: int,
+    duplicates: int,
+    summary: str,
+    key: str,
+) -> Email:
     return _email(
-        to, f"Your import of {file_name} is complete",
+        to,
+        f"Your import of {file_name} is complete",
         [summary],
-        key, "import-completed",
-        items=[f"Rows in file: {total:,}", f"New contacts: {inserted:,}",
-               f"Updated contacts: {updated:,}", f"Failed rows: {failed:,}",
-               f"Skipped duplicates: {duplicates:,}"],
-    )  # fmt: skip
+        key,
+        "import-completed",
+        items=[
+            f"Rows in file: {total:,}",
+            f"New contacts: {inserted:,}",
+            f"Updated contacts: {updated:,}",
+            f"Failed rows: {failed:,}",
+            f"Skipped duplicates: {duplicates:,}",
+        ],
+    )
 
 
-def import_error_report(to: str, file_name: str, total: int, failed: int,
-                        samples: list[tuple[int, str]], key: str) -> Email:  # fmt: skip
+def import_error_report(
+    to: str, file_name: str, total: int, failed: int, samples: list[tuple[int, str]], key: str
+) -> Email:
     rate = failed / total * 100 if total else 0.0
     return _email(
-        to, f"{failed:,} rows of {file_name} could not be imported",
+        to,
+        f"{failed:,} rows of {file_name} could not be imported",
         [f"{failed:,} of {total:,} rows ({rate:.1f}%) failed. The first errors:"],
-        key, "import-error-report",
+        key,
+        "import-error-report",
         items=[f"Row {row}: {reason}" for row, reason in samples],
-    )  # fmt: skip
+    )
 
 
 def import_failed(to: str, file_name: str, error: str, key: str) -> Email:
     return _email(
-        to, f"Your import of {file_name} failed",
+        to,
+        f"Your import of {file_name} failed",
         ["The import stopped and no further rows will be processed.", f"Reason: {error}"],
-        key, "import-failed",
-    )  # fmt: skip
+        key,
+        "import-failed",
+    )

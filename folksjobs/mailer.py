@@ -113,9 +113,13 @@ class HttpProviderSender:
     name = "http"
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, api_key: str | None,
-        sender: str, timeout: float,
-    ) -> None:  # fmt: skip
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str | None,
+        sender: str,
+        timeout: float,
+    ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -159,7 +163,10 @@ def build_sender(settings: Settings, session: aiohttp.ClientSession) -> EmailSen
     if settings.email_backend == "http":
         key = settings.email_api_key.get_secret_value() if settings.email_api_key else None
         return HttpProviderSender(
-            session, settings.email_api_url, key, settings.email_from,
+            session,
+            settings.email_api_url,
+            key,
+            settings.email_from,
             settings.email_timeout_seconds,
-        )  # fmt: skip
+        )
     return OutboxSender(settings.outbox_dir, settings.email_from)

@@ -65,12 +65,24 @@ class ProcessCsvInput(Model):
     resume: ImportCursor | None = None
 
 
+class ImportOptions(Model):
+    """The worker's import settings, recorded in history so replays see the same values."""
+
+    chunk_rows: int
+    sub_batch_rows: int
+    parallel_chunks: int
+    chunks_per_run: int
+
+
 class ImportCursor(Model):
     chunk_count: int
     total_rows: int
     next_chunk: int
+    chunks_done: int = 0
     rechunks: int = 0
     started_at: datetime
+    options: ImportOptions
+    counts: ImportCounts
 
 
 class ImportRecord(Model):
@@ -80,6 +92,7 @@ class ImportRecord(Model):
     status: str
     blob_key: str
     total_rows: int
+    options: ImportOptions
 
 
 class ChunkPlan(Model):
@@ -194,4 +207,5 @@ class WeeklyDigestInput(Model):
     scheduled_for: datetime | None = None
 
 
+ImportCursor.model_rebuild()
 ProcessCsvInput.model_rebuild()

@@ -17,29 +17,39 @@ class Seeded:
     workspace_id: str
 
 
-async def create_user(owner: asyncpg.Pool, email: str, name: str | None = None,
-                      user_id: str | None = None) -> str:  # fmt: skip
+async def create_user(
+    owner: asyncpg.Pool, email: str, name: str | None = None, user_id: str | None = None
+) -> str:
     uid = user_id or str(uuid.uuid4())
     await owner.execute(
         "INSERT INTO users (id, email, name) VALUES ($1, $2, $3)"
         " ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name",
-        uuid.UUID(uid), email, name,
-    )  # fmt: skip
+        uuid.UUID(uid),
+        email,
+        name,
+    )
     return uid
 
 
 async def create_workspace(
-    owner: asyncpg.Pool, owner_user_id: str, name: str = "Demo workspace",
-    workspace_id: str | None = None, *, notify_on_export_complete: bool = True,
-    notify_weekly_digest: bool = True, notify_on_import_complete: bool = True,
-) -> str:  # fmt: skip
+    owner: asyncpg.Pool,
+    owner_user_id: str,
+    name: str = "Demo workspace",
+    workspace_id: str | None = None,
+    *,
+    notify_on_export_complete: bool = True,
+    notify_weekly_digest: bool = True,
+    notify_on_import_complete: bool = True,
+) -> str:
     wid = workspace_id or str(uuid.uuid4())
     async with owner.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO workspaces (id, name, owner_user_id) VALUES ($1, $2, $3)"
             " ON CONFLICT (id) DO NOTHING",
-            uuid.UUID(wid), name, uuid.UUID(owner_user_id),
-        )  # fmt: skip
+            uuid.UUID(wid),
+            name,
+            uuid.UUID(owner_user_id),
+        )
         await conn.execute(
             "INSERT INTO workspace_settings (workspace_id, notify_on_export_complete,"
             " notify_weekly_digest, notify_on_import_complete) VALUES ($1, $2, $3, $4)"
@@ -47,9 +57,11 @@ async def create_workspace(
             " notify_on_export_complete = EXCLUDED.notify_on_export_complete,"
             " notify_weekly_digest = EXCLUDED.notify_weekly_digest,"
             " notify_on_import_complete = EXCLUDED.notify_on_import_complete",
-            uuid.UUID(wid), notify_on_export_complete, notify_weekly_digest,
+            uuid.UUID(wid),
+            notify_on_export_complete,
+            notify_weekly_digest,
             notify_on_import_complete,
-        )  # fmt: skip
+        )
     return wid
 
 

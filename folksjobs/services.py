@@ -11,7 +11,9 @@ import asyncpg
 from redis.asyncio import Redis
 
 from folksjobs import db
+from folksjobs.ai import Summarizer
 from folksjobs.blob import BlobStore, build_blob_store
+from folksjobs.gravatar import Gravatar
 from folksjobs.mailer import EmailSender, build_sender
 from folksjobs.settings import Settings
 
@@ -24,6 +26,8 @@ class Services:
     http: aiohttp.ClientSession
     blob: BlobStore
     email: EmailSender
+    gravatar: Gravatar
+    ai: Summarizer
 
 
 def require_urls(settings: Settings) -> tuple[str, str]:
@@ -42,9 +46,22 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
     redis = Redis.from_url(redis_url, decode_responses=False)
     http = aiohttp.ClientSession()
     blob = build_blob_store(settings)
+    gravatar = Gravatar(
+        http,
+        redis,
+        settings.gravatar_base_url,
+        enabled=settings.gravatar_enabled,
+        concurrency=settings.gravatar_concurrency,
+        timeout=settings.gravatar_timeout_seconds,
+        cache_ttl=settings.gravatar_cache_ttl_seconds,
+    )
+    ai = Summarizer(settings)
     try:
-        yield Services(settings, pool, redis, http, blob, build_sender(settings, http))
+        yield Services(
+            settings, pool, redis, http, blob, build_sender(settings, http), gravatar, ai
+        )
     finally:
+        await ai.close()
         await blob.close()
         await http.close()
         await redis.aclose()

@@ -13,7 +13,7 @@ from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="apply the SQL migrations (idempotent)")
     add_json_flag(p)
     p.set_defaults(run=migrate)
@@ -49,20 +49,28 @@ async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
         s = await seed.seed_demo(pool)
     finally:
         await pool.close()
-    emit(args, {"user_id": s.user_id, "workspace_id": s.workspace_id},
-         f"workspace {s.workspace_id}, owner user {s.user_id}")  # fmt: skip
+    emit(
+        args,
+        {"user_id": s.user_id, "workspace_id": s.workspace_id},
+        f"workspace {s.workspace_id}, owner user {s.user_id}",
+    )
 
 
 async def welcome(args: argparse.Namespace, settings: Settings) -> None:
     client = await connect(settings)
     wid = welcome_workflow_id(args.user_id)
     handle = await client.start_workflow(
-        WF_SEND_WELCOME, SendWelcomeInput(user_id=args.user_id), id=wid,
+        WF_SEND_WELCOME,
+        SendWelcomeInput(user_id=args.user_id),
+        id=wid,
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )  # fmt: skip
-    data: dict[str, object] = {"workflow_id": wid, "run_id": handle.result_run_id,
-                               "ui": ui_link(settings, wid)}  # fmt: skip
+    )
+    data: dict[str, object] = {
+        "workflow_id": wid,
+        "run_id": handle.result_run_id,
+        "ui": ui_link(settings, wid),
+    }
     if args.wait:
         data["result"] = await handle.result()
     emit(args, data, f"started {wid}\n  {data['ui']}")

@@ -13,7 +13,7 @@ from starter.common import ui_link
 from starter.stack import describe, dev_stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="bring the stack up, seed a workspace and run the demo job")
     p.set_defaults(run=demo)
 
@@ -30,10 +30,12 @@ async def demo(args: argparse.Namespace, settings: Settings) -> None:
             await owner.close()
         wid = welcome_workflow_id(s.user_id)
         handle = await client.start_workflow(
-            WF_SEND_WELCOME, SendWelcomeInput(user_id=s.user_id), id=wid,
+            WF_SEND_WELCOME,
+            SendWelcomeInput(user_id=s.user_id),
+            id=wid,
             task_queue=live.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )  # fmt: skip
+        )
         result = await handle.result()
         print(f"welcome email sent ({result['backend']}): {ui_link(live, wid)}")
         print(f"outbox: {live.outbox_dir}")

@@ -10,7 +10,7 @@ from folksjobs.settings import Settings
 from starter.stack import describe, dev_stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="start Temporal (+UI), PostgreSQL, Valkey and the worker")
     p.add_argument("--no-worker", action="store_true", help="start the servers only")
     p.set_defaults(run=dev)

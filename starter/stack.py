@@ -35,8 +35,9 @@ def _port(address: str, default: int) -> int:
 
 
 @asynccontextmanager
-async def dev_stack(settings: Settings, *, ui: bool = True,
-                    run_worker: bool = True) -> AsyncIterator[tuple[Settings, Client]]:  # fmt: skip
+async def dev_stack(
+    settings: Settings, *, ui: bool = True, run_worker: bool = True
+) -> AsyncIterator[tuple[Settings, Client]]:
     state = settings.state_dir
     started: list[TemporalDevServer | EmbeddedPostgres | EmbeddedValkey] = []
     updates: dict[str, object] = {}

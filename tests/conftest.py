@@ -108,8 +108,9 @@ def task_queue() -> str:
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings, task_queue: str,
-                         **build_kw: Any) -> AsyncIterator[Services]:  # fmt: skip
+async def running_worker(
+    client: Client, settings: Settings, task_queue: str, **build_kw: Any
+) -> AsyncIterator[Services]:
     """Services built from `settings` and a worker on `task_queue`, for one test."""
     async with open_services(settings, pool_size=10) as services:
         worker = build_worker(client, services, task_queue=task_queue, **build_kw)

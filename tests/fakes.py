@@ -6,7 +6,7 @@ They speak the real HTTP APIs, so the real clients (aiohttp, the anthropic SDK) 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -23,7 +23,7 @@ class FakeServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> FakeServer:
+    async def __aenter__(self) -> Self:
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -82,8 +82,9 @@ class FakeGravatar(FakeServer):
 class FakeAnthropic(FakeServer):
     """POST /v1/messages: a canned answer, an error status, or a hang."""
 
-    def __init__(self, text: str = "Imported contacts smoothly.", status: int = 200,
-                 hang: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, text: str = "Imported contacts smoothly.", status: int = 200, hang: bool = False
+    ) -> None:
         super().__init__()
         self.text = text
         self.status = status
@@ -101,9 +102,15 @@ class FakeAnthropic(FakeServer):
                 {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
                 status=self.status,
             )
-        return web.json_response({
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
-            "content": [{"type": "text", "text": self.text}],
-            "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 10},
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": self.text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 10},
+            }
+        )

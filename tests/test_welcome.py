@@ -33,20 +33,23 @@ async def test_migrations_twice_change_nothing(migrated: str) -> None:
     conn = await asyncpg.connect(migrated)
     try:
         versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
-        assert [r["version"] for r in versions][0] == "0001_schema"
+        assert versions[0]["version"] == "0001_schema"
         assert len(versions) == len({r["version"] for r in versions})
     finally:
         await conn.close()
 
 
-async def test_welcome_lands_in_outbox(client: Client, stack: Stack, tenant: Tenant,
-                                       task_queue: str) -> None:  # fmt: skip
+async def test_welcome_lands_in_outbox(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
     settings = make_settings(stack)
     async with running_worker(client, settings, task_queue):
         result = await client.execute_workflow(
-            WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id),
-            id=welcome_workflow_id(tenant.user_id) + uuid.uuid4().hex[:6], task_queue=task_queue,
-        )  # fmt: skip
+            WF_SEND_WELCOME,
+            SendWelcomeInput(user_id=tenant.user_id),
+            id=welcome_workflow_id(tenant.user_id) + uuid.uuid4().hex[:6],
+            task_queue=task_queue,
+        )
     assert result["backend"] == "outbox"
     [msg] = outbox(settings.outbox_dir)
     assert msg["To"] == tenant.email
@@ -55,39 +58,50 @@ async def test_welcome_lands_in_outbox(client: Client, stack: Stack, tenant: Ten
     assert {"text/plain", "text/html"} <= kinds
 
 
-async def test_duplicate_start_sends_once(client: Client, stack: Stack, tenant: Tenant,
-                                          task_queue: str) -> None:  # fmt: skip
+async def test_duplicate_start_sends_once(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
     settings = make_settings(stack)
     wid = welcome_workflow_id(tenant.user_id)
     async with running_worker(client, settings, task_queue):
         handles = [
             await client.start_workflow(
-                WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id), id=wid,
-                task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                WF_SEND_WELCOME,
+                SendWelcomeInput(user_id=tenant.user_id),
+                id=wid,
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
             for _ in range(3)
-        ]  # fmt: skip
+        ]
         assert len({h.result_run_id for h in handles}) == 1
         await handles[0].result()
         # After completion the same event is refused, not sent again.
         with pytest.raises(WorkflowAlreadyStartedError):
             await client.start_workflow(
-                WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id), id=wid,
-                task_queue=task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )  # fmt: skip
+                WF_SEND_WELCOME,
+                SendWelcomeInput(user_id=tenant.user_id),
+                id=wid,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
     assert len(outbox(settings.outbox_dir)) == 1
 
 
-async def test_http_provider_retried_until_it_answers(client: Client, stack: Stack,
-                                                      tenant: Tenant, task_queue: str) -> None:  # fmt: skip
+async def test_http_provider_retried_until_it_answers(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
     async with FakeEmailProvider(fail_first=2) as provider:
-        settings = make_settings(stack, email_backend="http", email_api_url=provider.url,
-                                 email_api_key="test-key")  # fmt: skip
+        settings = make_settings(
+            stack, email_backend="http", email_api_url=provider.url, email_api_key="test-key"
+        )
         async with running_worker(client, settings, task_queue):
             result = await client.execute_workflow(
-                WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id),
-                id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
-            )  # fmt: skip
+                WF_SEND_WELCOME,
+                SendWelcomeInput(user_id=tenant.user_id),
+                id=f"welcome-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
     assert result["backend"] == "http"
     assert provider.calls == 3
     assert len(provider.accepted) == 1
@@ -105,41 +119,63 @@ async def test_http_provider_always_failing_fails_after_three_attempts(
         async with running_worker(client, settings, task_queue):
             with pytest.raises(WorkflowFailureError) as info:
                 await client.execute_workflow(
-                    WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id),
-                    id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
-                )  # fmt: skip
+                    WF_SEND_WELCOME,
+                    SendWelcomeInput(user_id=tenant.user_id),
+                    id=f"welcome-{uuid.uuid4()}",
+                    task_queue=task_queue,
+                )
     assert provider.calls == 3
-    cause = info.value.cause
+    cause: BaseException | None = info.value.cause
     while getattr(cause, "cause", None) is not None:
-        cause = cause.cause
+        cause = cause.cause  # type: ignore[union-attr]
     assert "email provider answered 500" in str(cause)
 
 
-async def test_unknown_user_fails_without_retry(client: Client, stack: Stack,
-                                                task_queue: str) -> None:  # fmt: skip
+async def test_unknown_user_fails_without_retry(
+    client: Client, stack: Stack, task_queue: str
+) -> None:
     settings = make_settings(stack)
     async with running_worker(client, settings, task_queue):
         with pytest.raises(WorkflowFailureError) as info:
             await client.execute_workflow(
-                WF_SEND_WELCOME, SendWelcomeInput(user_id=str(uuid.uuid4())),
-                id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
-            )  # fmt: skip
-    assert "not found in the user directory" in str(info.value.cause.cause)  # type: ignore[union-attr]
+                WF_SEND_WELCOME,
+                SendWelcomeInput(user_id=str(uuid.uuid4())),
+                id=f"welcome-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+    assert "not found in the user directory" in str(info.value.cause.__cause__)
     assert outbox(settings.outbox_dir) == []
 
 
-async def test_started_from_temporal_cli_with_raw_json(client: Client, stack: Stack,
-                                                       tenant: Tenant, task_queue: str) -> None:  # fmt: skip
+async def test_started_from_temporal_cli_with_raw_json(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
     settings = make_settings(stack)
     wid = f"welcome-cli-{uuid.uuid4().hex[:8]}"
     async with running_worker(client, settings, task_queue):
         proc = await asyncio.to_thread(
             subprocess.run,
-            [temporal_cli(), "workflow", "execute", "--address", stack.temporal.address,
-             "--type", WF_SEND_WELCOME, "--task-queue", task_queue, "--workflow-id", wid,
-             "--input", json.dumps({"user_id": tenant.user_id}), "--output", "json"],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                temporal_cli(),
+                "workflow",
+                "execute",
+                "--address",
+                stack.temporal.address,
+                "--type",
+                WF_SEND_WELCOME,
+                "--task-queue",
+                task_queue,
+                "--workflow-id",
+                wid,
+                "--input",
+                json.dumps({"user_id": tenant.user_id}),
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr
     assert '"backend": "outbox"' in proc.stdout or '"backend":"outbox"' in proc.stdout
     [msg] = outbox(settings.outbox_dir)

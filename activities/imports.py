@@ -1,0 +1,473 @@
+"""process-csv's side effects: fetch-import, download-and-chunk, process-batch, finalize,
+mark-failed. Payloads carry ids and counts; rows travel through Redis, never Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import threading
+from typing import Any, BinaryIO
+
+import asyncpg
+from redis.asyncio import Redis
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import email_error
+from folksjobs import dedup, emails, imports_repo, rediskeys
+from folksjobs.ai import Summarizer
+from folksjobs.blob import BlobNotFound, BlobStore
+from folksjobs.contacts import ContactRow, upsert, validate
+from folksjobs.csvstream import CsvFormat, Record, iter_records, open_text, read_header
+from folksjobs.db import tenant_tx
+from folksjobs.directory import UserNotFound, get_user
+from folksjobs.gravatar import Gravatar
+from folksjobs.imports_repo import ImportRow
+from folksjobs.mailer import EmailSender, EmailSendError
+from folksjobs.models import (
+    ChunkJob,
+    ChunkPlan,
+    ChunkPlanResult,
+    ChunkResult,
+    ErrorSample,
+    FinalizeImport,
+    ImportFailure,
+    ImportOptions,
+    ImportRecord,
+    ImportResult,
+    ProcessCsvInput,
+)
+from folksjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Errors PostgreSQL raises for a value it can never store: retrying the statement is
+# pointless, so the sub-batch falls back to row by row and fails just those rows.
+POISON = (
+    asyncpg.DataError,
+    asyncpg.ProgramLimitExceededError,
+    asyncpg.CharacterNotInRepertoireError,
+)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _BlobBridge(io.RawIOBase):
+    """A blocking file over the blob store's async stream, for the parser thread."""
+
+    def __init__(self, chunks: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.chunks = chunks
+        self.loop = loop
+        self.buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        if not self.buf:
+            fut = asyncio.run_coroutine_threadsafe(anext(self.chunks, b""), self.loop)
+            self.buf = fut.result()
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+class ImportActivities:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        blob: BlobStore,
+        gravatar: Gravatar,
+        summarizer: Summarizer,
+        sender: EmailSender,
+        settings: Settings,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.blob = blob
+        self.gravatar = gravatar
+        self.summarizer = summarizer
+        self.sender = sender
+        self.settings = settings
+
+    async def _record(self, workspace_id: str, import_id: str) -> ImportRow:
+        rec = await imports_repo.get(self.pool, workspace_id, import_id)
+        if rec is None:
+            raise ApplicationError(
+                f"import {import_id} not found in workspace {workspace_id}",
+                type="InvalidImport",
+                non_retryable=True,
+            )
+        return rec
+
+    # --- fetch-import -------------------------------------------------------------
+
+    @activity.defn(name="fetch-import")
+    async def fetch_import(self, inp: ProcessCsvInput) -> ImportRecord:
+        rec = await self._record(inp.workspace_id, inp.import_id)
+        if rec.status != "processing":
+            raise ApplicationError(
+                f"Invalid import state: {rec.status} (expected processing)",
+                type="InvalidImport",
+                non_retryable=True,
+            )
+        if "email" not in rec.column_mapping:
+            raise ApplicationError(
+                "no column is mapped to email", type="InvalidImport", non_retryable=True
+            )
+        s = self.settings
+        return ImportRecord(
+            import_id=rec.id,
+            workspace_id=rec.workspace_id,
+            user_id=rec.user_id,
+            status=rec.status,
+            blob_key=rec.blob_key,
+            total_rows=rec.total_rows,
+            options=ImportOptions(
+                chunk_rows=s.import_chunk_rows,
+                sub_batch_rows=s.import_sub_batch_rows,
+                parallel_chunks=s.import_parallel_chunks,
+                chunks_per_run=s.import_chunks_per_run,
+            ),
+        )
+
+    # --- download-and-chunk -------------------------------------------------------
+
+    @activity.defn(name="download-and-chunk")
+    async def download_and_chunk(self, plan: ChunkPlan) -> ChunkPlanResult:
+        """Stream the blob through the CSV parser into Redis chunks of `chunk_rows` rows.
+
+        Re-running it (a retry, or lost chunks) rebuilds every chunk not yet committed in
+        the ledger, identically: same rows, same duplicate decisions.
+        """
+        rec = await self._record(plan.workspace_id, plan.import_id)
+        complete = await imports_repo.complete_chunks(self.pool, plan.workspace_id, plan.import_id)
+        loop = asyncio.get_running_loop()
+        fmt = CsvFormat(rec.encoding, rec.delimiter, rec.sep_line)
+        email_index = rec.column_mapping.index("email")
+        stop = threading.Event()
+        progress = {"chunks": 0, "rows": 0}
+        ttl = self.settings.chunk_ttl_seconds
+
+        async def store(index: int, records: list[Record]) -> None:
+            superseded, by_digest = dedup.last_wins(records, email_index)
+            taken = await dedup.claim(
+                self.redis, rediskeys.seen_emails(plan.import_id), index, list(by_digest), ttl
+            )
+            if index in complete:
+                return
+            dups = superseded | {row for d in taken for row in by_digest[d]}
+            payload = {
+                "rows": [[r.row, r.cells, r.error] for r in records],
+                "dups": sorted(dups),
+            }
+            await self.redis.set(
+                rediskeys.chunk(plan.import_id, index),
+                json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                ex=ttl,
+            )
+
+        def parse(raw: BinaryIO) -> tuple[int, int]:
+            text = open_text(raw, fmt)
+            records = iter_records(text, fmt, self.settings.csv_field_size_limit)
+            read_header(records)
+            index, rows, buf = 0, 0, []
+            for r in records:
+                buf.append(r)
+                rows += 1
+                if len(buf) == plan.chunk_rows:
+                    if stop.is_set():
+                        raise _Cancelled
+                    asyncio.run_coroutine_threadsafe(store(index, buf), loop).result()
+                    index, buf = index + 1, []
+                    progress.update(chunks=index, rows=rows)
+            if buf:
+                asyncio.run_coroutine_threadsafe(store(index, buf), loop).result()
+                index += 1
+            return index, rows
+
+        local = self.blob.local_path(rec.blob_key)
+        if local is not None and not local.exists():
+            raise self._missing_blob(rec)
+        try:
+            raw: BinaryIO = (
+                open(local, "rb")  # noqa: SIM115, ASYNC230
+                if local is not None
+                else io.BufferedReader(_BlobBridge(self.blob.read(rec.blob_key), loop))
+            )
+        except BlobNotFound as e:
+            raise self._missing_blob(rec) from e
+        try:
+            task = asyncio.ensure_future(asyncio.to_thread(parse, raw))
+            while not task.done():
+                await asyncio.wait({task}, timeout=1.0)
+                activity.heartbeat(progress)
+            chunks, rows = task.result()
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except BlobNotFound as e:
+            raise self._missing_blob(rec) from e
+        finally:
+            raw.close()
+        if rows != rec.total_rows:
+            raise ApplicationError(
+                f"the stored file has {rows:,} rows but {rec.total_rows:,} were uploaded: "
+                "it is truncated or was replaced; upload it again",
+                type="InvalidImport",
+                non_retryable=True,
+            )
+        return ChunkPlanResult(chunk_count=chunks, total_rows=rows)
+
+    def _missing_blob(self, rec: ImportRow) -> ApplicationError:
+        return ApplicationError(
+            f"the uploaded file of import {rec.id} is missing from the blob store; upload it again",
+            type="InvalidImport",
+            non_retryable=True,
+        )
+
+    # --- process-batch ------------------------------------------------------------
+
+    @activity.defn(name="process-batch")
+    async def process_batch(self, job: ChunkJob) -> ChunkResult:
+        key = rediskeys.chunk(job.import_id, job.chunk_index)
+        raw = await self.redis.get(key)
+        if raw is None:
+            if job.chunk_index in await imports_repo.complete_chunks(
+                self.pool, job.workspace_id, job.import_id
+            ):
+                return await self._chunk_result(job)
+            raise ApplicationError(
+                f"chunk {job.chunk_index} is no longer in Redis (expired or flushed)",
+                type="ChunkMissing",
+                non_retryable=True,
+            )
+        rec = await self._record(job.workspace_id, job.import_id)
+        data = json.loads(raw)
+        dups = set(data["dups"])
+        rows: list[list[Any]] = data["rows"]
+        size = job.sub_batch_rows
+        for b, start in enumerate(range(0, len(rows), size)):
+            await self._sub_batch(job, rec, b, rows[start : start + size], dups, len(rows))
+            activity.heartbeat(b)
+        await self.redis.delete(key)
+        return await self._chunk_result(job)
+
+    async def _chunk_result(self, job: ChunkJob) -> ChunkResult:
+        t = await imports_repo.totals(self.pool, job.workspace_id, job.import_id, job.chunk_index)
+        return ChunkResult(
+            chunk_index=job.chunk_index,
+            rows=t.rows,
+            inserted=t.inserted,
+            updated=t.updated,
+            failed=t.failed,
+            duplicates=t.duplicates,
+        )
+
+    async def _sub_batch(
+        self,
+        job: ChunkJob,
+        rec: ImportRow,
+        batch: int,
+        rows: list[list[Any]],
+        dups: set[int],
+        chunk_rows: int,
+    ) -> None:
+        valid: list[tuple[int, ContactRow]] = []
+        failures: list[tuple[int, str]] = []
+        duplicates = 0
+        for row, cells, error in rows:
+            if row in dups:
+                duplicates += 1
+            elif cells is None:
+                failures.append((row, error))
+            else:
+                m = validate(row, cells, rec.column_mapping)
+                if m.contact is None:
+                    failures.append((row, m.error or "invalid row"))
+                else:
+                    valid.append((row, m.contact))
+        avatars = await self.gravatar.avatars([c.email for _, c in valid])
+        async with tenant_tx(self.pool, job.workspace_id) as conn:
+            if await imports_repo.batch_done(conn, job.import_id, job.chunk_index, batch):
+                return
+            inserted, updated, poisoned = await self._upsert(conn, job.workspace_id, valid, avatars)
+            failures += poisoned
+            failures.sort()
+            samples = [
+                ErrorSample(row=r, reason=why).model_dump()
+                for r, why in failures[: self.settings.error_samples_max]
+            ]
+            await imports_repo.record_batch(
+                conn,
+                import_id=job.import_id,
+                workspace_id=job.workspace_id,
+                chunk=job.chunk_index,
+                batch=batch,
+                chunk_rows=chunk_rows,
+                rows=len(rows),
+                inserted=inserted,
+                updated=updated,
+                failed=len(failures),
+                duplicates=duplicates,
+                samples=samples,
+            )
+
+    async def _upsert(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        valid: list[tuple[int, ContactRow]],
+        avatars: dict[str, str | None],
+    ) -> tuple[int, int, list[tuple[int, str]]]:
+        try:
+            async with conn.transaction():
+                ins, upd = await upsert(conn, workspace_id, [c for _, c in valid], avatars)
+            return ins, upd, []
+        except POISON:
+            pass
+        ins = upd = 0
+        poisoned: list[tuple[int, str]] = []
+        for row, contact in valid:
+            try:
+                async with conn.transaction():
+                    i, u = await upsert(conn, workspace_id, [contact], avatars)
+                ins, upd = ins + i, upd + u
+            except POISON as e:
+                poisoned.append((row, f"rejected by the database: {str(e).splitlines()[0]}"))
+        return ins, upd, poisoned
+
+    # --- finalize -----------------------------------------------------------------
+
+    @activity.defn(name="finalize")
+    async def finalize(self, job: FinalizeImport) -> ImportResult:
+        rec = await self._record(job.workspace_id, job.import_id)
+        t = await imports_repo.totals(self.pool, job.workspace_id, job.import_id)
+        if t.rows != rec.total_rows:
+            raise ApplicationError(
+                f"ledger holds {t.rows:,} rows, the file {rec.total_rows:,}",
+                type="LedgerMismatch",
+                non_retryable=True,
+            )
+        samples = await imports_repo.first_error_samples(
+            self.pool, job.workspace_id, job.import_id, self.settings.error_samples_max
+        )
+        summary = rec.ai_summary or await self.summarizer.summarize(
+            t.rows, t.inserted, t.updated, t.failed, t.duplicates
+        )
+        duration_ms = int((activity.info().started_time - job.started_at).total_seconds() * 1000)
+        if rec.status == "processing":
+            await imports_repo.complete(
+                self.pool, job.workspace_id, job.import_id, t, samples, summary, duration_ms
+            )
+        else:
+            duration_ms = rec.duration_ms or duration_ms
+        await self._invalidate_stats(job.workspace_id)
+        await self._send_finish_emails(job, rec, t, samples, summary)
+        await self._cleanup(job.import_id)
+        return ImportResult(
+            import_id=job.import_id,
+            status="completed",
+            total_rows=t.rows,
+            inserted=t.inserted,
+            updated=t.updated,
+            failed=t.failed,
+            duplicates=t.duplicates,
+            error_samples=[ErrorSample(**s) for s in samples],
+            ai_summary=summary,
+            duration_ms=duration_ms,
+        )
+
+    async def _send_finish_emails(
+        self,
+        job: FinalizeImport,
+        rec: ImportRow,
+        t: imports_repo.Totals,
+        samples: list[dict[str, Any]],
+        summary: str,
+    ) -> None:
+        try:
+            user = await get_user(self.pool, job.user_id)
+        except UserNotFound:
+            log.warning(
+                "import %s: user %s not found; no completion email", job.import_id, job.user_id
+            )
+            return
+        msgs = [
+            emails.import_completed(
+                user.email,
+                rec.file_name,
+                t.rows,
+                t.inserted,
+                t.updated,
+                t.failed,
+                t.duplicates,
+                summary,
+                f"{job.workflow_id}/import-completed",
+            )
+        ]
+        if t.rows and t.failed / t.rows > self.settings.error_report_threshold:
+            msgs.append(
+                emails.import_error_report(
+                    user.email,
+                    rec.file_name,
+                    t.rows,
+                    t.failed,
+                    [(s["row"], s["reason"]) for s in samples],
+                    f"{job.workflow_id}/import-error-report",
+                )
+            )
+        for msg in msgs:
+            try:
+                await self.sender.send(msg)
+            except EmailSendError as e:
+                raise email_error(e) from e
+
+    async def _invalidate_stats(self, workspace_id: str) -> None:
+        await self._delete_pattern(rediskeys.stats_pattern(workspace_id))
+
+    async def _cleanup(self, import_id: str) -> None:
+        await self._delete_pattern(rediskeys.import_pattern(import_id))
+
+    async def _delete_pattern(self, pattern: str) -> None:
+        batch: list[bytes] = []
+        async for k in self.redis.scan_iter(match=pattern, count=1000):
+            batch.append(k)
+            if len(batch) >= 1000:
+                await self.redis.delete(*batch)
+                batch = []
+        if batch:
+            await self.redis.delete(*batch)
+
+    # --- the failure path ---------------------------------------------------------
+
+    @activity.defn(name="mark-failed")
+    async def mark_failed(self, f: ImportFailure) -> None:
+        """Status failed (or cancelled), caches invalidated, best-effort email, keys removed."""
+        status = "cancelled" if f.cancelled else "failed"
+        await imports_repo.end(
+            self.pool,
+            f.workspace_id,
+            f.import_id,
+            status,
+            None if f.cancelled else {"message": f.error},
+        )
+        await self._invalidate_stats(f.workspace_id)
+        await self._cleanup(f.import_id)
+        if f.cancelled:
+            return
+        try:
+            user = await get_user(self.pool, f.user_id)
+            rec = await imports_repo.get(self.pool, f.workspace_id, f.import_id)
+            name = rec.file_name if rec else f.import_id
+            await self.sender.send(
+                emails.import_failed(user.email, name, f.error, f"{f.workflow_id}/import-failed")
+            )
+        except Exception as e:  # best effort: must never hide the import's own error
+            log.error("import %s: failure email not sent (%s)", f.import_id, type(e).__name__)

@@ -1,0 +1,75 @@
+"""The one-sentence AI summary of an import (spec: Claude Haiku, 10 s timeout, fallback).
+
+The prompt holds aggregate counts only, never contact data. The SDK's own retries are off
+so they do not multiply with Temporal's; any failure, a timeout or a missing key gives the
+plain fallback sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from anthropic import AsyncAnthropic
+
+from folksjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def fallback_summary(total: int, inserted: int, updated: int, failed: int, duplicates: int) -> str:
+    return (
+        f"Processed {total:,} rows: {inserted:,} new contacts, {updated:,} updated, "
+        f"{failed:,} failed and {duplicates:,} duplicates skipped."
+    )
+
+
+class Summarizer:
+    def __init__(self, settings: Settings) -> None:
+        self.timeout = settings.ai_timeout_seconds
+        self.model = settings.anthropic_model
+        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+        self.client = (
+            AsyncAnthropic(
+                api_key=key,
+                base_url=settings.anthropic_base_url,
+                timeout=self.timeout,
+                max_retries=0,
+            )
+            if key
+            else None
+        )
+        self.sem = asyncio.Semaphore(settings.ai_concurrency)
+
+    async def summarize(
+        self, total: int, inserted: int, updated: int, failed: int, duplicates: int
+    ) -> str:
+        fallback = fallback_summary(total, inserted, updated, failed, duplicates)
+        if self.client is None:
+            return fallback
+        prompt = (
+            "Write one short, friendly sentence summarising this contact import for the user. "
+            f"Rows in file: {total}. New contacts: {inserted}. Updated contacts: {updated}. "
+            f"Failed rows: {failed}. Duplicate rows skipped: {duplicates}."
+        )
+        try:
+            async with self.sem:
+                msg = await asyncio.wait_for(
+                    self.client.messages.create(
+                        model=self.model,
+                        max_tokens=120,
+                        messages=[{"role": "user", "content": prompt}],
+                    ),
+                    timeout=self.timeout + 1,
+                )
+            text = "".join(getattr(b, "text", "") for b in msg.content).strip()
+            return text.splitlines()[0] if text else fallback
+        except Exception as e:  # any failure of a best-effort summary: use the fallback
+            log.warning(
+                "AI summary unavailable (%s); using the fallback sentence", type(e).__name__
+            )
+            return fallback
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()

@@ -1,0 +1,25 @@
+"""Every Redis key the jobs use, named in one place."""
+
+from __future__ import annotations
+
+
+def chunk(import_id: str, index: int) -> str:
+    return f"import:{import_id}:chunk:{index}"
+
+
+def seen_emails(import_id: str) -> str:
+    # A hash (email digest -> first chunk index) rather than the spec's plain set: the
+    # chunk index makes a re-run of download-and-chunk give every chunk the same answer.
+    return f"import:{import_id}:seen-emails"
+
+
+def import_pattern(import_id: str) -> str:
+    return f"import:{import_id}:*"
+
+
+def gravatar(email_hash: str) -> str:
+    return f"gravatar:{email_hash}"
+
+
+def stats_pattern(workspace_id: str) -> str:
+    return f"stats:{workspace_id}:*"

@@ -1,0 +1,221 @@
+"""The upload phase (spec 002 "Phase 1"): stream a CSV into the blob store, then confirm.
+
+One pass over the bytes: they go to the blob store as they are read (never the whole
+file in memory), the byte limit is enforced on bytes actually read (the partial blob is
+deleted), and the same bytes are decoded and parsed as CSV records to count rows and
+take the header and preview rows. Only a complete, accepted upload creates an import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from folksjobs import imports_repo
+from folksjobs.blob import BlobStore, BlobWriter, import_key
+from folksjobs.csvstream import (
+    CsvFormat,
+    CsvRefused,
+    detect_format,
+    fallback_count,
+    iter_records,
+    open_text,
+    read_header,
+    reset_fallback_count,
+)
+from folksjobs.mapping import apply_overrides, suggest_mapping, validate_mapping
+from folksjobs.models import WF_PROCESS_CSV, ProcessCsvInput, import_workflow_id
+from folksjobs.settings import Settings
+
+READ_SIZE = 1024 * 1024
+
+
+class UploadRefused(ValueError):
+    """The upload was refused; nothing was stored."""
+
+
+@dataclass
+class UploadResult:
+    import_id: str
+    workspace_id: str
+    user_id: str
+    file_name: str
+    blob_key: str
+    file_bytes: int
+    total_rows: int
+    headers: list[str]
+    preview: list[list[str]]
+    mapping: list[str]
+    format: CsvFormat
+    warnings: list[str] = field(default_factory=list)
+
+
+class _TeeReader(io.RawIOBase):
+    """Reads the source, sends every byte to the blob writer, and stops past the limit."""
+
+    def __init__(
+        self,
+        source: BinaryIO,
+        head: bytes,
+        writer: BlobWriter,
+        loop: asyncio.AbstractEventLoop,
+        limit: int,
+    ) -> None:
+        self.source = source
+        self.pending = head
+        self.writer = writer
+        self.loop = loop
+        self.limit = limit
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        data = self.pending or self.source.read(min(len(buf), READ_SIZE))
+        self.pending = b""
+        if not data:
+            return 0
+        self.total += len(data)
+        if self.total > self.limit:
+            raise UploadRefused(
+                f"The file is larger than the {self.limit:,}-byte upload limit; "
+                "split it into smaller files."
+            )
+        asyncio.run_coroutine_threadsafe(self.writer.write(bytes(data)), self.loop).result()
+        n = len(data)
+        buf[:n] = data
+        return n
+
+
+def _scan(
+    tee: _TeeReader, fmt: CsvFormat, settings: Settings
+) -> tuple[list[str], list[str], list[list[str]], int]:
+    """(headers, warnings, preview rows, data rows); runs in a thread."""
+    reset_fallback_count()
+    text = open_text(io.BufferedReader(tee, buffer_size=READ_SIZE), fmt)
+    records = iter_records(text, fmt, settings.csv_field_size_limit)
+    header = read_header(records)
+    preview: list[list[str]] = []
+    rows = 0
+    for rec in records:
+        rows += 1
+        if len(preview) < settings.preview_rows:
+            preview.append(rec.cells if rec.cells is not None else [f"<{rec.error}>"])
+    # Drain whatever the CSV reader left unread so the blob gets every byte.
+    while tee.readinto(memoryview(bytearray(READ_SIZE))):
+        pass
+    warnings = list(header.warnings)
+    if n := fallback_count():
+        warnings.append(
+            f"{n:,} bytes were not valid UTF-8 and were read as Windows-1252 (cp1252); "
+            "check accented characters, or save the file as CSV UTF-8"
+        )
+    return header.names, warnings, preview, rows
+
+
+async def upload_csv(
+    pool: asyncpg.Pool,
+    blob: BlobStore,
+    settings: Settings,
+    source: BinaryIO,
+    file_name: str,
+    workspace_id: str,
+    user_id: str,
+    overrides: list[str] | None = None,
+) -> UploadResult:
+    import_id = str(uuid.uuid4())
+    key = import_key(workspace_id, import_id)
+    head = source.read(settings.preview_bytes)
+    try:
+        fmt = detect_format(head, settings.binary_sniff_bytes)
+    except CsvRefused as e:
+        raise UploadRefused(str(e)) from e
+    writer = await blob.open_writer(key)
+    tee = _TeeReader(source, head, writer, asyncio.get_running_loop(), settings.upload_max_bytes)
+    try:
+        headers, warnings, preview, rows = await asyncio.to_thread(_scan, tee, fmt, settings)
+        size = await writer.commit()
+    except CsvRefused as e:
+        await writer.abort()
+        raise UploadRefused(str(e)) from e
+    except BaseException:
+        await writer.abort()
+        raise
+    mapping = apply_overrides(headers, suggest_mapping(headers), overrides or [])
+    try:
+        await imports_repo.create(
+            pool,
+            import_id=import_id,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            file_name=file_name,
+            blob_key=key,
+            file_bytes=size,
+            encoding=fmt.encoding,
+            delimiter=fmt.delimiter,
+            sep_line=fmt.sep_line,
+            headers=headers,
+            mapping=mapping,
+            total_rows=rows,
+            warnings=warnings,
+        )
+    except BaseException:
+        await blob.delete(key)
+        raise
+    return UploadResult(
+        import_id,
+        workspace_id,
+        user_id,
+        file_name,
+        key,
+        size,
+        rows,
+        headers,
+        preview,
+        mapping,
+        fmt,
+        warnings,
+    )
+
+
+async def confirm_import(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    workspace_id: str,
+    import_id: str,
+    mapping: list[str] | None = None,
+) -> WorkflowHandle[object, object]:
+    """The event import/csv.confirmed: pending -> processing, then start ProcessCsv.
+
+    The workflow id is the import id's, so a repeated confirmation finds the same run.
+    """
+    rec = await imports_repo.get(pool, workspace_id, import_id)
+    if rec is None:
+        raise UploadRefused(f"import {import_id} not found in workspace {workspace_id}")
+    chosen = mapping if mapping is not None else rec.column_mapping
+    validate_mapping(chosen)
+    wid = import_workflow_id(import_id)
+    await imports_repo.confirm(pool, workspace_id, import_id, chosen, wid)
+    try:
+        return await client.start_workflow(
+            WF_PROCESS_CSV,
+            ProcessCsvInput(import_id=import_id, workspace_id=workspace_id, user_id=rec.user_id),
+            id=wid,
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # Ids and counts only: a file name may carry personal data.
+            static_summary=f"CSV import {import_id}: {rec.total_rows:,} rows",
+        )
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(wid)

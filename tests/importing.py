@@ -1,0 +1,71 @@
+"""Test helpers for imports: upload bytes, confirm, wait, read back what users see."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+
+from folksjobs.services import Services
+from folksjobs.settings import Settings
+from folksjobs.uploads import UploadResult, confirm_import, upload_csv
+
+
+def csv_bytes(rows: list[list[str]], *, newline: str = "\n", bom: bool = False) -> bytes:
+    def cell(v: str) -> str:
+        return f'"{v.replace(chr(34), chr(34) * 2)}"' if any(c in v for c in ',"\r\n') else v
+
+    text = newline.join(",".join(cell(v) for v in row) for row in rows) + newline
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+async def upload(
+    services: Services,
+    settings: Settings,
+    workspace_id: str,
+    user_id: str,
+    data: bytes,
+    name: str = "contacts.csv",
+    overrides: list[str] | None = None,
+) -> UploadResult:
+    return await upload_csv(
+        services.pool,
+        services.blob,
+        settings,
+        io.BytesIO(data),
+        name,
+        workspace_id,
+        user_id,
+        overrides,
+    )
+
+
+async def import_bytes(
+    client: Client,
+    services: Services,
+    settings: Settings,
+    workspace_id: str,
+    user_id: str,
+    data: bytes,
+    overrides: list[str] | None = None,
+) -> tuple[UploadResult, dict[str, Any]]:
+    up = await upload(services, settings, workspace_id, user_id, data, overrides=overrides)
+    handle = await confirm_import(client, services.pool, settings, workspace_id, up.import_id)
+    return up, await handle.result()
+
+
+async def contacts(owner: asyncpg.Pool, workspace_id: str) -> dict[str, dict[str, Any]]:
+    rows = await owner.fetch(
+        "SELECT email, first_name, last_name, company, phone, avatar_url, custom_fields"
+        " FROM contacts WHERE workspace_id = $1::uuid ORDER BY email",
+        workspace_id,
+    )
+    return {r["email"]: dict(r) for r in rows}
+
+
+async def import_row(owner: asyncpg.Pool, import_id: str) -> dict[str, Any]:
+    r = await owner.fetchrow("SELECT * FROM imports WHERE id = $1::uuid", import_id)
+    assert r is not None
+    return dict(r)

@@ -1,0 +1,337 @@
+"""process-csv end to end against real Temporal, PostgreSQL and Valkey."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+from folksjobs import rediskeys
+from folksjobs.models import WF_PROCESS_CSV, ProcessCsvInput
+from folksjobs.uploads import confirm_import
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.importing import contacts, csv_bytes, import_bytes, import_row, upload
+
+HEADER = ["E-mail", "First Name", "Last Name", "Company", "Phone", "Plan"]
+
+
+def outbox_subjects(folder: Path) -> list[str]:
+    return sorted(str(message_from_bytes(p.read_bytes())["Subject"]) for p in folder.glob("*.eml"))
+
+
+def assert_adds_up(result: dict[str, Any], total: int) -> None:
+    assert result["total_rows"] == total
+    parts = result["inserted"] + result["updated"] + result["failed"] + result["duplicates"]
+    assert parts == total
+
+
+async def test_small_file_end_to_end(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    data = csv_bytes(
+        [
+            HEADER,
+            ["Ann@Example.com ", "Ann", "Lee", "Acme, Inc.", "00123", "gold"],
+            ["bob@example.com", "Bob", "Ray", 'He said "hi"', "1E5", ""],
+            ["not-an-email", "X", "Y", "", "", ""],
+            ["carol@example.com", "Carol", "Line\nbreak", "", "", "silver"],
+        ],
+        bom=True,
+    )
+    async with running_worker(client, settings, task_queue) as services:
+        up, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert up.headers == HEADER  # the BOM never reaches the first header
+    assert up.mapping == ["email", "first_name", "last_name", "company", "phone", "custom:Plan"]
+    assert up.total_rows == 4
+    assert result["status"] == "completed"
+    assert (result["inserted"], result["updated"], result["failed"], result["duplicates"]) == (
+        3,
+        0,
+        1,
+        0,
+    )
+    assert result["error_samples"] == [{"row": 4, "reason": "invalid email address"}]
+    got = await contacts(owner_pool, tenant.workspace_id)
+    assert set(got) == {"ann@example.com", "bob@example.com", "carol@example.com"}
+    assert got["ann@example.com"]["company"] == "Acme, Inc."
+    assert got["ann@example.com"]["phone"] == "00123"
+    assert got["ann@example.com"]["custom_fields"] == {"Plan": "gold"}
+    assert got["bob@example.com"]["company"] == 'He said "hi"'
+    assert got["bob@example.com"]["phone"] == "1E5"
+    assert got["bob@example.com"]["custom_fields"] == {}
+    assert got["carol@example.com"]["last_name"] == "Line\nbreak"
+    rec = await import_row(owner_pool, up.import_id)
+    assert rec["status"] == "completed"
+    assert (rec["processed_rows"], rec["inserted_rows"], rec["failed_rows"]) == (4, 3, 1)
+    assert rec["ai_summary"].startswith("Processed 4 rows")
+    # 1 failed of 4 is above 5 %: the error report goes out with the completion email.
+    assert outbox_subjects(settings.outbox_dir) == [
+        "1 rows of contacts.csv could not be imported",
+        "Your import of contacts.csv is complete",
+    ]
+    # Redis holds nothing of the import any more.
+    keys = [k async for k in services.redis.scan_iter(match=rediskeys.import_pattern(up.import_id))]
+    assert keys == []
+
+
+async def test_dedup_within_and_across_chunks(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    # 3-row chunks: rows 1-3 are chunk 0, rows 4-6 chunk 1, row 7 chunk 2.
+    settings = make_settings(
+        stack,
+        temporal_task_queue=task_queue,
+        import_chunk_rows=3,
+        import_sub_batch_rows=2,
+        import_parallel_chunks=3,
+    )
+    data = csv_bytes(
+        [
+            ["email", "first_name"],
+            ["a@x.io", "a-first"],  # chunk 0, superseded in its chunk
+            ["b@x.io", "b-only"],  # chunk 0
+            [" A@X.IO", "a-last"],  # chunk 0: the last row of a@ in chunk 0 wins
+            ["a@x.io", "a-chunk1"],  # chunk 1: an earlier chunk has a@ -> duplicate
+            ["c@x.io", "c1"],  # chunk 1, superseded
+            ["C@x.io ", "c2"],  # chunk 1 wins for c@
+            ["b@x.io", "b-chunk2"],  # chunk 2: duplicate of chunk 0's b@
+        ]
+    )
+    async with running_worker(client, settings, task_queue) as services:
+        _, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert_adds_up(result, 7)
+    assert (result["inserted"], result["updated"], result["duplicates"]) == (3, 0, 4)
+    got = await contacts(owner_pool, tenant.workspace_id)
+    assert {e: c["first_name"] for e, c in got.items()} == {
+        "a@x.io": "a-last",
+        "b@x.io": "b-only",
+        "c@x.io": "c2",
+    }
+
+
+async def test_reimport_is_all_updates(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue, import_chunk_rows=4)
+    rows = [["email", "name"]] + [[f"u{i}@example.com", f"U{i}"] for i in range(10)]
+    async with running_worker(client, settings, task_queue) as services:
+        _, first = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+        )
+        _, second = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+        )
+    assert (first["inserted"], first["updated"]) == (10, 0)
+    assert (second["inserted"], second["updated"]) == (0, 10)
+    assert len(await contacts(owner_pool, tenant.workspace_id)) == 10
+
+
+async def test_error_report_only_above_threshold(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    # 1 bad row in 25 = 4 %: below the 5 % threshold, no error report.
+    rows = [["email"]] + [[f"ok{i}@example.com"] for i in range(24)] + [["bad"]]
+    async with running_worker(client, settings, task_queue) as services:
+        _, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+        )
+    assert result["failed"] == 1
+    assert outbox_subjects(settings.outbox_dir) == ["Your import of contacts.csv is complete"]
+
+
+async def test_missing_record_fails_at_once_without_retry(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue):
+        handle = await client.start_workflow(
+            WF_PROCESS_CSV,
+            ProcessCsvInput(
+                import_id=str(uuid.uuid4()),
+                workspace_id=tenant.workspace_id,
+                user_id=tenant.user_id,
+            ),
+            id=f"import-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        history = await handle.fetch_history()
+    assert "not found" in str(info.value.cause)
+    started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
+    assert [e.activity_task_started_event_attributes.attempt for e in started][0] == 1
+    fetches = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "fetch-import"
+    ]
+    assert len(fetches) == 1
+
+
+async def test_many_chunks_continue_as_new(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    # 120 rows in 2-row chunks = 60 chunks, 10 per run: the import is 6 runs of one id.
+    settings = make_settings(
+        stack,
+        temporal_task_queue=task_queue,
+        import_chunk_rows=2,
+        import_sub_batch_rows=1,
+        import_chunks_per_run=10,
+        import_parallel_chunks=4,
+    )
+    rows = [["email"]] + [[f"m{i % 100}@example.com"] for i in range(120)]
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
+        handle = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        result = await handle.result()
+        runs = [w async for w in client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    assert_adds_up(result, 120)
+    assert (result["inserted"], result["duplicates"]) == (100, 20)
+    assert len(runs) == 6
+    assert len(await contacts(owner_pool, tenant.workspace_id)) == 100
+
+
+async def test_lost_chunk_is_rebuilt_from_the_blob(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    settings = make_settings(
+        stack, temporal_task_queue=task_queue, import_chunk_rows=5, import_parallel_chunks=1
+    )
+    rows = [["email"]] + [[f"l{i}@example.com"] for i in range(40)] + [["l0@example.com"]]
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
+        # Delete chunks as soon as they appear, as an expired TTL or a flushed Redis would.
+        stop = asyncio.Event()
+
+        async def flush_chunks() -> int:
+            deleted = 0
+            while not stop.is_set() and deleted < 3:
+                for k in [
+                    k
+                    async for k in services.redis.scan_iter(
+                        match=f"import:{up.import_id}:chunk:[4-7]"
+                    )
+                ]:
+                    deleted += await services.redis.delete(k)
+                await asyncio.sleep(0.01)
+            return deleted
+
+        flusher = asyncio.create_task(flush_chunks())
+        handle = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        result = await handle.result()
+        stop.set()
+        assert await flusher >= 1
+        history = await handle.fetch_history()
+    chunkings = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "download-and-chunk"
+    ]
+    assert len(chunkings) >= 2
+    assert_adds_up(result, 41)
+    assert (result["inserted"], result["duplicates"], result["failed"]) == (40, 1, 0)
+    assert len(await contacts(owner_pool, tenant.workspace_id)) == 40
+
+
+async def test_activity_failing_after_commit_keeps_counts_exact(
+    client: Client,
+    stack: Stack,
+    tenant: Tenant,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An attempt that commits its sub-batches and then dies is retried without double counts."""
+    from activities.imports import ImportActivities
+
+    settings = make_settings(
+        stack, temporal_task_queue=task_queue, import_chunk_rows=4, import_sub_batch_rows=2
+    )
+    original = ImportActivities._chunk_result
+    crashed: set[int] = set()
+
+    async def crash_once(self: ImportActivities, job: Any) -> Any:
+        if job.chunk_index not in crashed:
+            crashed.add(job.chunk_index)
+            raise RuntimeError("worker lost after COMMIT")
+        return await original(self, job)
+
+    monkeypatch.setattr(ImportActivities, "_chunk_result", crash_once)
+    rows = [["email"]] + [[f"k{i}@example.com"] for i in range(10)] + [["k1@example.com"]]
+    async with running_worker(client, settings, task_queue) as services:
+        _, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+        )
+    assert crashed == {0, 1, 2}
+    assert_adds_up(result, 11)
+    assert (result["inserted"], result["updated"], result["duplicates"]) == (10, 0, 1)
+
+
+async def test_progress_query_and_cancel(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    settings = make_settings(
+        stack, temporal_task_queue=task_queue, import_chunk_rows=1, import_parallel_chunks=1
+    )
+    rows = [["email"]] + [[f"p{i}@example.com"] for i in range(300)]
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
+        handle = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        while True:
+            p = await handle.query("progress")
+            if p["chunks_done"] >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert p["chunks_total"] == 300
+        assert p["counts"]["total_rows"] == 300
+        assert p["counts"]["processed_rows"] <= 300
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    rec = await import_row(owner_pool, up.import_id)
+    assert rec["status"] == "cancelled"
+    assert 0 < rec["processed_rows"] < 300
+
+
+async def test_repeated_confirmation_starts_one_import(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    rows = [["email"], ["once@example.com"]]
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
+        h1 = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        h2 = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        await h1.result()
+        h3 = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        await h3.result()
+    assert h1.id == h2.id == h3.id == f"import-{up.import_id}"
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{h1.id}'")]
+    assert len(runs) == 1

@@ -1,0 +1,235 @@
+"""process-csv (event import/csv.confirmed, retries 3 => at most 4 attempts per activity).
+
+| step               | what it does                                                      |
+|--------------------|-------------------------------------------------------------------|
+| fetch-import       | loads the record; missing or not `processing` => fails at once    |
+| capture-start-time | workflow.now(), for the duration                                   |
+| download-and-chunk | streams the blob through the CSV parser into Redis chunks (1 h TTL)|
+| process-batch (xN) | per chunk: map, validate, Gravatar, dedup, upsert in sub-batches, |
+|                    | each committed with its ledger row; fanned out `parallel_chunks`  |
+| finalize           | completed + counts from the ledger, stats caches, AI summary,     |
+|                    | completion email, error report above 5 % failed, Redis cleanup    |
+| mark-failed        | on any failure: failed + error_log, caches, best-effort email     |
+
+History stays small: after `chunks_per_run` chunks the run continues as new with its
+cursor and running counts, so a 10M-row file is many short runs of one workflow id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.imports import ImportActivities
+    from folksjobs.models import (
+        WF_PROCESS_CSV,
+        ChunkJob,
+        ChunkPlan,
+        ChunkPlanResult,
+        ChunkResult,
+        FinalizeImport,
+        ImportCounts,
+        ImportCursor,
+        ImportFailure,
+        ImportProgress,
+        ImportResult,
+        ProcessCsvInput,
+    )
+    from folksjobs.search_attributes import IMPORT_ID, JOB_STATUS, WORKSPACE_ID
+
+RETRY = RetryPolicy(
+    maximum_attempts=4,
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[
+        "InvalidImport",
+        "ChunkMissing",
+        "LedgerMismatch",
+        "EmailPermanentFailure",
+    ],
+)
+MAX_RECHUNKS = 3
+
+
+@workflow.defn(name=WF_PROCESS_CSV)
+class ProcessCsv:
+    def __init__(self) -> None:
+        self.import_id = ""
+        self.stage = "starting"
+        self.cursor: ImportCursor | None = None
+        self.counts = ImportCounts()
+        self.rechunk_lock = asyncio.Lock()
+        self.generation = 0
+
+    @workflow.query(name="progress")
+    def progress(self) -> ImportProgress:
+        return ImportProgress(
+            import_id=self.import_id,
+            stage=self.stage,
+            chunks_total=self.cursor.chunk_count if self.cursor else 0,
+            chunks_done=self.cursor.chunks_done if self.cursor else 0,
+            counts=self.counts,
+        )
+
+    @workflow.run
+    async def run(self, inp: ProcessCsvInput) -> ImportResult:
+        self.import_id = inp.import_id
+        workflow.upsert_search_attributes(
+            [
+                WORKSPACE_ID.value_set(inp.workspace_id),
+                IMPORT_ID.value_set(inp.import_id),
+                JOB_STATUS.value_set("processing"),
+            ]
+        )
+        try:
+            cursor = inp.resume or await self._start(inp)
+            self.cursor, self.counts = cursor, cursor.counts
+            self.stage = "process-batch"
+            end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
+            await self._process(inp, cursor, range(cursor.next_chunk, end))
+            if end < cursor.chunk_count:
+                cursor.next_chunk = end
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
+            self.stage = "finalize"
+            result = await workflow.execute_activity_method(
+                ImportActivities.finalize,
+                FinalizeImport(
+                    import_id=inp.import_id,
+                    workspace_id=inp.workspace_id,
+                    user_id=inp.user_id,
+                    workflow_id=workflow.info().workflow_id,
+                    started_at=cursor.started_at,
+                ),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+            )
+            self.stage = "completed"
+            workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
+            return result
+        except asyncio.CancelledError:
+            self.stage = "cancelled"
+            workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
+            await self._mark_failed(inp, "cancelled by request", cancelled=True)
+            raise
+        except (ActivityError, ApplicationError) as e:
+            self.stage = "failed"
+            message = _root_message(e)
+            workflow.upsert_search_attributes([JOB_STATUS.value_set("failed")])
+            await self._mark_failed(inp, message)
+            raise ApplicationError(
+                f"import failed: {message}", type="ImportFailed", non_retryable=True
+            ) from e
+
+    async def _start(self, inp: ProcessCsvInput) -> ImportCursor:
+        self.stage = "fetch-import"
+        record = await workflow.execute_activity_method(
+            ImportActivities.fetch_import,
+            inp,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+        started_at = workflow.now()  # capture-start-time
+        self.stage = "download-and-chunk"
+        plan = await self._chunk_file(inp, record.options.chunk_rows)
+        return ImportCursor(
+            chunk_count=plan.chunk_count,
+            total_rows=plan.total_rows,
+            next_chunk=0,
+            started_at=started_at,
+            options=record.options,
+            counts=ImportCounts(total_rows=plan.total_rows),
+        )
+
+    async def _chunk_file(self, inp: ProcessCsvInput, chunk_rows: int) -> ChunkPlanResult:
+        return await workflow.execute_activity_method(
+            ImportActivities.download_and_chunk,
+            ChunkPlan(
+                import_id=inp.import_id, workspace_id=inp.workspace_id, chunk_rows=chunk_rows
+            ),
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=RETRY,
+        )
+
+    async def _process(self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: range) -> None:
+        window = asyncio.Semaphore(max(1, cursor.options.parallel_chunks))
+
+        async def one(i: int) -> None:
+            async with window:
+                r = await self._chunk(inp, cursor, i)
+            # Each chunk's ledger totals are added exactly once: the activity's result.
+            self.counts.add(r)
+            cursor.chunks_done += 1
+
+        tasks = [asyncio.create_task(one(i)) for i in indexes]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _chunk(self, inp: ProcessCsvInput, cursor: ImportCursor, i: int) -> ChunkResult:
+        while True:
+            generation = self.generation
+            try:
+                return await workflow.execute_activity_method(
+                    ImportActivities.process_batch,
+                    ChunkJob(
+                        import_id=inp.import_id,
+                        workspace_id=inp.workspace_id,
+                        chunk_index=i,
+                        sub_batch_rows=cursor.options.sub_batch_rows,
+                    ),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=timedelta(seconds=30),
+                    retry_policy=RETRY,
+                    summary=f"chunk {i + 1} of {cursor.chunk_count}",
+                )
+            except ActivityError as e:
+                if not (isinstance(e.cause, ApplicationError) and e.cause.type == "ChunkMissing"):
+                    raise
+            # The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
+            # once for all the chunks that noticed at the same time.
+            async with self.rechunk_lock:
+                if generation == self.generation:
+                    if cursor.rechunks >= MAX_RECHUNKS:
+                        raise ApplicationError(
+                            f"chunks were lost {cursor.rechunks} times; giving up",
+                            type="ChunksLost",
+                            non_retryable=True,
+                        )
+                    cursor.rechunks += 1
+                    self.stage = "download-and-chunk"
+                    await self._chunk_file(inp, cursor.options.chunk_rows)
+                    self.stage = "process-batch"
+                    self.generation += 1
+
+    async def _mark_failed(self, inp: ProcessCsvInput, error: str, cancelled: bool = False) -> None:
+        await workflow.execute_activity_method(
+            ImportActivities.mark_failed,
+            ImportFailure(
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                user_id=inp.user_id,
+                workflow_id=workflow.info().workflow_id,
+                error=error,
+                cancelled=cancelled,
+            ),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RETRY,
+        )
+
+
+def _root_message(e: BaseException) -> str:
+    while e.__cause__ is not None or getattr(e, "cause", None) is not None:
+        e = getattr(e, "cause", None) or e.__cause__  # type: ignore[assignment]
+    return str(e) or type(e).__name__
