@@ -58,7 +58,8 @@ def machine_meta(stack: Any, args: Any) -> dict[str, Any]:
     psql = stack.psql
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python3 run.py bench " + " ".join(args.argv),
+        # What `python3 run.py bench ARGS` runs inside the project's virtualenv.
+        "command": "python bench/run.py " + " ".join(args.argv),
         "git": _cmd(["git", "rev-parse", "--short", "HEAD"]),
         "cpu": cpu,
         "cores": os.cpu_count(),
