@@ -19,6 +19,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.digest import DigestActivities
 from activities.imports import ImportActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.services import Services, open_services
@@ -26,6 +27,7 @@ from folksjobs.settings import Settings, get_settings
 from folksjobs.temporal import connect
 from workflows.import_csv import ProcessCsv
 from workflows.send_welcome import SendWelcome
+from workflows.weekly_digest import WeeklyDigest
 
 log = logging.getLogger("folksjobs.worker")
 
@@ -49,9 +51,15 @@ def _import(s: Services) -> list[Callable[..., Any]]:
     return [a.fetch_import, a.download_and_chunk, a.process_batch, a.finalize, a.mark_failed]
 
 
+def _digest(s: Services) -> list[Callable[..., Any]]:
+    acts = DigestActivities(s.pool, s.email, s.settings)
+    return [acts.get_workspaces, acts.digest_workspace]
+
+
 JOBS: list[Job] = [
     Job("process-csv", "job_import_enabled", [ProcessCsv], _import),
     Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
+    Job("weekly-digest", "job_digest_enabled", [WeeklyDigest], _digest),
 ]
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import threading
+import time
 from typing import Any, BinaryIO
 
 import asyncpg
@@ -160,18 +161,23 @@ class ImportActivities:
             taken = await dedup.claim(
                 self.redis, rediskeys.seen_emails(plan.import_id), index, list(by_digest), ttl
             )
+            written = rediskeys.chunks_written(plan.import_id, plan.generation)
             if index in complete:
+                await self.redis.set(written, index + 1, ex=ttl)
                 return
             dups = superseded | {row for d in taken for row in by_digest[d]}
             payload = {
                 "rows": [[r.row, r.cells, r.error] for r in records],
                 "dups": sorted(dups),
             }
-            await self.redis.set(
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(
                 rediskeys.chunk(plan.import_id, index),
                 json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
                 ex=ttl,
             )
+            pipe.set(written, index + 1, ex=ttl)
+            await pipe.execute()
 
         def parse(raw: BinaryIO) -> tuple[int, int]:
             text = open_text(raw, fmt)
@@ -223,6 +229,9 @@ class ImportActivities:
                 type="InvalidImport",
                 non_retryable=True,
             )
+        await self.redis.set(
+            rediskeys.chunking_done(plan.import_id, plan.generation), chunks, ex=ttl
+        )
         return ChunkPlanResult(chunk_count=chunks, total_rows=rows)
 
     def _missing_blob(self, rec: ImportRow) -> ApplicationError:
@@ -237,17 +246,9 @@ class ImportActivities:
     @activity.defn(name="process-batch")
     async def process_batch(self, job: ChunkJob) -> ChunkResult:
         key = rediskeys.chunk(job.import_id, job.chunk_index)
-        raw = await self.redis.get(key)
+        raw = await self._wait_for_chunk(job, key)
         if raw is None:
-            if job.chunk_index in await imports_repo.complete_chunks(
-                self.pool, job.workspace_id, job.import_id
-            ):
-                return await self._chunk_result(job)
-            raise ApplicationError(
-                f"chunk {job.chunk_index} is no longer in Redis (expired or flushed)",
-                type="ChunkMissing",
-                non_retryable=True,
-            )
+            return await self._chunk_result(job)
         rec = await self._record(job.workspace_id, job.import_id)
         data = json.loads(raw)
         dups = set(data["dups"])
@@ -258,6 +259,39 @@ class ImportActivities:
             activity.heartbeat(b)
         await self.redis.delete(key)
         return await self._chunk_result(job)
+
+    async def _wait_for_chunk(self, job: ChunkJob, key: str) -> bytes | None:
+        """The chunk's JSON once download-and-chunk has written it; None when the chunk is
+        already committed; ChunkMissing when it was written and is gone (TTL, flush)."""
+        written = rediskeys.chunks_written(job.import_id, job.generation)
+        done = rediskeys.chunking_done(job.import_id, job.generation)
+        first, idle_since, last_seen = True, time.monotonic(), None
+        while True:
+            raw, n, finished = await self.redis.mget(key, written, done)
+            if raw is not None:
+                return raw if isinstance(raw, bytes) else raw.encode()
+            lost = finished is not None or (n is not None and int(n) > job.chunk_index)
+            if (lost or first) and job.chunk_index in await imports_repo.complete_chunks(
+                self.pool, job.workspace_id, job.import_id
+            ):
+                return None
+            if lost:
+                raise ApplicationError(
+                    f"chunk {job.chunk_index} is no longer in Redis (expired or flushed)",
+                    type="ChunkMissing",
+                    non_retryable=True,
+                )
+            if first or n != last_seen:
+                first, idle_since, last_seen = False, time.monotonic(), n
+            elif time.monotonic() - idle_since > self.settings.chunk_wait_seconds:
+                raise ApplicationError(
+                    f"chunk {job.chunk_index} did not appear within "
+                    f"{self.settings.chunk_wait_seconds:.0f} s of chunking progress",
+                    type="ChunkMissing",
+                    non_retryable=True,
+                )
+            activity.heartbeat("waiting for chunk")
+            await asyncio.sleep(0.05)
 
     async def _chunk_result(self, job: ChunkJob) -> ChunkResult:
         t = await imports_repo.totals(self.pool, job.workspace_id, job.import_id, job.chunk_index)

@@ -8,13 +8,14 @@ emails lock them in the same order and cannot deadlock each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
 _EMAIL_RE = re.compile(
     r"^[^\s@\"<>(),;:\\\[\]]{1,64}"  # local part: no spaces or specials, at most 64
@@ -26,7 +27,15 @@ MAX_FIELD = 10_000
 
 
 def normalise_email(raw: str) -> str:
-    return raw.strip().lower()
+    """Trimmed and lower-cased; a punycode domain (xn--) in its unicode spelling, so
+    user@xn--bcher-kva.de and user@bücher.de are one contact."""
+    email = raw.strip().lower()
+    if "xn--" in email:
+        local, at, domain = email.rpartition("@")
+        # Not valid punycode: left as written, and the validator judges it.
+        with contextlib.suppress(UnicodeError, ValueError):
+            email = f"{local}{at}{domain.encode('ascii').decode('idna')}"
+    return email
 
 
 def email_problem(email: str) -> str | None:
@@ -48,17 +57,13 @@ def _check_email(v: str) -> str:
     return v
 
 
-def _check_text(v: str | None) -> str | None:
-    if v is None:
-        return None
-    if "\x00" in v:
-        raise ValueError("contains a NUL byte, which cannot be stored")
-    if len(v) > MAX_FIELD:
-        raise ValueError(f"a value is longer than {MAX_FIELD:,} characters")
-    return v or None
+# Checked inside pydantic-core (no Python call per field): PostgreSQL cannot store NUL.
+Text = Annotated[str, StringConstraints(max_length=MAX_FIELD, pattern=r"^[^\x00]*$")] | None
 
-
-Text = Annotated[str | None, AfterValidator(_check_text)]
+_REASONS = {
+    "string_pattern_mismatch": "contains a NUL byte, which cannot be stored",
+    "string_too_long": f"a value is longer than {MAX_FIELD:,} characters",
+}
 
 
 class ContactRow(BaseModel):
@@ -67,7 +72,9 @@ class ContactRow(BaseModel):
     last_name: Text = None
     company: Text = None
     phone: Text = None
-    custom_fields: dict[str, Text] = {}
+    custom_fields: dict[
+        str, Annotated[str, StringConstraints(max_length=MAX_FIELD, pattern=r"^[^\x00]*$")]
+    ] = {}
 
 
 @dataclass
@@ -89,19 +96,26 @@ def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
             if value:
                 custom[target[7:]] = value
         else:
-            out[target] = value
-    out.setdefault("email", "")
+            out[target] = value or None
+    if out.get("email") is None:
+        out["email"] = ""
     out["custom_fields"] = custom
     return out
 
 
 def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
+    extra = cells[len(mapping) :]
+    if any(c.strip() for c in extra):
+        # Values past the header's last column belong to no field: fail the row rather
+        # than drop them silently (empty trailing cells, from trailing delimiters, are fine).
+        return MappedRow(row, None, f"row has {len(cells)} cells but the header has "
+                                    f"{len(mapping)} columns")  # fmt: skip
     try:
         return MappedRow(row, ContactRow.model_validate(map_cells(cells, mapping)))
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        reason = str(err["msg"]).removeprefix("Value error, ")
+        reason = _REASONS.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
         return MappedRow(row, None, reason if where == "email" else f"{where}: {reason}")
 
 

@@ -19,6 +19,7 @@ import csv
 import io
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
@@ -152,45 +153,85 @@ class Header:
     warnings: list[str] = field(default_factory=list)
 
 
-class _LineCounter:
-    """Feeds lines to csv.reader and counts them, so errors can name a line too."""
+class _RecordTooLong(Exception):
+    pass
 
-    def __init__(self, text: IO[str]) -> None:
+
+class _Lines:
+    """Feeds physical lines to csv.reader, remembering those of the current record.
+
+    An unclosed quote makes csv read every following line into one field. When a record
+    runs past `max_lines` lines, or to the end of the file inside quotes, its first line
+    is failed and the lines after it are fed again as records of their own: one bad
+    quote costs one row, never the rest of the file.
+    """
+
+    def __init__(self, text: IO[str], max_lines: int) -> None:
         self.text = text
-        self.lines = 0
+        self.max_lines = max_lines
+        self.read = 0
+        self.replay: deque[tuple[int, str]] = deque()
+        self.current: list[tuple[int, str]] = []
 
-    def __iter__(self) -> _LineCounter:
+    def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
-        line = self.text.readline()
-        if not line:
-            raise StopIteration
-        self.lines += 1
+        if self.replay:
+            number, line = self.replay.popleft()
+        else:
+            line = self.text.readline()
+            if not line:
+                raise StopIteration
+            self.read += 1
+            number = self.read
+        self.current.append((number, line))
+        if len(self.current) > self.max_lines:
+            raise _RecordTooLong
         return line
 
+    @property
+    def start_line(self) -> int:
+        return self.current[0][0] if self.current else self.read + 1
 
-def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[Record]:
+    def replay_after_first(self) -> None:
+        self.replay.extendleft(reversed(self.current[1:]))
+
+
+def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int,
+                 max_record_lines: int = 1000) -> Iterator[Record]:  # fmt: skip
     """Yield the header (row 1) and then every data record, blank lines skipped.
 
     A record that breaks the CSV rules (text after a closing quote, a field over the
-    limit, an unterminated quote at the end) is yielded with `error` set instead of cells.
+    limit, an unclosed quote) is yielded with `error` set instead of cells.
     """
     csv.field_size_limit(field_limit)
-    lines = _LineCounter(text)
+    lines = _Lines(text, max_record_lines)
     if fmt.sep_line:
         next(lines, None)
-    reader = csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', strict=True)
+
+    def reader() -> Iterator[list[str]]:
+        return csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', strict=True)
+
+    records = reader()
     row = 0
     while True:
-        start_line = lines.lines + 1
+        lines.current = []
         try:
-            cells = next(reader)
+            cells = next(records)
         except StopIteration:
             return
-        except csv.Error as e:
+        except (csv.Error, _RecordTooLong) as e:
             row += 1
-            yield Record(row, None, _csv_reason(str(e), start_line, field_limit))
+            start = lines.start_line
+            unclosed = isinstance(e, _RecordTooLong) or "unexpected end of data" in str(e)
+            if unclosed:
+                yield Record(row, None, f"unterminated quoted field at line {start} "
+                             "(a quote opened there is never closed)")  # fmt: skip
+                lines.replay_after_first()
+            else:
+                yield Record(row, None, _csv_reason(str(e), start, field_limit))
+            records = reader()
             continue
         if not cells or (len(cells) == 1 and cells[0] == ""):
             continue  # blank line: not a record
@@ -201,8 +242,6 @@ def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[Re
 def _csv_reason(message: str, line: int, field_limit: int) -> str:
     if "field larger than field limit" in message:
         return f"a field is larger than the {field_limit:,}-character limit"
-    if "unexpected end of data" in message:
-        return f"unterminated quoted field starting at line {line} (missing closing quote)"
     if "expected after" in message:
         return f"malformed quoting at line {line}: text after a closing quote"
     return f"malformed CSV at line {line}: {message}"

@@ -41,23 +41,33 @@ def last_wins(
     return superseded, by_digest
 
 
-async def claim(
-    redis: Redis, key: str, chunk_index: int, digests: list[bytes], ttl: int
-) -> set[bytes]:
+# One round trip per chunk: claim every email the chunk carries and report (by position)
+# those an earlier chunk already owns. Server-side, so a million emails are not a million
+# client commands.
+_CLAIM = """
+local ttl, owner, taken = tonumber(ARGV[1]), ARGV[2], {}
+-- The hash carries a start marker set by chunk 0: a later chunk that finds it gone knows
+-- Redis lost the import's state mid-way, and must not decide duplicates from an empty hash.
+if owner == '0' then
+    redis.call('HSET', KEYS[1], '_', '1')
+elseif redis.call('HEXISTS', KEYS[1], '_') == 0 then
+    return redis.error_reply('DEDUP_STATE_LOST')
+end
+for i = 3, #ARGV do
+    local cur = redis.call('HGET', KEYS[1], ARGV[i])
+    if not cur then
+        redis.call('HSET', KEYS[1], ARGV[i], owner)
+    elseif cur ~= owner then
+        taken[#taken + 1] = i - 3
+    end
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+return taken
+"""
+
+
+async def claim(redis: Redis, key: str, chunk_index: int, digests: list[bytes],
+                ttl: int) -> set[bytes]:  # fmt: skip
     """Claim `digests` for this chunk; returns those an earlier chunk already owns."""
-    if not digests:
-        return set()
-    pipe = redis.pipeline(transaction=False)
-    for d in digests:
-        pipe.hsetnx(key, d, chunk_index)
-    pipe.expire(key, ttl)
-    created = (await pipe.execute())[:-1]
-    contested = [d for d, new in zip(digests, created, strict=True) if not new]
-    if not contested:
-        return set()
-    owners = await redis.hmget(key, contested)
-    return {
-        d
-        for d, owner in zip(contested, owners, strict=True)
-        if owner is not None and int(owner) != chunk_index
-    }
+    positions = await redis.eval(_CLAIM, 1, key, ttl, str(chunk_index), *digests)
+    return {digests[int(i)] for i in positions}

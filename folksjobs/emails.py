@@ -5,6 +5,7 @@ Every value that came from a user (names, file names, error reasons) is HTML-esc
 
 from __future__ import annotations
 
+from datetime import date
 from html import escape
 
 from folksjobs.mailer import Email
@@ -103,4 +104,35 @@ def import_failed(to: str, file_name: str, error: str, key: str) -> Email:
         ["The import stopped and no further rows will be processed.", f"Reason: {error}"],
         key,
         "import-failed",
+    )
+
+
+def weekly_digest(
+    to: str,
+    workspace_name: str,
+    week_start: date,
+    total: int,
+    new: int,
+    imports: int,
+    top_domains: list[tuple[str, int]],
+    app_url: str,
+    key: str,
+) -> Email:
+    items = [
+        f"New contacts: {new:,}",
+        f"Total contacts: {total:,}",
+        f"Imports completed: {imports:,}",
+    ]
+    if top_domains:
+        items.append("Top domains: " + ", ".join(f"{d} ({n:,})" for d, n in top_domains))
+    return _email(
+        to,
+        f"Your week in {workspace_name}: {new:,} new contact{'' if new == 1 else 's'}",
+        [
+            f"Here is what happened in {workspace_name} in the week of {week_start:%d %B %Y}.",
+            f"Open the app: {app_url}",
+        ],
+        key,
+        "weekly-digest",
+        items=items,
     )

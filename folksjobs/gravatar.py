@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 import aiohttp
 from redis.asyncio import Redis
@@ -16,6 +17,10 @@ from redis.asyncio import Redis
 from folksjobs import rediskeys
 
 _MISS = b""
+# After this many lookups in a row fail (no network, Gravatar down), stop asking for a
+# while: an import must not spend 2 s per row waiting for a service that is not there.
+BREAKER_FAILURES = 10
+BREAKER_SECONDS = 60.0
 
 
 def email_hash(email: str) -> str:
@@ -41,6 +46,8 @@ class Gravatar:
         self.sem = asyncio.Semaphore(concurrency)
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.cache_ttl = cache_ttl
+        self.failures = 0
+        self.open_until = 0.0
 
     async def avatars(self, emails: list[str]) -> dict[str, str | None]:
         if not self.enabled or not emails:
@@ -67,10 +74,18 @@ class Gravatar:
         """(avatar URL or None, whether the answer is definite enough to cache)."""
         url = f"{self.base_url}/{h}"
         async with self.sem:
-            try:
-                async with self.session.head(f"{url}?d=404", timeout=self.timeout) as resp:
-                    if resp.status == 200:
-                        return url, True
-                    return None, resp.status == 404
-            except (aiohttp.ClientError, TimeoutError):
+            if time.monotonic() < self.open_until:
                 return None, False
+            try:
+                async with asyncio.timeout(self.timeout.total):
+                    async with self.session.head(f"{url}?d=404", timeout=self.timeout) as resp:
+                        status = resp.status
+            except (aiohttp.ClientError, TimeoutError):
+                self.failures += 1
+                if self.failures >= BREAKER_FAILURES:
+                    self.open_until = time.monotonic() + BREAKER_SECONDS
+                return None, False
+            self.failures = 0
+            if status == 200:
+                return url, True
+            return None, status == 404

@@ -7,7 +7,7 @@ Field names are snake_case JSON: `temporal workflow start --input '{"user_id": .
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +99,8 @@ class ChunkPlan(Model):
     import_id: str
     workspace_id: str
     chunk_rows: int
+    # Bumped each time lost chunks are rebuilt; process-batch waits for its generation.
+    generation: int = 0
 
 
 class ChunkPlanResult(Model):
@@ -111,6 +113,7 @@ class ChunkJob(Model):
     workspace_id: str
     chunk_index: int
     sub_batch_rows: int
+    generation: int = 0
 
 
 class ChunkResult(Model):
@@ -202,10 +205,93 @@ class ExportResult(Model):
 # --- weekly-digest (Schedule 0 8 * * 1) ----------------------------------------------
 
 
+# The Schedule's start-workflow action id; Temporal appends the scheduled time
+# (`digest-weekly-2026-11-23T08:00:00Z`), so a scheduled time is started at most once.
+DIGEST_SCHEDULE_WORKFLOW_ID = "digest-weekly"
+
+
+def digest_workflow_id(week_start: date) -> str:
+    """A manual run (`python -m starter digest`): one per reporting week."""
+    return f"digest-{week_start.isoformat()}"
+
+
+def digest_send_key(workspace_id: str, week_start: date) -> str:
+    """The idempotency key of one workspace's digest for one week, on every attempt."""
+    return f"digest-{workspace_id}-{week_start.isoformat()}"
+
+
 class WeeklyDigestInput(Model):
-    # The Monday 08:00 UTC the run reports on; empty => the schedule's scheduled time.
+    # The time the run reports up to (normally a Monday 08:00 UTC). Empty => the
+    # Schedule's scheduled time (search attribute TemporalScheduledStartTime), or for a
+    # manual start without it, the workflow's start time.
     scheduled_for: datetime | None = None
+    # Carried across continue-as-new; callers leave it empty.
+    resume: DigestCursor | None = None
+
+
+DigestOutcome = Literal["sent", "skipped_disabled", "skipped_no_activity", "failed", "already_sent"]
+
+
+class DigestSummary(Model):
+    sent: int = 0
+    skipped_disabled: int = 0
+    skipped_no_activity: int = 0
+    failed: int = 0
+    already_sent: int = 0
+
+    def count(self, outcome: DigestOutcome) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+# Failed workspace ids kept in the result for the operator; the count is always exact.
+DIGEST_FAILED_IDS_KEPT = 100
+
+
+class DigestCursor(Model):
+    after_workspace_id: str
+    runs: int
+    totals: DigestSummary
+    failed_workspace_ids: list[str] = []
+
+
+class DigestWeek(Model):
+    """The reporting window [window_start, window_end) and the week it is sent for."""
+
+    week_start: date = Field(description="Monday (UTC) of the week the window starts in")
+    window_start: datetime
+    window_end: datetime
+
+
+class DigestPageRequest(Model):
+    after_workspace_id: str | None = None
+
+
+class DigestPage(Model):
+    workspace_ids: list[str]
+    # The last id of a full page; None once the last page has been read.
+    next_after: str | None
+    concurrency: int
+
+
+class WorkspaceDigestJob(Model):
+    workspace_id: str
+    week: DigestWeek
+    idempotency_key: str
+
+
+class WorkspaceDigestResult(Model):
+    workspace_id: str
+    outcome: DigestOutcome
+    new_contacts: int = 0
+
+
+class WeeklyDigestResult(Model):
+    week: DigestWeek
+    summary: DigestSummary
+    runs: int = Field(description="workflow runs in the continue-as-new chain")
+    failed_workspace_ids: list[str] = []
 
 
 ImportCursor.model_rebuild()
 ProcessCsvInput.model_rebuild()
+WeeklyDigestInput.model_rebuild()

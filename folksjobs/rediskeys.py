@@ -7,6 +7,15 @@ def chunk(import_id: str, index: int) -> str:
     return f"import:{import_id}:chunk:{index}"
 
 
+def chunks_written(import_id: str, generation: int) -> str:
+    """How many chunks download-and-chunk has written so far in this generation."""
+    return f"import:{import_id}:written:{generation}"
+
+
+def chunking_done(import_id: str, generation: int) -> str:
+    return f"import:{import_id}:chunked:{generation}"
+
+
 def seen_emails(import_id: str) -> str:
     # A hash (email digest -> first chunk index) rather than the spec's plain set: the
     # chunk index makes a re-run of download-and-chunk give every chunk the same answer.

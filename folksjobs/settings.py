@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
     import_sub_batch_rows: int = 1000
     import_parallel_chunks: int = 4
     chunk_ttl_seconds: int = 3600
+    # process-batch waits this long for its chunk without any chunking progress before
+    # it declares the chunk lost (and the workflow rebuilds it from the blob).
+    chunk_wait_seconds: float = 120.0
     error_samples_max: int = 10
     error_report_threshold: float = 0.05
     imports_per_workspace_limit: int = 5
@@ -91,8 +95,11 @@ class Settings(BaseSettings):
     # --- Digest ---------------------------------------------------------------------
     digest_cron: str = "0 8 * * 1"
     digest_schedule_id: str = "weekly-digest"
-    digest_page_size: int = 500
-    digest_concurrency: int = 20
+    digest_page_size: Annotated[int, Field(ge=1)] = 500
+    digest_concurrency: Annotated[int, Field(ge=1)] = 20
+    # A run missed while Temporal was down still starts if it comes back within this
+    # window (once: overlap policy SKIP); older weeks need `schedule backfill`.
+    digest_catchup_window_seconds: Annotated[int, Field(ge=60)] = 24 * 3600
 
     # --- Jobs on/off (spec 004: registration gated by flags) ------------------------
     job_import_enabled: bool = True

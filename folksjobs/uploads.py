@@ -70,7 +70,8 @@ class _TeeReader(io.RawIOBase):
         limit: int,
     ) -> None:
         self.source = source
-        self.pending = head
+        self.head: bytes | None = head
+        self.pending = b""
         self.writer = writer
         self.loop = loop
         self.limit = limit
@@ -79,20 +80,27 @@ class _TeeReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _next_piece(self) -> bytes:
+        if self.head is not None:
+            data, self.head = self.head, None
+        else:
+            data = self.source.read(READ_SIZE)
+        if data:
+            self.total += len(data)
+            if self.total > self.limit:
+                raise UploadRefused(
+                    f"The file is larger than the {self.limit:,}-byte upload limit; "
+                    "split it into smaller files."
+                )
+            asyncio.run_coroutine_threadsafe(self.writer.write(data), self.loop).result()
+        return data
+
     def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
-        data = self.pending or self.source.read(min(len(buf), READ_SIZE))
-        self.pending = b""
-        if not data:
-            return 0
-        self.total += len(data)
-        if self.total > self.limit:
-            raise UploadRefused(
-                f"The file is larger than the {self.limit:,}-byte upload limit; "
-                "split it into smaller files."
-            )
-        asyncio.run_coroutine_threadsafe(self.writer.write(bytes(data)), self.loop).result()
-        n = len(data)
-        buf[:n] = data
+        if not self.pending:
+            self.pending = self._next_piece()
+        n = min(len(buf), len(self.pending))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
         return n
 
 

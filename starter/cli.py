@@ -7,9 +7,9 @@ import asyncio
 import logging
 
 from folksjobs.settings import get_settings
-from starter import basic, demo, dev
+from starter import basic, demo, dev, imports, schedule
 
-COMMANDS = [dev, demo, basic]
+COMMANDS = [dev, demo, basic, imports, schedule]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,41 +1,51 @@
-"""Command: demo — the quick start's main job, end to end on the embedded stack."""
+"""Command: demo — the quick start's main job: a demo import end to end on the embedded stack.
+
+Brings the stack up (Temporal + UI, PostgreSQL, Valkey, worker), seeds the demo workspace,
+writes a deterministic contact CSV, imports it with a progress bar and prints the summary.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from temporalio.common import WorkflowIDConflictPolicy
+import sys
 
 from folksjobs import db, seed
-from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput, welcome_workflow_id
+from folksjobs.samples import write_demo_csv
+from folksjobs.services import open_services
 from folksjobs.settings import Settings
-from starter.common import ui_link
+from starter.imports import import_file
 from starter.stack import describe, dev_stack
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="bring the stack up, seed a workspace and run the demo job")
+    p = sub.add_parser("demo", help="stack up, seed a workspace, import a generated CSV")
+    p.add_argument("--rows", type=int, default=100_000, help="rows in the demo file")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=demo)
 
 
 async def demo(args: argparse.Namespace, settings: Settings) -> None:
     async with dev_stack(settings) as (live, client):
         for name, value in describe(live):
-            print(f"  {name:<14} {value}")
+            print(f"  {name:<14} {value}", file=sys.stderr if args.json else sys.stdout)
         assert live.database_url
         owner = await db.create_owner_pool(live.database_url)
         try:
             s = await seed.seed_demo(owner)
         finally:
             await owner.close()
-        wid = welcome_workflow_id(s.user_id)
-        handle = await client.start_workflow(
-            WF_SEND_WELCOME,
-            SendWelcomeInput(user_id=s.user_id),
-            id=wid,
-            task_queue=live.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        path = write_demo_csv(live.state_dir / "demo" / f"contacts-{args.rows}.csv", args.rows)
+        opts = argparse.Namespace(
+            workspace=s.workspace_id,
+            user=s.user_id,
+            map=[],
+            yes=True,
+            no_wait=False,
+            json=args.json,
         )
-        result = await handle.result()
-        print(f"welcome email sent ({result['backend']}): {ui_link(live, wid)}")
-        print(f"outbox: {live.outbox_dir}")
+        async with open_services(live, pool_size=2) as services:
+            summary = await import_file(opts, live, client, services, path)
+        if not args.json:
+            print(f"emails: {live.outbox_dir}")
+        if summary.get("status") != "completed":
+            raise SystemExit(1)

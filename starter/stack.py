@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from folksjobs import db
 from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.schedules import ensure_digest_schedule
 from folksjobs.settings import Settings
 from folksjobs.temporal import connect
 
@@ -27,7 +28,9 @@ PG_PORT = 54329
 VALKEY_PORT = 63799
 
 # Called with (settings, client) once the stack is up; jobs add their setup (schedules).
-on_stack_ready: list[Callable[[Settings, Client], Awaitable[None]]] = []
+on_stack_ready: list[Callable[[Settings, Client], Awaitable[None]]] = [
+    ensure_digest_schedule,  # the weekly-digest Schedule, when job_digest_enabled
+]
 
 
 def _port(address: str, default: int) -> int:

@@ -53,7 +53,8 @@ async def import_bytes(
 ) -> tuple[UploadResult, dict[str, Any]]:
     up = await upload(services, settings, workspace_id, user_id, data, overrides=overrides)
     handle = await confirm_import(client, services.pool, settings, workspace_id, up.import_id)
-    return up, await handle.result()
+    result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
+    return up, result
 
 
 async def contacts(owner: asyncpg.Pool, workspace_id: str) -> dict[str, dict[str, Any]]:

@@ -65,7 +65,7 @@ class ProcessCsv:
         self.cursor: ImportCursor | None = None
         self.counts = ImportCounts()
         self.rechunk_lock = asyncio.Lock()
-        self.generation = 0
+        self.chunking: asyncio.Task[ChunkPlanResult] | None = None
 
     @workflow.query(name="progress")
     def progress(self) -> ImportProgress:
@@ -93,6 +93,10 @@ class ProcessCsv:
             self.stage = "process-batch"
             end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
             await self._process(inp, cursor, range(cursor.next_chunk, end))
+            if self.chunking is not None:
+                # Every chunk is in Redis before this run hands over or finalizes.
+                await self.chunking
+                self.chunking = None
             if end < cursor.chunk_count:
                 cursor.next_chunk = end
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -136,22 +140,28 @@ class ProcessCsv:
             retry_policy=RETRY,
         )
         started_at = workflow.now()  # capture-start-time
-        self.stage = "download-and-chunk"
-        plan = await self._chunk_file(inp, record.options.chunk_rows)
-        return ImportCursor(
-            chunk_count=plan.chunk_count,
-            total_rows=plan.total_rows,
+        rows, size = record.total_rows, record.options.chunk_rows
+        cursor = ImportCursor(
+            chunk_count=(rows + size - 1) // size,
+            total_rows=rows,
             next_chunk=0,
             started_at=started_at,
             options=record.options,
-            counts=ImportCounts(total_rows=plan.total_rows),
+            counts=ImportCounts(total_rows=rows),
         )
+        # download-and-chunk runs alongside process-batch: each chunk is processed as soon
+        # as it is in Redis (the upload already counted the rows, so the chunk count is known).
+        self.chunking = asyncio.create_task(self._chunk_file(inp, cursor))
+        return cursor
 
-    async def _chunk_file(self, inp: ProcessCsvInput, chunk_rows: int) -> ChunkPlanResult:
+    async def _chunk_file(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ChunkPlanResult:
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
             ChunkPlan(
-                import_id=inp.import_id, workspace_id=inp.workspace_id, chunk_rows=chunk_rows
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                chunk_rows=cursor.options.chunk_rows,
+                generation=cursor.rechunks,
             ),
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(seconds=20),
@@ -168,7 +178,10 @@ class ProcessCsv:
             self.counts.add(r)
             cursor.chunks_done += 1
 
-        tasks = [asyncio.create_task(one(i)) for i in indexes]
+        tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
+        if self.chunking is not None:
+            # A failed chunking must stop the chunks waiting for it.
+            tasks.append(self.chunking)
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -179,7 +192,7 @@ class ProcessCsv:
 
     async def _chunk(self, inp: ProcessCsvInput, cursor: ImportCursor, i: int) -> ChunkResult:
         while True:
-            generation = self.generation
+            generation = cursor.rechunks
             try:
                 return await workflow.execute_activity_method(
                     ImportActivities.process_batch,
@@ -188,6 +201,7 @@ class ProcessCsv:
                         workspace_id=inp.workspace_id,
                         chunk_index=i,
                         sub_batch_rows=cursor.options.sub_batch_rows,
+                        generation=generation,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=30),
@@ -198,20 +212,22 @@ class ProcessCsv:
                 if not (isinstance(e.cause, ApplicationError) and e.cause.type == "ChunkMissing"):
                     raise
             # The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
-            # once for all the chunks that noticed at the same time.
+            # once for all the chunks that noticed in the same generation.
             async with self.rechunk_lock:
-                if generation == self.generation:
+                if generation == cursor.rechunks:
                     if cursor.rechunks >= MAX_RECHUNKS:
                         raise ApplicationError(
                             f"chunks were lost {cursor.rechunks} times; giving up",
                             type="ChunksLost",
                             non_retryable=True,
                         )
+                    if self.chunking is not None and not self.chunking.done():
+                        await workflow.wait([self.chunking])
                     cursor.rechunks += 1
                     self.stage = "download-and-chunk"
-                    await self._chunk_file(inp, cursor.options.chunk_rows)
+                    self.chunking = None
+                    await self._chunk_file(inp, cursor)
                     self.stage = "process-batch"
-                    self.generation += 1
 
     async def _mark_failed(self, inp: ProcessCsvInput, error: str, cancelled: bool = False) -> None:
         await workflow.execute_activity_method(
