@@ -140,11 +140,6 @@ def run_import(
 ) -> dict[str, Any]:
     """Upload (timed apart), confirm (starts ProcessCsv), wait for its result."""
     settings = _settings(fenv)
-    # Work-around (upload only, which is timed apart): uploads._TeeReader hands its
-    # whole 64 KB head to the first readinto, whose buffer is TextIOWrapper's 8 KB
-    # chunk => "memoryview assignment: lvalue and rvalue have different structures"
-    # for every file over 8 KB. A head that fits avoids it until that is fixed.
-    settings = settings.model_copy(update={"preview_bytes": 8192})
     return asyncio.run(_import(settings, csv, workspace_id, user_id))
 
 
