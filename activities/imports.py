@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
+import marshal
 import threading
 import time
 from typing import Any, BinaryIO
@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import dedup, emails, imports_repo, rediskeys
+from folksjobs import dedup, emails, imports_repo, metrics, rediskeys
 from folksjobs.ai import Summarizer
 from folksjobs.blob import BlobNotFound, BlobStore
 from folksjobs.contacts import ContactRow, upsert, validate
@@ -166,6 +166,8 @@ class ImportActivities:
                 await self.redis.set(written, index + 1, ex=ttl)
                 return
             dups = superseded | {row for d in taken for row in by_digest[d]}
+            # marshal: plain lists and strings, several times faster than JSON both ways;
+            # chunks live an hour in our own Redis, read by workers of the same release.
             payload = {
                 "rows": [[r.row, r.cells, r.error] for r in records],
                 "dups": sorted(dups),
@@ -173,7 +175,7 @@ class ImportActivities:
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(
                 rediskeys.chunk(plan.import_id, index),
-                json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                marshal.dumps(payload),
                 ex=ttl,
             )
             pipe.set(written, index + 1, ex=ttl)
@@ -250,7 +252,7 @@ class ImportActivities:
         if raw is None:
             return await self._chunk_result(job)
         rec = await self._record(job.workspace_id, job.import_id)
-        data = json.loads(raw)
+        data = marshal.loads(raw)
         dups = set(data["dups"])
         rows: list[list[Any]] = data["rows"]
         size = job.sub_batch_rows
@@ -400,6 +402,8 @@ class ImportActivities:
             await imports_repo.complete(
                 self.pool, job.workspace_id, job.import_id, t, samples, summary, duration_ms
             )
+            metrics.rows_imported(t.inserted + t.updated)
+            metrics.rows_failed(t.failed)
         else:
             duration_ms = rec.duration_ms or duration_ms
         await self._invalidate_stats(job.workspace_id)

@@ -8,6 +8,7 @@ aioboto3 (multipart upload, streaming download). Keys are built by the code from
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import posixpath
 import re
@@ -66,6 +67,8 @@ class BlobStore(Protocol):
     async def size(self, key: str) -> int | None: ...
     async def delete(self, key: str) -> None: ...
     async def location(self, key: str) -> str: ...
+    def uri(self, key: str) -> str: ...
+    async def discard_unfinished(self, key: str) -> int: ...
     def local_path(self, key: str) -> Path | None: ...
     async def close(self) -> None: ...
 
@@ -131,6 +134,17 @@ class LocalBlobStore:
 
     async def location(self, key: str) -> str:
         return str(self.local_path(key))
+
+    def uri(self, key: str) -> str:
+        return str(self.local_path(key))
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Deletes the temporary files of writers that never committed (a killed worker)."""
+        final = self.local_path(key)
+        stale = list(final.parent.glob(f".{glob.escape(final.name)}.*.part"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
 
     async def close(self) -> None:
         return None
@@ -246,16 +260,21 @@ class S3BlobStore:
             resp = await client.get_object(**kwargs)
         except client.exceptions.NoSuchKey as e:
             raise BlobNotFound(f"blob {key} does not exist") from e
-        async with resp["Body"] as body:
-            while data := await body.read(READ_CHUNK):
+        body = resp["Body"]
+        try:
+            async for data in body.iter_chunks(READ_CHUNK):
                 yield data
+        finally:
+            body.close()
 
     async def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
         client = await self.client()
         try:
             head = await client.head_object(Bucket=self.bucket, Key=self._full(key))
-        except Exception as e:
-            if "404" in str(e) or "Not Found" in str(e):
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return int(head["ContentLength"])
@@ -264,14 +283,34 @@ class S3BlobStore:
         client = await self.client()
         await client.delete_object(Bucket=self.bucket, Key=self._full(key))
 
-    async def location(self, key: str) -> str:
+    async def presigned_url(self, key: str) -> str:
         client = await self.client()
-        url = await client.generate_presigned_url(
+        url: str = await client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._full(key)},
             ExpiresIn=self.settings.s3_presign_seconds,
         )
-        return f"s3://{self.bucket}/{self._full(key)} ({url})"
+        return url
+
+    async def location(self, key: str) -> str:
+        """For a person: the object and a download link that expires (S3_PRESIGN_SECONDS)."""
+        return f"{self.uri(key)} ({await self.presigned_url(key)})"
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Aborts multipart uploads to `key` that never completed (a killed worker): their
+        parts are stored, and billed, until aborted."""
+        client = await self.client()
+        full = self._full(key)
+        resp = await client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)
+        stale = [u for u in resp.get("Uploads", []) if u["Key"] == full]
+        for u in stale:
+            await client.abort_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=u["UploadId"]
+            )
+        return len(stale)
 
     async def close(self) -> None:
         if self._client_cm is not None:

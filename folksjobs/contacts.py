@@ -104,12 +104,12 @@ def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
 
 
 def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
-    extra = cells[len(mapping) :]
-    if any(c.strip() for c in extra):
+    if len(cells) > len(mapping) and any(c.strip() for c in cells[len(mapping) :]):
         # Values past the header's last column belong to no field: fail the row rather
         # than drop them silently (empty trailing cells, from trailing delimiters, are fine).
-        return MappedRow(row, None, f"row has {len(cells)} cells but the header has "
-                                    f"{len(mapping)} columns")  # fmt: skip
+        return MappedRow(
+            row, None, f"row has {len(cells)} cells but the header has {len(mapping)} columns"
+        )
     try:
         return MappedRow(row, ContactRow.model_validate(map_cells(cells, mapping)))
     except ValidationError as e:

@@ -136,3 +136,13 @@ def weekly_digest(
         "weekly-digest",
         items=items,
     )
+
+
+def export_completed(to: str, row_count: int, location: str, key: str) -> Email:
+    return _email(
+        to,
+        "Your contacts export is ready",
+        [f"{row_count:,} contacts were exported to a CSV file.", f"Download it: {location}"],
+        key,
+        "export-completed",
+    )

@@ -170,3 +170,17 @@ def build_sender(settings: Settings, session: aiohttp.ClientSession) -> EmailSen
             settings.email_timeout_seconds,
         )
     return OutboxSender(settings.outbox_dir, settings.email_from)
+
+
+class LimitedSender:
+    """At most `limit` sends in flight per worker process (EMAIL_CONCURRENCY): the
+    provider's rate limit is shared by every activity of the worker."""
+
+    def __init__(self, inner: EmailSender, limit: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.sem = asyncio.Semaphore(limit)
+
+    async def send(self, email: Email) -> SendReceipt:
+        async with self.sem:
+            return await self.inner.send(email)

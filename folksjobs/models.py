@@ -19,6 +19,7 @@ WF_PROCESS_EXPORT = "ProcessExport"
 WF_SEND_WELCOME = "SendWelcome"
 WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
+WF_IMPORT_GATE = "WorkspaceImportGate"
 
 
 class Model(BaseModel):
@@ -192,6 +193,80 @@ class ProcessExportInput(Model):
     export_id: str
     workspace_id: str
     user_id: str
+    # How long stream-export may go silent before Temporal declares its worker dead and
+    # retries it elsewhere; callers leave the default (tests shorten it).
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class ExportJob(Model):
+    export_id: str
+    workspace_id: str
+
+
+class TagFilter(Model):
+    # None: no tags named, every contact of the workspace. A list: contacts carrying ANY
+    # of these tags (possibly none, when no named tag exists in the workspace).
+    tag_ids: list[str] | None
+    any_match: bool
+
+
+class MetadataJob(Model):
+    workspace_id: str
+    tag_ids: list[str] | None
+
+
+class ExportMetadata(Model):
+    custom_keys: list[str]
+    total_rows: int
+
+
+class StreamExportJob(Model):
+    export_id: str
+    workspace_id: str
+    tag_ids: list[str] | None
+    custom_keys: list[str]
+    total_rows: int
+
+
+class ExportRows(Model):
+    """stream-export -> its workflow (signal): rows written so far by one attempt."""
+
+    attempt: int
+    rows: int
+
+
+class ExportFile(Model):
+    blob_key: str
+    row_count: int
+    file_bytes: int
+    # A local path or an s3:// URI: never a presigned URL (history is readable in the UI).
+    uri: str
+
+
+class ExportNotification(Model):
+    export_id: str
+    workspace_id: str
+    user_id: str
+    idempotency_key: str
+
+
+class NotificationResult(Model):
+    sent: bool
+    message_id: str | None = None
+
+
+class ExportFailure(Model):
+    export_id: str
+    workspace_id: str
+    error: str
+    cancelled: bool = False
+
+
+class ExportProgress(Model):
+    export_id: str
+    stage: str
+    rows_written: int
+    total_rows: int | None
 
 
 class ExportResult(Model):
@@ -290,6 +365,41 @@ class WeeklyDigestResult(Model):
     summary: DigestSummary
     runs: int = Field(description="workflow runs in the continue-as-new chain")
     failed_workspace_ids: list[str] = []
+
+
+# --- concurrency gate (at most N imports per workspace, spec 003) ---------------------
+
+
+class SlotRequest(Model):
+    gate: str = Field(description="Which gate: e.g. 'import-gate'")
+    key: str = Field(description="What the limit is per: e.g. the workspace id")
+    holder_id: str = Field(description="Workflow id of the run asking for a slot")
+    limit: int = Field(default=0, ge=0, description="Filled in from settings by request-slot")
+
+
+class SlotRelease(Model):
+    holder_id: str
+
+
+class GateInput(Model):
+    gate: str
+    key: str
+    limit: int = Field(ge=1)
+    idle_seconds: float = 300.0
+    check_seconds: float = 30.0
+    # Continue-as-new after this many grants (or when Temporal suggests it): bounded history.
+    grants_per_run: int = 1000
+    # Carried across continue-as-new.
+    holders: list[str] = []
+    waiting: list[str] = []
+
+
+class GateState(Model):
+    gate: str
+    key: str
+    limit: int
+    holders: list[str]
+    waiting: list[str]
 
 
 ImportCursor.model_rebuild()

@@ -258,6 +258,23 @@ async def ensure_digest_schedule(settings: Settings, client: Client) -> None:
     """The dev stack's start hook: the schedule exists when the digest job is enabled."""
     if settings.job_digest_enabled:
         await apply_schedule(client, DigestSchedule.from_settings(settings))
+    else:
+        await hold_disabled_schedule(client, settings.digest_schedule_id)
+
+
+async def hold_disabled_schedule(client: Client, schedule_id: str) -> Literal["absent", "paused"]:
+    """With JOB_DIGEST_ENABLED=false: create nothing, and pause a schedule left from
+    before, whose runs no worker would pick up (spec 004: a disabled job's cron is inert)."""
+    handle = client.get_schedule_handle(schedule_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return "absent"
+    if not desc.schedule.state.paused:
+        await handle.pause(note="job weekly-digest is disabled (JOB_DIGEST_ENABLED=false)")
+    return "paused"
 
 
 async def trigger(client: Client, schedule_id: str) -> None:

@@ -10,11 +10,11 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from folksjobs import db
+from folksjobs import db, metrics
 from folksjobs.ai import Summarizer
 from folksjobs.blob import BlobStore, build_blob_store
 from folksjobs.gravatar import Gravatar
-from folksjobs.mailer import EmailSender, build_sender
+from folksjobs.mailer import EmailSender, LimitedSender, build_sender
 from folksjobs.settings import Settings
 
 
@@ -57,9 +57,9 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
     )
     ai = Summarizer(settings)
     try:
-        yield Services(
-            settings, pool, redis, http, blob, build_sender(settings, http), gravatar, ai
-        )
+        limited = LimitedSender(build_sender(settings, http), settings.email_concurrency)
+        sender = metrics.CountingSender(limited)
+        yield Services(settings, pool, redis, http, blob, sender, gravatar, ai)
     finally:
         await ai.close()
         await blob.close()

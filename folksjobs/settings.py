@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     email_api_url: str = "https://api.resend.com"
     email_api_key: SecretStr | None = None
     email_timeout_seconds: float = 10.0
-    email_concurrency: int = 10
+    # Sends in flight at once per worker process (all jobs share the provider).
+    email_concurrency: Annotated[int, Field(ge=1)] = 10
     app_url: str = "http://localhost:3000"
 
     # --- AI summary (spec: Claude Haiku, 10 s timeout, plain fallback) ---------------
@@ -83,13 +84,17 @@ class Settings(BaseSettings):
     chunk_wait_seconds: float = 120.0
     error_samples_max: int = 10
     error_report_threshold: float = 0.05
-    imports_per_workspace_limit: int = 5
+    # At most this many imports run at once per workspace; the rest wait in order (spec 003).
+    imports_per_workspace_limit: Annotated[int, Field(ge=1)] = 5
     # Chunks handled by one workflow run before continue-as-new keeps history small.
     import_chunks_per_run: int = 1000
 
     # --- Export (spec: 1,000-row cursor batches) ------------------------------------
     export_batch_rows: int = 1000
+    # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/csvsafe.py).
     export_neutralise_formulas: bool = True
+    # How often stream-export tells its workflow the rows written (the progress query).
+    export_progress_seconds: float = 1.0
     s3_multipart_part_bytes: int = 8 * 1024 * 1024
 
     # --- Digest ---------------------------------------------------------------------
@@ -112,6 +117,8 @@ class Settings(BaseSettings):
     worker_graceful_shutdown_seconds: float = 30.0
     metrics_bind: str | None = None
     log_level: str = "INFO"
+    # text, or json: one object a line with workflow/run/activity/workspace ids.
+    log_format: Literal["text", "json"] = "text"
     # Base64 AES-256 keys "id:key,id:key"; the first encrypts, all decrypt.
     payload_encryption_keys: SecretStr | None = None
 

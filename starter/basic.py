@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from temporalio.common import WorkflowIDConflictPolicy
-
 from folksjobs import db, seed
-from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput, welcome_workflow_id
+from folksjobs.events import (
+    EventError,
+    JobDisabled,
+    UserSignedUp,
+    check_enabled,
+    dispatch,
+    parse_event,
+    route_of,
+)
 from folksjobs.settings import Settings
 from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
@@ -57,20 +63,21 @@ async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def welcome(args: argparse.Namespace, settings: Settings) -> None:
+    # The same path as `dispatch user/signed.up`: flag check, id rules, summary in the UI.
+    try:
+        event = parse_event(UserSignedUp.NAME, {"userId": args.user_id})
+        check_enabled(settings, route_of(event))
+    except (EventError, JobDisabled) as e:
+        fail(str(e))
     client = await connect(settings)
-    wid = welcome_workflow_id(args.user_id)
-    handle = await client.start_workflow(
-        WF_SEND_WELCOME,
-        SendWelcomeInput(user_id=args.user_id),
-        id=wid,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+    d = await dispatch(client, settings, event)
+    wid = d.workflow_id
     data: dict[str, object] = {
         "workflow_id": wid,
-        "run_id": handle.result_run_id,
+        "run_id": d.run_id,
+        "started": d.started,
         "ui": ui_link(settings, wid),
     }
     if args.wait:
-        data["result"] = await handle.result()
-    emit(args, data, f"started {wid}\n  {data['ui']}")
+        data["result"] = await client.get_workflow_handle(wid, run_id=d.run_id).result()
+    emit(args, data, f"{'started' if d.started else 'already sent'} {wid}\n  {data['ui']}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
+from folksjobs.logs import setup_logging
 from folksjobs.settings import get_settings
-from starter import basic, demo, dev, imports, schedule
+from starter import basic, contract, demo, dev, dispatch, exports, imports, schedule
 
-COMMANDS = [dev, demo, basic, imports, schedule]
+COMMANDS = [dev, demo, basic, imports, exports, schedule, dispatch, contract]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,11 +23,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    settings = get_settings()
+    # Same formats as the worker (LOG_FORMAT), emails masked; on stderr, so --json stays clean.
+    setup_logging("INFO" if args.verbose else "WARNING", settings.log_format)
     try:
-        asyncio.run(args.run(args, get_settings()))
+        asyncio.run(args.run(args, settings))
     except KeyboardInterrupt:
         raise SystemExit(130) from None

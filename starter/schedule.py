@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from folksjobs import schedules
+from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
 from folksjobs.digest import digest_week
 from folksjobs.models import (
     WF_WEEKLY_DIGEST,
@@ -85,7 +86,15 @@ async def schedule_cmd(args: argparse.Namespace, settings: Settings) -> None:
     sid = args.schedule_id or want.schedule_id
     client = await connect(settings)
     try:
-        if args.action == "apply":
+        if args.action == "apply" and not settings.job_digest_enabled:
+            state = await schedules.hold_disabled_schedule(client, sid)
+            emit(
+                args,
+                {"schedule_id": sid, "outcome": "disabled", "schedule": state},
+                f"schedule {sid}: not applied, job weekly-digest is disabled "
+                f"(JOB_DIGEST_ENABLED=false); schedule {state}",
+            )
+        elif args.action == "apply":
             try:
                 outcome, diffs = await schedules.apply_schedule(
                     client, schedules.DigestSchedule.from_settings(settings, schedule_id=sid)
@@ -158,6 +167,10 @@ def _show_text(d: dict[str, Any]) -> str:
 
 
 async def digest_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        require_enabled(settings, job_by_workflow(WF_WEEKLY_DIGEST))
+    except JobDisabled as e:
+        fail(str(e))
     scheduled_for = args.scheduled_for or datetime.now(UTC)
     week = digest_week(scheduled_for)
     wid = digest_workflow_id(week.week_start)

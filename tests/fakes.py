@@ -24,7 +24,8 @@ class FakeServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> Self:
-        self.runner = web.AppRunner(self.app)
+        # A hanging handler (the "slow server" fakes) must not hold the test for 60 s.
+        self.runner = web.AppRunner(self.app, shutdown_timeout=0.5)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
         return self

@@ -342,9 +342,13 @@ async def test_redis_flushed_mid_import_gives_the_clean_result(
 ) -> None:
     """Redis loses everything (restart without persistence) while chunks are in flight."""
     settings = make_settings(
-        stack, temporal_task_queue=task_queue, import_chunk_rows=10, import_sub_batch_rows=5,
-        import_parallel_chunks=2, chunk_wait_seconds=2,
-    )  # fmt: skip
+        stack,
+        temporal_task_queue=task_queue,
+        import_chunk_rows=10,
+        import_sub_batch_rows=5,
+        import_parallel_chunks=2,
+        chunk_wait_seconds=2,
+    )
     rows = [["email", "n"]] + [[f"f{i % 150}@example.com", str(i)] for i in range(200)]
     async with running_worker(client, settings, task_queue) as services:
         up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
@@ -363,3 +367,71 @@ async def test_redis_flushed_mid_import_gives_the_clean_result(
     assert {e: c["custom_fields"]["n"] for e, c in got.items()} == {
         f"f{i}@example.com": str(i) for i in range(150)
     }
+
+
+async def test_gravatar_and_ai_summary_from_local_servers(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    from folksjobs.gravatar import email_hash
+    from tests.fakes import FakeAnthropic, FakeGravatar
+
+    known = email_hash("has.avatar@example.com")
+    rows = [["email"], ["Has.Avatar@example.com "], ["no.avatar@example.com"]]
+    async with FakeGravatar(known={known}) as grav, FakeAnthropic("Two contacts arrived.") as ai:
+        settings = make_settings(
+            stack,
+            temporal_task_queue=task_queue,
+            gravatar_enabled=True,
+            gravatar_base_url=f"{grav.url}/avatar",
+            anthropic_api_key="test-key",
+            anthropic_base_url=ai.url,
+        )
+        async with running_worker(client, settings, task_queue) as services:
+            _, first = await import_bytes(
+                client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+            )
+            asked = len(grav.requests)
+            _, again = await import_bytes(
+                client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+            )
+    got = await contacts(owner_pool, tenant.workspace_id)
+    assert got["has.avatar@example.com"]["avatar_url"] == f"{grav.url}/avatar/{known}"
+    assert got["no.avatar@example.com"]["avatar_url"] is None
+    # Only SHA-256 hashes leave the process, and the cache answers the re-import.
+    assert sorted(grav.requests) == sorted([known, email_hash("no.avatar@example.com")])
+    assert asked == 2 and len(grav.requests) == 2
+    assert first["ai_summary"] == again["ai_summary"] == "Two contacts arrived."
+    # The prompt holds counts, never contact data.
+    assert ai.prompts and all("example.com" not in p for p in ai.prompts)
+
+
+@pytest.mark.parametrize("mode", ["overloaded", "hang", "unreachable"])
+async def test_ai_summary_falls_back(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, mode: str
+) -> None:
+    from tests.fakes import FakeAnthropic
+
+    async with FakeAnthropic(
+        status=529 if mode == "overloaded" else 200, hang=mode == "hang"
+    ) as ai:
+        base = ai.url if mode != "unreachable" else "http://127.0.0.1:9"
+        settings = make_settings(
+            stack,
+            temporal_task_queue=task_queue,
+            anthropic_api_key="k",
+            anthropic_base_url=base,
+            ai_timeout_seconds=1.0,
+        )
+        async with running_worker(client, settings, task_queue) as services:
+            _, result = await import_bytes(
+                client,
+                services,
+                settings,
+                tenant.workspace_id,
+                tenant.user_id,
+                csv_bytes([["email"], ["a@b.io"]]),
+            )
+    assert result["status"] == "completed"
+    assert result["ai_summary"].startswith("Processed 1 rows: 1 new contacts")
+    if mode != "unreachable":
+        assert len(ai.prompts) == 1  # the SDK's own retries are off

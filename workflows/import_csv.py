@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessCsvInput,
     )
     from folksjobs.search_attributes import IMPORT_ID, JOB_STATUS, WORKSPACE_ID
+    from workflows.gate import held_slot
 
 RETRY = RetryPolicy(
     maximum_attempts=4,
@@ -88,41 +89,17 @@ class ProcessCsv:
             ]
         )
         try:
-            cursor = inp.resume or await self._start(inp)
-            self.cursor, self.counts = cursor, cursor.counts
-            self.stage = "process-batch"
-            end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
-            await self._process(inp, cursor, range(cursor.next_chunk, end))
-            if self.chunking is not None:
-                # Every chunk is in Redis before this run hands over or finalizes.
-                await self.chunking
-                self.chunking = None
-            if end < cursor.chunk_count:
-                cursor.next_chunk = end
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
-            self.stage = "finalize"
-            result = await workflow.execute_activity_method(
-                ImportActivities.finalize,
-                FinalizeImport(
-                    import_id=inp.import_id,
-                    workspace_id=inp.workspace_id,
-                    user_id=inp.user_id,
-                    workflow_id=workflow.info().workflow_id,
-                    started_at=cursor.started_at,
-                ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RETRY,
-            )
-            self.stage = "completed"
-            workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
-            return result
+            # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
+            # rest wait in arrival order (spec 003). The slot is kept across continue-as-new.
+            async with held_slot(inp.workspace_id):
+                return await self._run(inp)
         except asyncio.CancelledError:
-            self.stage = "cancelled"
-            workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
-            await self._mark_failed(inp, "cancelled by request", cancelled=True)
+            await self._cancelled(inp)
             raise
         except (ActivityError, ApplicationError) as e:
+            if is_cancelled_exception(e):
+                await self._cancelled(inp)
+                raise
             self.stage = "failed"
             message = _root_message(e)
             workflow.upsert_search_attributes([JOB_STATUS.value_set("failed")])
@@ -130,6 +107,42 @@ class ProcessCsv:
             raise ApplicationError(
                 f"import failed: {message}", type="ImportFailed", non_retryable=True
             ) from e
+
+    async def _run(self, inp: ProcessCsvInput) -> ImportResult:
+        cursor = inp.resume or await self._start(inp)
+        self.cursor, self.counts = cursor, cursor.counts
+        self.stage = "process-batch"
+        end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
+        await self._process(inp, cursor, range(cursor.next_chunk, end))
+        if self.chunking is not None:
+            # Every chunk is in Redis before this run hands over or finalizes.
+            await self.chunking
+            self.chunking = None
+        if end < cursor.chunk_count:
+            cursor.next_chunk = end
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
+        self.stage = "finalize"
+        result = await workflow.execute_activity_method(
+            ImportActivities.finalize,
+            FinalizeImport(
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                user_id=inp.user_id,
+                workflow_id=workflow.info().workflow_id,
+                started_at=cursor.started_at,
+            ),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+        )
+        self.stage = "completed"
+        workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
+        return result
+
+    async def _cancelled(self, inp: ProcessCsvInput) -> None:
+        self.stage = "cancelled"
+        workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
+        await self._mark_failed(inp, "cancelled by request", cancelled=True)
 
     async def _start(self, inp: ProcessCsvInput) -> ImportCursor:
         self.stage = "fetch-import"

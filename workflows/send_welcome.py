@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.welcome import WelcomeActivities
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         SendWelcomeResult,
         WelcomeEmailJob,
     )
+    from folksjobs.ui import set_job_attributes
 
 RETRY = RetryPolicy(
     maximum_attempts=3,
@@ -34,11 +36,18 @@ RETRY = RetryPolicy(
 class SendWelcome:
     @workflow.run
     async def run(self, inp: SendWelcomeInput) -> SendWelcomeResult:
-        return await workflow.execute_activity_method(
-            WelcomeActivities.send_welcome,
-            WelcomeEmailJob(
-                user_id=inp.user_id, idempotency_key=f"{workflow.info().workflow_id}/welcome"
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
+        set_job_attributes(status="processing")
+        try:
+            result = await workflow.execute_activity_method(
+                WelcomeActivities.send_welcome,
+                WelcomeEmailJob(
+                    user_id=inp.user_id, idempotency_key=f"{workflow.info().workflow_id}/welcome"
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+            )
+        except ActivityError:
+            set_job_attributes(status="failed")
+            raise
+        set_job_attributes(status="completed")
+        return result

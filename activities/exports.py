@@ -1,0 +1,262 @@
+"""process-export's side effects: the export record, the CSV stream and the email."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import email_error
+from folksjobs import emails, exports, metrics
+from folksjobs.blob import BlobStore, BlobWriter, export_key
+from folksjobs.db import tenant_tx
+from folksjobs.directory import UserNotFound, get_user
+from folksjobs.mailer import EmailSender, EmailSendError
+from folksjobs.models import (
+    ExportFailure,
+    ExportFile,
+    ExportJob,
+    ExportMetadata,
+    ExportNotification,
+    ExportRows,
+    MetadataJob,
+    NotificationResult,
+    StreamExportJob,
+    TagFilter,
+)
+from folksjobs.settings import Settings
+
+log = logging.getLogger("folksjobs.exports")
+
+# The workflow's signal for rows written (see ProcessExport.rows_written).
+ROWS_SIGNAL = "export-rows"
+
+
+async def _abort(writer: BlobWriter) -> None:
+    try:
+        await writer.abort()
+    except Exception as e:  # the failure that got us here is the one to report
+        log.warning("could not discard a partial export file: %s", e)
+
+
+class ExportActivities:
+    def __init__(
+        self, pool: asyncpg.Pool, blob: BlobStore, sender: EmailSender, settings: Settings
+    ) -> None:
+        self.pool = pool
+        self.blob = blob
+        self.sender = sender
+        self.settings = settings
+
+    @activity.defn(name="resolve-tag-filter")
+    async def resolve_tag_filter(self, job: ExportJob) -> TagFilter:
+        """Claims the export (processing) and turns its tag names into the workspace's ids."""
+        async with tenant_tx(self.pool, job.workspace_id) as conn:
+            rec = await conn.fetchrow(
+                "UPDATE exports SET status = 'processing', error_log = NULL,"
+                " started_at = coalesce(started_at, now()), completed_at = NULL"
+                " WHERE id = $1 AND status IN ('pending', 'processing', 'failed')"
+                " RETURNING tag_names",
+                uuid.UUID(job.export_id),
+            )
+            if rec is None:
+                status = await conn.fetchval(
+                    "SELECT status FROM exports WHERE id = $1", uuid.UUID(job.export_id)
+                )
+                raise ApplicationError(
+                    f"export {job.export_id} does not exist in workspace {job.workspace_id}"
+                    if status is None
+                    else f"export {job.export_id} is already {status}",
+                    type="InvalidExport",
+                    non_retryable=True,
+                )
+            tag_ids: list[str] | None = None
+            if rec["tag_names"]:
+                rows = await conn.fetch(
+                    "SELECT id FROM tags WHERE workspace_id = $1 AND name = ANY($2::text[])"
+                    " ORDER BY id",
+                    uuid.UUID(job.workspace_id),
+                    rec["tag_names"],
+                )
+                tag_ids = [str(r["id"]) for r in rows]
+            any_match = await exports.any_contact(conn, job.workspace_id, tag_ids)
+        return TagFilter(tag_ids=tag_ids, any_match=any_match)
+
+    @activity.defn(name="upload-empty")
+    async def upload_empty(self, job: ExportJob) -> ExportFile:
+        """Nothing matched: a header-only CSV, and the export is complete at once."""
+        key = export_key(job.workspace_id, job.export_id)
+        data = exports.encode_rows([exports.header([])], neutralise_formulas=False)
+        writer = await self.blob.open_writer(key)
+        try:
+            await writer.write(data)
+            size = await writer.commit()
+        except BaseException:
+            await _abort(writer)
+            raise
+        await self._complete(job.export_id, job.workspace_id, key, 0, size)
+        return ExportFile(blob_key=key, row_count=0, file_bytes=size, uri=self.blob.uri(key))
+
+    @activity.defn(name="resolve-export-metadata")
+    async def resolve_export_metadata(self, job: MetadataJob) -> ExportMetadata:
+        """The header's custom-field keys and the row count, on two connections at once."""
+
+        async def keys() -> list[str]:
+            async with tenant_tx(self.pool, job.workspace_id) as conn:
+                return await exports.custom_keys(conn, job.workspace_id, job.tag_ids)
+
+        async def count() -> int:
+            async with tenant_tx(self.pool, job.workspace_id) as conn:
+                return await exports.count_contacts(conn, job.workspace_id, job.tag_ids)
+
+        custom_keys, total = await asyncio.gather(keys(), count())
+        return ExportMetadata(custom_keys=custom_keys, total_rows=total)
+
+    @activity.defn(name="stream-export")
+    async def stream_export(self, job: StreamExportJob) -> ExportFile:
+        """Keyset pages of contacts -> CSV -> the blob store, one page in memory at a time.
+
+        Every attempt writes the whole file again from the first contact: the blob store
+        publishes a file only on commit (rename / CompleteMultipartUpload), so a crashed
+        attempt leaves no visible file, and a retry can never append to or duplicate a
+        partial one. (Resuming from the heartbeat cursor would need the half-written file
+        or upload to outlive the crashed worker; rewriting costs seconds per 100k rows.)
+        The heartbeat carries the cursor so the UI shows how far an attempt got.
+        """
+        info = activity.info()
+        key = export_key(job.workspace_id, job.export_id)
+        # What a killed earlier attempt left behind (a temp file, an open multipart upload)
+        # is never published; clear it so it does not linger.
+        if discarded := await self.blob.discard_unfinished(key):
+            log.info("export %s: discarded %d unfinished upload(s)", job.export_id, discarded)
+        neutralise = self.settings.export_neutralise_formulas
+        batch_rows = self.settings.export_batch_rows
+        writer = await self.blob.open_writer(key)
+        rows = 0
+        last_id = 0
+        last_signal = time.monotonic()
+        try:
+            await writer.write(
+                exports.encode_rows(
+                    [exports.header(job.custom_keys)], neutralise_formulas=neutralise
+                )
+            )
+            while True:
+                async with tenant_tx(self.pool, job.workspace_id) as conn:
+                    batch = await exports.fetch_batch(
+                        conn, job.workspace_id, job.tag_ids, last_id, batch_rows
+                    )
+                if not batch:
+                    break
+                await writer.write(
+                    exports.encode_rows(
+                        (exports.row(c, job.custom_keys) for c in batch),
+                        neutralise_formulas=neutralise,
+                    )
+                )
+                rows += len(batch)
+                last_id = batch[-1]["id"]
+                activity.heartbeat({"last_id": last_id, "rows": rows})
+                await self.after_batch(rows)
+                if time.monotonic() - last_signal >= self.settings.export_progress_seconds:
+                    last_signal = time.monotonic()
+                    await self._report_rows(info, rows)
+                if len(batch) < batch_rows:
+                    break
+            size = await writer.commit()
+        except BaseException:
+            await _abort(writer)
+            raise
+        await self._complete(job.export_id, job.workspace_id, key, rows, size)
+        return ExportFile(blob_key=key, row_count=rows, file_bytes=size, uri=self.blob.uri(key))
+
+    async def after_batch(self, rows: int) -> None:
+        """A seam for fault-injection tests (a worker killed mid-file); nothing here."""
+
+    async def _report_rows(self, info: activity.Info, rows: int) -> None:
+        if info.workflow_id is None:  # run outside a workflow (standalone activity)
+            return
+        try:
+            handle = activity.client().get_workflow_handle(info.workflow_id)
+            await handle.signal(ROWS_SIGNAL, ExportRows(attempt=info.attempt, rows=rows))
+        except Exception as e:  # progress is cosmetic: never fail the export over it
+            log.warning("export %s: progress signal failed: %s", info.workflow_id, e)
+
+    async def _complete(
+        self, export_id: str, workspace_id: str, key: str, rows: int, size: int
+    ) -> None:
+        async with tenant_tx(self.pool, workspace_id) as conn:
+            done = await conn.execute(
+                "UPDATE exports SET status = 'completed', blob_key = $2, row_count = $3,"
+                " file_bytes = $4, error_log = NULL, completed_at = now(),"
+                " duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint"
+                " WHERE id = $1 AND workspace_id = $5 AND status <> 'completed'",
+                uuid.UUID(export_id),
+                key,
+                rows,
+                size,
+                uuid.UUID(workspace_id),
+            )
+        if done.endswith(" 1"):
+            metrics.export_completed()
+
+    @activity.defn(name="send-notification")
+    async def send_notification(self, job: ExportNotification) -> NotificationResult:
+        async with tenant_tx(self.pool, job.workspace_id) as conn:
+            notify = await conn.fetchval(
+                "SELECT notify_on_export_complete FROM workspace_settings WHERE workspace_id = $1",
+                uuid.UUID(job.workspace_id),
+            )
+            rec = await conn.fetchrow(
+                "SELECT blob_key, row_count FROM exports WHERE id = $1",
+                uuid.UUID(job.export_id),
+            )
+        # No settings row means the schema's default, which is on.
+        if notify is False:
+            return NotificationResult(sent=False)
+        if rec is None or rec["blob_key"] is None:
+            raise ApplicationError(
+                f"export {job.export_id} has no file to announce",
+                type="InvalidExport",
+                non_retryable=True,
+            )
+        try:
+            user = await get_user(self.pool, job.user_id)
+        except UserNotFound as e:
+            raise ApplicationError(str(e), type="UserNotFound", non_retryable=True) from e
+        msg = emails.export_completed(
+            user.email,
+            rec["row_count"],
+            await self.blob.location(rec["blob_key"]),
+            job.idempotency_key,
+        )
+        try:
+            receipt = await self.sender.send(msg)
+        except EmailSendError as e:
+            raise email_error(e) from e
+        return NotificationResult(sent=True, message_id=receipt.message_id)
+
+    @activity.defn(name="mark-export-failed")
+    async def mark_failed(self, failure: ExportFailure) -> None:
+        """Records the error (named "mark-export-failed": process-csv already registers a
+        "mark-failed" on the same worker). A completed export keeps its status: its file is
+        good even when the notification afterwards failed."""
+        async with tenant_tx(self.pool, failure.workspace_id) as conn:
+            await conn.execute(
+                "UPDATE exports SET error_log = jsonb_build_object('error', $2::text,"
+                " 'at', now()),"
+                " status = CASE WHEN status = 'completed' THEN status"
+                "   WHEN $3::boolean THEN 'cancelled' ELSE 'failed' END,"
+                " completed_at = coalesce(completed_at, now()),"
+                " duration_ms = coalesce(duration_ms,"
+                "   (extract(epoch FROM now() - started_at) * 1000)::bigint)"
+                " WHERE id = $1",
+                uuid.UUID(failure.export_id),
+                failure.error[:4000],
+                failure.cancelled,
+            )

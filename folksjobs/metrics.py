@@ -1,0 +1,91 @@
+"""Metrics: the SDK's Prometheus endpoint plus the project's own counters on it.
+
+The worker's Temporal Runtime serves Prometheus on METRICS_BIND (`host:port`, path
+/metrics): the SDK's metrics (`temporal_workflow_completed`, `temporal_activity_execution_
+latency`, task slots, ...) and the counters below. The counters go through the SDK's
+metric meter (`activity.metric_meter()` / `workflow.metric_meter()`), not a second
+prometheus_client port: one endpoint to scrape, labelled by the SDK with namespace,
+task queue and activity/workflow type; workflow counters are not counted on replay.
+
+Activities count after their side effect succeeded, so a retried attempt that failed
+before the effect counts nothing.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity, workflow
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from folksjobs.mailer import Email, EmailSender, SendReceipt
+from folksjobs.settings import Settings
+
+PREFIX = "folksjobs_"
+DIGEST_TAG = "weekly-digest"  # folksjobs.emails.weekly_digest's tag
+COUNTERS = {
+    "rows_imported": "CSV rows inserted or updated in contacts",
+    "rows_failed": "CSV rows rejected (invalid or failed to upsert)",
+    "exports": "exports completed",
+    "emails_sent": "emails accepted by the email backend, by kind",
+    "digests_sent": "weekly digest emails sent (counted by CountingSender)",
+}
+
+
+def build_runtime(settings: Settings) -> Runtime | None:
+    """A Runtime exporting Prometheus metrics on settings.metrics_bind, or None (off)."""
+    if not settings.metrics_bind:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_bind))
+    )
+
+
+def count(name: str, value: int = 1, **labels: str) -> None:
+    """Add to a folksjobs counter from an activity or a workflow; elsewhere a no-op."""
+    if name not in COUNTERS:
+        raise ValueError(f"unknown counter {name!r}; known: {', '.join(COUNTERS)}")
+    if value <= 0:
+        return
+    if activity.in_activity():
+        meter = activity.metric_meter()
+    elif workflow.in_workflow():
+        meter = workflow.metric_meter()
+    else:
+        return
+    meter.create_counter(PREFIX + name, COUNTERS[name]).add(value, labels or None)
+
+
+def rows_imported(n: int) -> None:
+    count("rows_imported", n)
+
+
+def rows_failed(n: int) -> None:
+    count("rows_failed", n)
+
+
+def export_completed() -> None:
+    count("exports")
+
+
+def email_sent(kind: str) -> None:
+    count("emails_sent", kind=kind)
+
+
+class CountingSender:
+    """Wraps the email backend: every email a job sends is counted, by its first tag."""
+
+    def __init__(self, inner: EmailSender) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def send(self, email: Email) -> SendReceipt:
+        receipt = await self.inner.send(email)
+        if not receipt.duplicate:
+            kind = email.tags[0] if email.tags else "other"
+            email_sent(kind)
+            if kind == DIGEST_TAG:
+                digest_sent()
+        return receipt
+
+
+def digest_sent(n: int = 1) -> None:
+    count("digests_sent", n)

@@ -1,0 +1,81 @@
+"""Per job: how to prepare one run against real tables and what its result must show.
+
+Shared by the CLI contract tests and the dispatch tests; a job's case is used once its
+workflow is registered in worker.JOBS (until then those tests skip).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from folksjobs.services import Services
+from tests.conftest import Tenant
+
+
+@dataclass
+class Case:
+    """How to prepare one job's run and what its result must show."""
+
+    setup: Callable[[Tenant, asyncpg.Pool, Services], Awaitable[tuple[str, dict[str, Any]]]]
+    check: Callable[[dict[str, Any]], None]
+
+
+async def _welcome(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    return f"welcome-{t.user_id}-{uuid.uuid4().hex[:6]}", {"user_id": t.user_id}
+
+
+async def _import(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    """An uploaded file the user confirmed (pending -> processing), not yet started."""
+    from folksjobs import imports_repo
+    from tests.importing import upload
+
+    data = b"email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n"
+    up = await upload(s, s.settings, t.workspace_id, t.user_id, data, name="contract.csv")
+    wid = f"import-{up.import_id}"
+    assert await imports_repo.confirm(s.pool, t.workspace_id, up.import_id, up.mapping, wid)
+    ids = {"import_id": up.import_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
+    return wid, ids
+
+
+async def _export(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    export_id = str(uuid.uuid4())
+    await owner.executemany(
+        "INSERT INTO contacts (workspace_id, email) VALUES ($1, $2)",
+        [(uuid.UUID(t.workspace_id), f"c{i}@example.com") for i in range(2)],
+    )
+    await owner.execute(
+        "INSERT INTO exports (id, workspace_id, user_id) VALUES ($1, $2, $3)",
+        uuid.UUID(export_id), uuid.UUID(t.workspace_id), uuid.UUID(t.user_id),
+    )  # fmt: skip
+    ids = {"export_id": export_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
+    return f"export-{export_id}", ids
+
+
+async def _digest(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    return f"weekly-digest-contract-{uuid.uuid4().hex[:8]}", {}
+
+
+def _status(expected: str, **counts: int) -> Callable[[dict[str, Any]], None]:
+    def check(result: dict[str, Any]) -> None:
+        assert result["status"] == expected, result
+        for k, v in counts.items():
+            assert result[k] == v, (k, result)
+
+    return check
+
+
+CASES: dict[str, Case] = {
+    "SendWelcome": Case(_welcome, lambda r: _eq(r["backend"], "outbox")),
+    "ProcessCsv": Case(_import, _status("completed", total_rows=2, inserted=2)),
+    "ProcessExport": Case(_export, _status("completed", row_count=2)),
+    "WeeklyDigest": Case(_digest, lambda r: None),
+}
+
+
+def _eq(a: object, b: object) -> None:
+    assert a == b

@@ -1,0 +1,206 @@
+"""Operations: Prometheus metrics on the worker, structured logs, JobStatus in the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.worker import Worker
+
+from folksjobs import metrics, ui
+from folksjobs.devstack import free_port
+from folksjobs.logs import JsonFormatter, TextFormatter
+from folksjobs.mailer import Email, LimitedSender, SendReceipt
+from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
+from folksjobs.settings import ROOT
+from folksjobs.temporal import connect
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.log_probe import LogProbe, log_probe
+
+
+def _value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample `name` whose labels include `labels`, if any."""
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(?:{{(.*)}})? ([0-9.e+-]+)$", line)
+        if not m:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            return float(m.group(2))
+    return None
+
+
+async def test_worker_serves_sdk_and_folksjobs_metrics(stack: Stack, tenant: Tenant,
+                                                       task_queue: str) -> None:  # fmt: skip
+    bind = f"127.0.0.1:{free_port()}"
+    settings = make_settings(stack, metrics_bind=bind)
+    runtime = metrics.build_runtime(settings)
+    assert runtime is not None
+    client = await connect(settings, runtime=runtime)
+    async with running_worker(client, settings, task_queue):
+        await client.execute_workflow(
+            WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id),
+            id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as http, http.get(f"http://{bind}/metrics") as resp:
+            assert resp.status == 200
+            body = await resp.text()
+    q = {"task_queue": task_queue}
+    assert _value(body, "temporal_workflow_completed", workflow_type=WF_SEND_WELCOME, **q) == 1
+    assert _value(body, "temporal_activity_execution_latency_count",
+                  activity_type="send-welcome", **q) == 1  # fmt: skip
+    assert _value(body, "folksjobs_emails_sent", kind="welcome", **q) == 1
+    assert "# HELP folksjobs_emails_sent emails accepted by the email backend" in body
+
+
+def test_metrics_off_without_an_address(stack: Stack) -> None:
+    assert metrics.build_runtime(make_settings(stack)) is None
+    with pytest.raises(ValueError, match="unknown counter 'rows'"):
+        metrics.count("rows")
+    metrics.rows_imported(5)  # outside a workflow or activity: nothing to count, no error
+
+
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def test_json_logs_carry_workflow_run_activity_and_workspace(
+    client: Client, task_queue: str
+) -> None:
+    capture = Capture()
+    loggers = [logging.getLogger("temporalio.workflow"), logging.getLogger("temporalio.activity")]
+    for lg in loggers:
+        lg.addHandler(capture)
+        lg.setLevel(logging.INFO)
+    workspace_id = str(uuid.uuid4())
+    wid = f"log-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        async with Worker(client, task_queue=task_queue, workflows=[LogProbe],
+                          activities=[log_probe]):  # fmt: skip
+            handle = await client.start_workflow(LogProbe.run, workspace_id, id=wid,
+                                                 task_queue=task_queue)  # fmt: skip
+            await handle.result()
+    finally:
+        for lg in loggers:
+            lg.removeHandler(capture)
+    lines = [json.loads(line) for line in capture.lines]
+    wf = next(x for x in lines if x["message"].startswith("probe started"))
+    assert wf["workflow_id"] == wid and wf["run_id"] == handle.result_run_id
+    assert wf["workflow_type"] == "LogProbeTest" and wf["workspace_id"] == workspace_id
+    act = next(x for x in lines if x["message"].startswith("probing for"))
+    assert act["workflow_id"] == wid and act["run_id"] == handle.result_run_id
+    assert act["activity"] == "log-probe" and act["workspace_id"] == workspace_id
+    # Never a raw email address in a log line.
+    assert "owner@example.com" not in capture.lines[lines.index(act)]
+    assert act["message"].startswith("probing for o***@example.com")
+
+
+def test_text_logs_mask_email_addresses() -> None:
+    args = ("ann@corp.io",)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "sent to %s", args, None)
+    assert TextFormatter("%(message)s").format(record) == "sent to a***@corp.io"
+
+
+async def test_send_welcome_sets_job_status(client: Client, stack: Stack, tenant: Tenant,
+                                            task_queue: str) -> None:  # fmt: skip
+    settings = make_settings(stack)
+    async with running_worker(client, settings, task_queue):
+        ok = await client.start_workflow(
+            WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id),
+            id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
+        )  # fmt: skip
+        bad = await client.start_workflow(
+            WF_SEND_WELCOME, SendWelcomeInput(user_id=str(uuid.uuid4())),
+            id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
+        )  # fmt: skip
+        await ok.result()
+        with pytest.raises(WorkflowFailureError):
+            await bad.result()
+    for handle, status in ((ok, "completed"), (bad, "failed")):
+        desc = await handle.describe()
+        assert desc.typed_search_attributes.get(ui.JOB_STATUS) == status
+    # Findable the way an operator filters in the UI.
+    query = f'WorkflowId = "{bad.id}" AND JobStatus = "failed"'
+    found: list[str] = []
+    for _ in range(100):  # visibility is eventually consistent
+        found = [w.id async for w in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found == [bad.id]
+
+
+async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
+    stack: Stack, migrated: str
+) -> None:
+    """`python worker.py` as deployed: LOG_FORMAT=json, METRICS_BIND, SIGTERM."""
+    bind = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address,
+           "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
+           "TEMPORAL_TASK_QUEUE": f"test-{uuid.uuid4().hex[:12]}", "LOG_FORMAT": "json",
+           "METRICS_BIND": bind, "BLOB_URL": str(stack.root / "blobs"),
+           "OUTBOX_DIR": str(stack.root / "outbox-worker")}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[dict[str, Any]] = []
+    try:
+        while not any(x["message"].startswith("worker running") for x in lines):
+            raw = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert raw, f"worker exited early: {lines}"
+            lines.append(json.loads(raw))
+        async with aiohttp.ClientSession() as http, http.get(f"http://{bind}/metrics") as resp:
+            body = await resp.text()
+        assert "temporal_worker_start{" in body and "temporal_request{" in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    registering = next(x for x in lines if x["message"].startswith("registering jobs"))
+    assert registering["logger"] == "folksjobs.worker" and registering["level"] == "INFO"
+    assert any(x["message"].startswith("Prometheus metrics on") for x in lines)
+
+
+async def test_email_sends_are_bounded_per_worker() -> None:
+    class Slow:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.in_flight = self.most = 0
+            self.go = asyncio.Event()
+
+        async def send(self, email: Email) -> SendReceipt:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await self.go.wait()
+            self.in_flight -= 1
+            return SendReceipt(email.idempotency_key, self.name)
+
+    slow = Slow()
+    sender = LimitedSender(slow, 2)
+    mails = [Email("a@example.com", "s", "t", "<p>t</p>", f"k{i}") for i in range(5)]
+    sends = [asyncio.create_task(sender.send(m)) for m in mails]
+    for _ in range(20):  # every task gets its turn to try to start its send
+        await asyncio.sleep(0)
+    assert slow.in_flight == 2
+    slow.go.set()
+    receipts = await asyncio.gather(*sends)
+    assert slow.most == 2 and [r.message_id for r in receipts] == [f"k{i}" for i in range(5)]
