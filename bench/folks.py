@@ -183,4 +183,40 @@ async def _import(settings: Any, csv: Path, workspace_id: str, user_id: str) -> 
 
 
 def run_export(fenv: FolksEnv, workspace_id: str, user_id: str, sampler: Sampler) -> dict[str, Any]:
-    raise NotImplementedError(export_available() or "wire the export starter here")
+    """Create an export of the whole workspace, start ProcessExport, wait for the file."""
+    return asyncio.run(_export(_settings(fenv), workspace_id, user_id))
+
+
+async def _export(settings: Any, workspace_id: str, user_id: str) -> dict[str, Any]:
+    from folksjobs import db, exports
+    from folksjobs.blob import build_blob_store
+    from folksjobs.models import (
+        WF_PROCESS_EXPORT,
+        ExportResult,
+        ProcessExportInput,
+        export_workflow_id,
+    )
+    from folksjobs.temporal import connect
+
+    pool = await db.create_pool(settings.database_url, max_size=2)
+    blob = build_blob_store(settings)
+    try:
+        client = await connect(settings)
+        t0 = time.perf_counter()
+        export_id, uid = await exports.create_export(pool, workspace_id, user_id, [])
+        handle = await client.start_workflow(
+            WF_PROCESS_EXPORT,
+            ProcessExportInput(export_id=export_id, workspace_id=workspace_id, user_id=uid),
+            id=export_workflow_id(export_id),
+            task_queue=settings.temporal_task_queue,
+            result_type=ExportResult,
+        )
+        res = await handle.result()
+        wall = time.perf_counter() - t0
+        size = await blob.size(res.blob_key)
+    finally:
+        await blob.close()
+        await pool.close()
+    if res.status != "completed":
+        raise RuntimeError(f"export {export_id} ended {res.status}")
+    return {"wall_s": wall, "exported_rows": res.row_count, "bytes": size}
