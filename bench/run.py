@@ -69,6 +69,9 @@ class Bench:
         self.results: list[Result] = []
         self.meta = report.machine_meta(stack, args)
         self.rows = 0
+        # One queue for every worker of the run, as in production: workflows that outlive
+        # a phase (the per-workspace import gate) must find the next phase's worker.
+        self.task_queue = f"bench-{uuid.uuid4().hex[:8]}"
 
     # --- bookkeeping -----------------------------------------------------------------
     def save(self) -> None:
@@ -205,7 +208,7 @@ class Bench:
         overrides = dict(folks.PRESETS[case])
         if csv.stat().st_size > 200 * 2**20:
             overrides["UPLOAD_MAX_BYTES"] = str(csv.stat().st_size + 2**20)
-        fenv = folks.FolksEnv(self.stack, self.args.work / "folks", overrides)
+        fenv = folks.FolksEnv(self.stack, self.args.work / "folks", overrides, self.task_queue)
 
         def run(sampler: Sampler) -> dict[str, Any]:
             phase = "reimport" if self.contacts(wid) else "import"
@@ -239,12 +242,19 @@ class Bench:
             self.results.append(Result("a", "export", rows, note=f"skipped: {why}"))
             self.save()
             return
-        fenv = folks.FolksEnv(self.stack, self.args.work / "folks")
+        fenv = folks.FolksEnv(self.stack, self.args.work / "folks", {}, self.task_queue)
+
+        prof = self.args.work / "profiles" / f"a-{rows}-export.txt" if self.args.profile else None
 
         def run(sampler: Sampler) -> dict[str, Any]:
-            with folks.Worker(fenv, self.args.work / "runs" / "export-worker.log") as worker:
+            log = self.args.work / "runs" / "export-worker.log"
+            with folks.Worker(fenv, log, prof) as worker:
                 sampler.watch(worker.pid)
-                return {**folks.run_export(fenv, wid, uid, sampler), "rows_done": n}
+                out = {**folks.run_export(fenv, wid, uid, sampler), "rows_done": n}
+            if prof is not None and prof.exists():
+                prof.with_suffix(".md").write_text(profile.summarise(prof) + "\n")
+                out["profile"] = str(prof.with_suffix(".md"))
+            return out
 
         self.measure(Result("a", "export", rows), run)
 
