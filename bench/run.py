@@ -181,8 +181,8 @@ class Bench:
         return None
 
     def b_too_slow(self, rows: int) -> str | None:
-        """Case b is skipped where its projected time (from its rate at the largest size
-        measured so far) exceeds --b-max-minutes per phase, or above --b-max-rows."""
+        """Case b is skipped where its projected time for all its phases (from its rate at
+        the largest size measured so far) exceeds --b-max-minutes, or above --b-max-rows."""
         if self.args.b_max_rows and rows > self.args.b_max_rows:
             return f"above --b-max-rows {self.args.b_max_rows:,}"
         done = [r for r in self.results if r.case == "b" and r.phase == "import" and r.rows_per_s]
@@ -190,11 +190,12 @@ class Bench:
             return None
         last = max(done, key=lambda r: r.rows)
         assert last.rows_per_s
-        minutes = rows / last.rows_per_s / 60
+        minutes = rows / last.rows_per_s / 60 * len(self.phases)
         if minutes > self.args.b_max_minutes:
             return (
-                f"projected {minutes:.0f} min per phase at {last.rows_per_s:,.0f} rows/s"
-                f" (its rate at {last.rows:,} rows), over the {self.args.b_max_minutes:.0f}-min cap"
+                f"projected {minutes:.0f} min for its {' + '.join(self.phases)} at"
+                f" {last.rows_per_s:,.0f} rows/s (its rate at {last.rows:,} rows),"
+                f" over the {self.args.b_max_minutes:.0f}-min cap"
             )
         return None
 
@@ -267,7 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--export-rows", type=int, default=1_000_000, help="size whose export is run")
     p.add_argument("--b-max-rows", type=int, default=0, help="never run case b above this size")
     p.add_argument("--b-max-minutes", type=float, default=20.0,
-                   help="skip case b where its projected time per phase is over this")  # fmt: skip
+                   help="skip b when its projected minutes (all phases) exceed this")  # fmt: skip
     p.add_argument("--no-reimport", action="store_true")
     p.add_argument("--profile", action="store_true",
                    help="attach py-spy to the worker (a, b); stacks in WORK/profiles")  # fmt: skip
