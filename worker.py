@@ -25,6 +25,7 @@ from activities.exports import ExportActivities
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
 from activities.welcome import WelcomeActivities
+from folksjobs.catalog import JobSpec, job_by_name
 from folksjobs.logs import setup_logging
 from folksjobs.metrics import build_runtime
 from folksjobs.services import Services, open_services
@@ -41,12 +42,20 @@ log = logging.getLogger("folksjobs.worker")
 
 @dataclass(frozen=True)
 class Job:
-    """One spec job: its on/off flag, workflows and the activities built from the clients."""
+    """A job of the catalog (name, flag, trigger...) with the workflows and activities
+    that run it, the activities built from the clients."""
 
-    name: str
-    flag: str
+    spec: JobSpec
     workflows: Sequence[type]
     activities: Callable[[Services], Sequence[Callable[..., Any]]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.job
+
+    @property
+    def flag(self) -> str:
+        return self.spec.flag
 
 
 def _welcome(s: Services) -> list[Callable[..., Any]]:
@@ -76,10 +85,10 @@ def _export(s: Services) -> list[Callable[..., Any]]:
 
 
 JOBS: list[Job] = [
-    Job("process-csv", "job_import_enabled", [ProcessCsv], _import),
-    Job("send-welcome", "job_welcome_enabled", [SendWelcome], _welcome),
-    Job("process-export", "job_export_enabled", [ProcessExport], _export),
-    Job("weekly-digest", "job_digest_enabled", [WeeklyDigest], _digest),
+    Job(job_by_name("process-csv"), [ProcessCsv], _import),
+    Job(job_by_name("send-welcome"), [SendWelcome], _welcome),
+    Job(job_by_name("process-export"), [ProcessExport], _export),
+    Job(job_by_name("weekly-digest"), [WeeklyDigest], _digest),
 ]
 
 

@@ -9,7 +9,8 @@ import logging
 import marshal
 import threading
 import time
-from typing import Any, BinaryIO
+from collections.abc import Awaitable
+from typing import Any, BinaryIO, TypeVar
 
 import asyncpg
 from redis.asyncio import Redis
@@ -43,6 +44,7 @@ from folksjobs.models import (
 from folksjobs.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Errors PostgreSQL raises for a value it can never store: retrying the statement is
 # pointless, so the sub-batch falls back to row by row and fails just those rows.
@@ -76,6 +78,19 @@ class _BlobBridge(io.RawIOBase):
         b[:n] = self.buf[:n]
         self.buf = self.buf[n:]
         return n
+
+
+async def _heartbeating(work: Awaitable[T], every: float = 2.0) -> T:
+    """Await `work`, heartbeating meanwhile: slow Gravatar answers (2 s each, 10 at a
+    time) must not look like a dead worker."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=every)
+            activity.heartbeat("gravatar")
+    finally:
+        task.cancel()
+    return task.result()
 
 
 class ImportActivities:
@@ -329,7 +344,7 @@ class ImportActivities:
                     failures.append((row, m.error or "invalid row"))
                 else:
                     valid.append((row, m.contact))
-        avatars = await self.gravatar.avatars([c.email for _, c in valid])
+        avatars = await _heartbeating(self.gravatar.avatars([c.email for _, c in valid]))
         async with tenant_tx(self.pool, job.workspace_id) as conn:
             if await imports_repo.batch_done(conn, job.import_id, job.chunk_index, batch):
                 return

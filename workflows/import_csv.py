@@ -177,7 +177,8 @@ class ProcessCsv:
                 generation=cursor.rechunks,
             ),
             start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(seconds=20),
+            # Heartbeats every second: a dead worker is noticed in seconds.
+            heartbeat_timeout=timedelta(seconds=10),
             retry_policy=RETRY,
         )
 
@@ -217,7 +218,7 @@ class ProcessCsv:
                         generation=generation,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=30),
+                    heartbeat_timeout=timedelta(seconds=15),
                     retry_policy=RETRY,
                     summary=f"chunk {i + 1} of {cursor.chunk_count}",
                 )
