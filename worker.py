@@ -65,7 +65,14 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
 
 def _import(s: Services) -> list[Callable[..., Any]]:
     a = ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
-    return [a.fetch_import, a.download_and_chunk, a.process_batch, a.finalize, a.mark_failed]
+    return [
+        a.fetch_import,
+        a.download_and_chunk,
+        a.process_batch,
+        a.find_missing_chunks,
+        a.finalize,
+        a.mark_failed,
+    ]
 
 
 def _digest(s: Services) -> list[Callable[..., Any]]:

@@ -39,6 +39,7 @@ from folksjobs.models import (
     ImportOptions,
     ImportRecord,
     ImportResult,
+    MissingChunks,
     ProcessCsvInput,
 )
 from folksjobs.settings import Settings
@@ -393,6 +394,12 @@ class ImportActivities:
             except POISON as e:
                 poisoned.append((row, f"rejected by the database: {str(e).splitlines()[0]}"))
         return ins, upd, poisoned
+
+    @activity.defn(name="find-missing-chunks")
+    async def find_missing_chunks(self, job: MissingChunks) -> list[int]:
+        """Chunks whose rows are not all in the ledger (commits a database crash lost)."""
+        complete = await imports_repo.complete_chunks(self.pool, job.workspace_id, job.import_id)
+        return [i for i in range(job.chunk_count) if i not in complete]
 
     # --- finalize -----------------------------------------------------------------
 

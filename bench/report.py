@@ -67,7 +67,7 @@ def machine_meta(stack: Any, args: Any) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "postgres": psql.scalar("SHOW server_version"),
-        "postgres_settings": "fsync=off, synchronous_commit=off, full_page_writes=off,"
+        "postgres_settings": "fsync=off, synchronous_commit=on, full_page_writes=off,"
         " shared_buffers=256MB (folksjobs.devstack)",
         "temporal_cli": _cmd([temporal_cli(), "--version"]),
         "temporalio": _version("temporalio"),

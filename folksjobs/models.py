@@ -143,6 +143,12 @@ class ImportCounts(Model):
         self.duplicates += r.duplicates
 
 
+class MissingChunks(Model):
+    import_id: str
+    workspace_id: str
+    chunk_count: int
+
+
 class FinalizeImport(Model):
     import_id: str
     workspace_id: str

@@ -124,7 +124,8 @@ def _scan(
     warnings = list(header.warnings)
     if n := fallback_count():
         warnings.append(
-            f"{n:,} bytes were not valid UTF-8 and were read as Windows-1252 (cp1252); "
+            f"{n:,} byte{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} not valid UTF-8 "
+            "and read as Windows-1252 (cp1252); "
             "check accented characters, or save the file as CSV UTF-8"
         )
     return header.names, warnings, preview, rows

@@ -435,3 +435,48 @@ async def test_ai_summary_falls_back(
     assert result["ai_summary"].startswith("Processed 1 rows: 1 new contacts")
     if mode != "unreachable":
         assert len(ai.prompts) == 1  # the SDK's own retries are off
+
+
+async def test_commits_lost_by_a_database_crash_are_redone(
+    client: Client,
+    stack: Stack,
+    tenant: Tenant,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash with synchronous_commit=off can lose acknowledged commits: chunk 1's
+    sub-batches (ledger rows and contacts) vanish after the activity reported them."""
+    from activities.imports import ImportActivities
+
+    settings = make_settings(
+        stack, temporal_task_queue=task_queue, import_chunk_rows=4, import_sub_batch_rows=2
+    )
+    original = ImportActivities._chunk_result
+    lost: list[int] = []
+
+    async def lose_chunk_1(self: ImportActivities, job: Any) -> Any:
+        result = await original(self, job)
+        if job.chunk_index == 1 and not lost:
+            lost.append(1)
+            await owner_pool.execute(
+                "DELETE FROM import_batches WHERE import_id = $1::uuid AND chunk_index = 1",
+                job.import_id,
+            )
+            await owner_pool.execute(
+                "DELETE FROM contacts WHERE workspace_id = $1::uuid AND email = ANY($2::text[])",
+                job.workspace_id,
+                [f"z{i}@example.com" for i in range(4, 8)],
+            )
+        return result
+
+    monkeypatch.setattr(ImportActivities, "_chunk_result", lose_chunk_1)
+    rows = [["email"]] + [[f"z{i}@example.com"] for i in range(10)]
+    async with running_worker(client, settings, task_queue) as services:
+        _, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+        )
+    assert lost == [1]
+    assert_adds_up(result, 10)
+    assert (result["inserted"], result["updated"]) == (10, 0)
+    assert len(await contacts(owner_pool, tenant.workspace_id)) == 10

@@ -18,6 +18,7 @@ cursor and running counts, so a 10M-row file is many short runs of one workflow 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ImportFailure,
         ImportProgress,
         ImportResult,
+        MissingChunks,
         ProcessCsvInput,
     )
     from folksjobs.search_attributes import IMPORT_ID, JOB_STATUS, WORKSPACE_ID
@@ -123,7 +125,21 @@ class ProcessCsv:
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
         self.stage = "finalize"
-        result = await workflow.execute_activity_method(
+        try:
+            result = await self._finalize(inp, cursor)
+        except ActivityError as e:
+            if not (isinstance(e.cause, ApplicationError) and e.cause.type == "LedgerMismatch"):
+                raise
+            # The database lost commits it had acknowledged (a crash with
+            # synchronous_commit=off): the ledger says which chunks; redo just those.
+            await self._repair(inp, cursor)
+            result = await self._finalize(inp, cursor)
+        self.stage = "completed"
+        workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
+        return result
+
+    async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
+        return await workflow.execute_activity_method(
             ImportActivities.finalize,
             FinalizeImport(
                 import_id=inp.import_id,
@@ -135,9 +151,23 @@ class ProcessCsv:
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RETRY,
         )
-        self.stage = "completed"
-        workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
-        return result
+
+    async def _repair(self, inp: ProcessCsvInput, cursor: ImportCursor) -> None:
+        self.stage = "repair"
+        missing = await workflow.execute_activity_method(
+            ImportActivities.find_missing_chunks,
+            MissingChunks(
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                chunk_count=cursor.chunk_count,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
+        cursor.rechunks += 1
+        await self._chunk_file(inp, cursor)
+        # Progress already counted these chunks once; it must never pass the total.
+        await self._process(inp, cursor, missing, count=False)
 
     async def _cancelled(self, inp: ProcessCsvInput) -> None:
         self.stage = "cancelled"
@@ -182,15 +212,18 @@ class ProcessCsv:
             retry_policy=RETRY,
         )
 
-    async def _process(self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: range) -> None:
+    async def _process(
+        self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: Sequence[int], count: bool = True
+    ) -> None:
         window = asyncio.Semaphore(max(1, cursor.options.parallel_chunks))
 
         async def one(i: int) -> None:
             async with window:
                 r = await self._chunk(inp, cursor, i)
-            # Each chunk's ledger totals are added exactly once: the activity's result.
-            self.counts.add(r)
-            cursor.chunks_done += 1
+            if count:
+                # Each chunk's ledger totals are added exactly once: the activity's result.
+                self.counts.add(r)
+                cursor.chunks_done += 1
 
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
         if self.chunking is not None:
