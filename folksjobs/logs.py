@@ -13,17 +13,15 @@ import contextlib
 import contextvars
 import json
 import logging
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity, workflow
 
-from folksjobs.mailer import mask_email
+from folksjobs.logsafe import redact
 from folksjobs.ui import WORKSPACE_ID
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _workspace: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "folksjobs_workspace_id", default=None
 )
@@ -44,10 +42,6 @@ def log_context(*, workspace_id: str | None) -> Iterator[None]:
         yield
     finally:
         _workspace.reset(token)
-
-
-def redact(text: str) -> str:
-    return EMAIL.sub(lambda m: mask_email(m.group(0)), text)
 
 
 def _workspace_of(record: logging.LogRecord) -> str | None:
