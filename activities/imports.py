@@ -288,7 +288,13 @@ class ImportActivities:
             raw, n, finished = await self.redis.mget(key, written, done)
             if raw is not None:
                 return raw if isinstance(raw, bytes) else raw.encode()
-            lost = finished is not None or (n is not None and int(n) > job.chunk_index)
+            lost = (
+                job.chunking_done
+                or finished is not None
+                or (n is not None and int(n) > job.chunk_index)
+                # The progress marker was there and is gone: Redis lost its data.
+                or (not first and n is None and last_seen is not None)
+            )
             if (lost or first) and job.chunk_index in await imports_repo.complete_chunks(
                 self.pool, job.workspace_id, job.import_id
             ):

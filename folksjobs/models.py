@@ -115,6 +115,8 @@ class ChunkJob(Model):
     chunk_index: int
     sub_batch_rows: int
     generation: int = 0
+    # The workflow saw this generation's chunking finish: a missing chunk is lost, at once.
+    chunking_done: bool = False
 
 
 class ChunkResult(Model):

@@ -249,6 +249,7 @@ class ProcessCsv:
                         chunk_index=i,
                         sub_batch_rows=cursor.options.sub_batch_rows,
                         generation=generation,
+                        chunking_done=self.chunking is None or self.chunking.done(),
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=15),
