@@ -939,3 +939,42 @@ async def test_cancel_mid_stream_publishes_nothing(
     assert outbox(settings.outbox_dir) == []
     attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
     assert attrs["JobStatus"] == "cancelled"
+
+
+async def test_postgres_crash_mid_export_still_yields_complete_file(
+    client: Client,
+    stack: Stack,
+    owner_pool: asyncpg.Pool,
+    tenant: Tenant,
+    task_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL stops (immediate mode: a crash) and comes back while the file streams."""
+    pg = stack.postgres
+    if pg is None:
+        pytest.skip("needs the embedded PostgreSQL, which the test restarts")
+    n = 2000
+    await seed_contacts(
+        owner_pool, tenant.workspace_id, [contact(f"r{i:05d}@example.com") for i in range(n)]
+    )
+    settings = make_settings(stack, export_batch_rows=100)
+    crashed: list[int] = []
+    original = ExportActivities.after_batch
+
+    async def crash_once(self: ExportActivities, rows: int) -> None:
+        if rows >= 500 and not crashed:
+            crashed.append(rows)
+            await asyncio.to_thread(pg.stop, "immediate")
+            await asyncio.to_thread(pg.start)
+        await original(self, rows)
+
+    monkeypatch.setattr(ExportActivities, "after_batch", crash_once)
+    try:
+        result, record, data = await run_export(client, settings, task_queue, tenant.workspace_id)
+    finally:
+        # The session's pool held connections to the crashed server: open new ones.
+        await owner_pool.expire_connections()
+    assert crashed == [500]
+    _, rows = parse(data)
+    assert sorted(r["email"] for r in rows) == [f"r{i:05d}@example.com" for i in range(n)]
+    assert (result["row_count"], record["status"], record["row_count"]) == (n, "completed", n)
