@@ -100,9 +100,9 @@ class Env:
 
     root: Path
     tuning: Tuning
-    # The dev stack runs PostgreSQL with synchronous_commit=off (fast, and fine for a
-    # clean stop); a crash then loses the last acknowledged commits. True sets the
-    # database back to synchronous commits, as any production server runs.
+    # False sets the database to synchronous_commit=off (as some tuned servers run): a
+    # crash then loses the last acknowledged commits, and the import must redo them from
+    # its ledger's gaps. True keeps synchronous commits (the dev stack's default).
     durable_commits: bool = False
     task_queue: str = field(default_factory=lambda: f"faults-{uuid.uuid4().hex[:8]}")
     pg: EmbeddedPostgres | None = None
@@ -173,10 +173,10 @@ class Env:
                 self.temporal.port = 0
         await db.migrate(self.pg.dsn)
         self.owner = await db.create_owner_pool(self.pg.dsn, max_size=2)
-        if self.durable_commits:
-            # A database-level setting outranks the server's command-line default.
-            await self.owner.execute("ALTER DATABASE folksjobs SET synchronous_commit = on")
-            await self.owner.expire_connections()
+        # A database-level setting outranks the server's command-line default.
+        setting = "on" if self.durable_commits else "off"
+        await self.owner.execute(f"ALTER DATABASE folksjobs SET synchronous_commit = {setting}")
+        await self.owner.expire_connections()
         self.client = await connect(self.settings())
 
     async def stop(self) -> None:

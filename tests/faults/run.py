@@ -13,8 +13,9 @@ a fault strikes at moments drawn from `--seed`:
 - postgres: PostgreSQL stopped (a clean, fast shutdown) and started again;
 - postgres-crash: PostgreSQL stopped immediately (a crash: recovery from WAL on start),
             with synchronous commits as on any production server;
-- postgres-crash-devstack: the same crash with the embedded dev stack's
-            synchronous_commit=off, which acknowledges commits before they reach the WAL;
+- postgres-crash-devstack: the same crash with synchronous_commit=off, which
+            acknowledges commits before they reach the WAL (lost commits are redone from
+            the gaps in the import's ledger);
 - temporal: the Temporal dev server stopped and started on the same state file.
 
 Each case draws its moments from Random(f"{seed}:{case}"), so `--only` changes nothing
@@ -291,13 +292,12 @@ def report(results: list[CaseResult], base: Baseline, args: argparse.Namespace,
         lost = sum(1 for r in devstack if "LedgerMismatch" in r.error)
         lines += [
             "",
-            f"The dev-stack crash cases failed {lost} of {len(devstack)} times. The embedded "
-            "PostgreSQL runs with `synchronous_commit=off`, so a crash can lose commits it had "
-            "already acknowledged (how many depends on the moment). The import notices through "
-            "its ledger and fails with LedgerMismatch instead of reporting wrong counts; it "
-            "does not yet recover (re-chunking the chunks missing from the ledger would). With "
-            "synchronous commits, as on a production server, the same crash is survived "
-            "exactly (`postgres-crash`).",
+            f"The `synchronous_commit=off` crash cases failed {lost} of {len(devstack)} times. "
+            "Such a crash can lose commits the server had already acknowledged (how many "
+            "depends on the moment); finalize finds the gaps in the import's ledger "
+            "(LedgerMismatch), the workflow re-chunks and redoes just those chunks, and the "
+            "import ends with the clean run's result. With synchronous commits (the dev "
+            "stack's setting, and any production server's) nothing is lost (`postgres-crash`).",
         ]
     lines += ["", "## When the faults struck", ""]
     for r in results:
