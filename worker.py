@@ -139,6 +139,10 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        # Heartbeats carry cancellations back: an import that fails or is cancelled waits
+        # for its chunks to stop (WAIT_CANCELLATION_COMPLETED), so tell them within seconds.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
+        default_heartbeat_throttle_interval=timedelta(seconds=2),
     )
 
 

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
-    from folksjobs.search_attributes import EXPORT_ID, JOB_STATUS, WORKSPACE_ID
+    from folksjobs.ui import set_job_attributes
 
 RETRY = RetryPolicy(
     maximum_attempts=3,
@@ -70,12 +70,8 @@ class ProcessExport:
     @workflow.run
     async def run(self, inp: ProcessExportInput) -> ExportResult:
         self._export_id = inp.export_id
-        workflow.upsert_search_attributes(
-            [
-                WORKSPACE_ID.value_set(inp.workspace_id),
-                EXPORT_ID.value_set(inp.export_id),
-                JOB_STATUS.value_set("processing"),
-            ]
+        set_job_attributes(
+            workspace_id=inp.workspace_id, export_id=inp.export_id, status="processing"
         )
         try:
             file = await self._export(inp)
@@ -84,16 +80,16 @@ class ProcessExport:
             # activity's ActivityError, depending on where the run was waiting.
             if is_cancelled_exception(e):
                 self._stage = "cancelled"
-                workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
+                set_job_attributes(status="cancelled")
                 await self._mark_failed(inp, "cancelled by request", cancelled=True)
                 raise
             failed_stage = self._stage
             self._stage = "failed"
-            workflow.upsert_search_attributes([JOB_STATUS.value_set("failed")])
+            set_job_attributes(status="failed")
             await self._mark_failed(inp, f"{failed_stage}: {_root_message(e)}")
             raise
         self._stage = "completed"
-        workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
+        set_job_attributes(status="completed")
         return ExportResult(
             export_id=inp.export_id,
             status="completed",

@@ -24,6 +24,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         MissingChunks,
         ProcessCsvInput,
     )
-    from folksjobs.search_attributes import IMPORT_ID, JOB_STATUS, WORKSPACE_ID
+    from folksjobs.ui import set_job_attributes
     from workflows.gate import held_slot
 
 RETRY = RetryPolicy(
@@ -83,12 +84,8 @@ class ProcessCsv:
     @workflow.run
     async def run(self, inp: ProcessCsvInput) -> ImportResult:
         self.import_id = inp.import_id
-        workflow.upsert_search_attributes(
-            [
-                WORKSPACE_ID.value_set(inp.workspace_id),
-                IMPORT_ID.value_set(inp.import_id),
-                JOB_STATUS.value_set("processing"),
-            ]
+        set_job_attributes(
+            workspace_id=inp.workspace_id, import_id=inp.import_id, status="processing"
         )
         try:
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
@@ -104,7 +101,7 @@ class ProcessCsv:
                 raise
             self.stage = "failed"
             message = _root_message(e)
-            workflow.upsert_search_attributes([JOB_STATUS.value_set("failed")])
+            set_job_attributes(status="failed")
             await self._mark_failed(inp, message)
             raise ApplicationError(
                 f"import failed: {message}", type="ImportFailed", non_retryable=True
@@ -135,7 +132,7 @@ class ProcessCsv:
             await self._repair(inp, cursor)
             result = await self._finalize(inp, cursor)
         self.stage = "completed"
-        workflow.upsert_search_attributes([JOB_STATUS.value_set("completed")])
+        set_job_attributes(status="completed")
         return result
 
     async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
@@ -171,7 +168,7 @@ class ProcessCsv:
 
     async def _cancelled(self, inp: ProcessCsvInput) -> None:
         self.stage = "cancelled"
-        workflow.upsert_search_attributes([JOB_STATUS.value_set("cancelled")])
+        set_job_attributes(status="cancelled")
         await self._mark_failed(inp, "cancelled by request", cancelled=True)
 
     async def _start(self, inp: ProcessCsvInput) -> ImportCursor:
@@ -209,6 +206,8 @@ class ProcessCsv:
             start_to_close_timeout=timedelta(hours=2),
             # Heartbeats every second: a dead worker is noticed in seconds.
             heartbeat_timeout=timedelta(seconds=10),
+            # On failure or cancel, wait until it has really stopped writing to Redis.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             retry_policy=RETRY,
         )
 
@@ -253,6 +252,8 @@ class ProcessCsv:
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=15),
+                    # mark-failed reads the ledger: no chunk may commit after it.
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     retry_policy=RETRY,
                     summary=f"chunk {i + 1} of {cursor.chunk_count}",
                 )
