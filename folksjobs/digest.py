@@ -78,39 +78,36 @@ class DigestStats:
     top_domains: list[tuple[str, int]]
 
 
+async def _count(pool: asyncpg.Pool, ws: str, sql: str, *args: object) -> int:
+    async with tenant_tx(pool, ws) as conn:
+        return int(await conn.fetchval(sql, ws, *args))
+
+
 async def _total_contacts(pool: asyncpg.Pool, ws: str, week: DigestWeek) -> int:
     # As of the window's end, so a backfilled week reports the total it had then.
-    async with tenant_tx(pool, ws) as conn:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM contacts WHERE workspace_id = $1::uuid AND created_at < $2",
-            ws,
-            week.window_end,
-        )
-    return int(n)
+    return await _count(
+        pool, ws,
+        "SELECT count(*) FROM contacts WHERE workspace_id = $1::uuid AND created_at < $2",
+        week.window_end,
+    )  # fmt: skip
 
 
 async def _new_contacts(pool: asyncpg.Pool, ws: str, week: DigestWeek) -> int:
-    async with tenant_tx(pool, ws) as conn:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM contacts WHERE workspace_id = $1::uuid"
-            " AND created_at >= $2 AND created_at < $3",
-            ws,
-            week.window_start,
-            week.window_end,
-        )
-    return int(n)
+    return await _count(
+        pool, ws,
+        "SELECT count(*) FROM contacts WHERE workspace_id = $1::uuid"
+        " AND created_at >= $2 AND created_at < $3",
+        week.window_start, week.window_end,
+    )  # fmt: skip
 
 
 async def _imports_completed(pool: asyncpg.Pool, ws: str, week: DigestWeek) -> int:
-    async with tenant_tx(pool, ws) as conn:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM imports WHERE workspace_id = $1::uuid"
-            " AND status = 'completed' AND completed_at >= $2 AND completed_at < $3",
-            ws,
-            week.window_start,
-            week.window_end,
-        )
-    return int(n)
+    return await _count(
+        pool, ws,
+        "SELECT count(*) FROM imports WHERE workspace_id = $1::uuid"
+        " AND status = 'completed' AND completed_at >= $2 AND completed_at < $3",
+        week.window_start, week.window_end,
+    )  # fmt: skip
 
 
 async def _top_domains(pool: asyncpg.Pool, ws: str, week: DigestWeek) -> list[tuple[str, int]]:

@@ -13,11 +13,10 @@ import io
 import uuid
 from dataclasses import dataclass, field
 from typing import BinaryIO
+from uuid import UUID
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from folksjobs import imports_repo
 from folksjobs.blob import BlobStore, BlobWriter, import_key
@@ -31,8 +30,9 @@ from folksjobs.csvstream import (
     read_header,
     reset_fallback_count,
 )
+from folksjobs.events import ImportCsvConfirmed, dispatch
 from folksjobs.mapping import apply_overrides, suggest_mapping, validate_mapping
-from folksjobs.models import WF_PROCESS_CSV, ProcessCsvInput, import_workflow_id
+from folksjobs.models import import_workflow_id
 from folksjobs.settings import Settings
 
 READ_SIZE = 1024 * 1024
@@ -215,16 +215,10 @@ async def confirm_import(
     validate_mapping(chosen)
     wid = import_workflow_id(import_id)
     await imports_repo.confirm(pool, workspace_id, import_id, chosen, wid)
-    try:
-        return await client.start_workflow(
-            WF_PROCESS_CSV,
-            ProcessCsvInput(import_id=import_id, workspace_id=workspace_id, user_id=rec.user_id),
-            id=wid,
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            # Ids and counts only: a file name may carry personal data.
-            static_summary=f"CSV import {import_id}: {rec.total_rows:,} rows",
-        )
-    except WorkflowAlreadyStartedError:
-        return client.get_workflow_handle(wid)
+    # The event catalog starts it: deterministic id, duplicate-safe, job flag checked,
+    # search attributes and summary set, exactly as for a gRPC or `starter dispatch` caller.
+    event = ImportCsvConfirmed(
+        import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
+    )
+    started = await dispatch(client, settings, event)
+    return client.get_workflow_handle(started.workflow_id)
