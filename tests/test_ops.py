@@ -167,8 +167,15 @@ async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
             raw = await asyncio.wait_for(proc.stderr.readline(), 60)
             assert raw, f"worker exited early: {lines}"
             lines.append(json.loads(raw))
-        async with aiohttp.ClientSession() as http, http.get(f"http://{bind}/metrics") as resp:
-            body = await resp.text()
+        # The SDK records its first requests just after start: ask until they show.
+        body = ""
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                async with http.get(f"http://{bind}/metrics") as resp:
+                    body = await resp.text()
+                if "temporal_worker_start{" in body and "temporal_request{" in body:
+                    break
+                await asyncio.sleep(0.2)
         assert "temporal_worker_start{" in body and "temporal_request{" in body
     finally:
         proc.send_signal(signal.SIGTERM)
