@@ -4,13 +4,11 @@ mark-failed. Payloads carry ids and counts; rows travel through Redis, never Tem
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import marshal
-import threading
 import time
 from collections.abc import Awaitable
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from redis.asyncio import Redis
@@ -18,11 +16,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import dedup, emails, imports_repo, metrics, rediskeys
+from folksjobs import chunker, dedup, emails, imports_repo, metrics, rediskeys
 from folksjobs.ai import Summarizer
 from folksjobs.blob import BlobNotFound, BlobStore
-from folksjobs.contacts import ContactRow, upsert, validate
-from folksjobs.csvstream import CsvFormat, Record, iter_records, open_text, read_header
+from folksjobs.chunker import ChunkSpec
+from folksjobs.contacts import Mapper, Values, upsert
 from folksjobs.db import tenant_tx
 from folksjobs.directory import UserNotFound, get_user
 from folksjobs.gravatar import Gravatar
@@ -54,31 +52,6 @@ POISON = (
     asyncpg.ProgramLimitExceededError,
     asyncpg.CharacterNotInRepertoireError,
 )
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class _BlobBridge(io.RawIOBase):
-    """A blocking file over the blob store's async stream, for the parser thread."""
-
-    def __init__(self, chunks: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.chunks = chunks
-        self.loop = loop
-        self.buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        if not self.buf:
-            fut = asyncio.run_coroutine_threadsafe(anext(self.chunks, b""), self.loop)
-            self.buf = fut.result()
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
-        self.buf = self.buf[n:]
-        return n
 
 
 async def _heartbeating(work: Awaitable[T], every: float = 2.0) -> T:
@@ -165,81 +138,93 @@ class ImportActivities:
         """
         rec = await self._record(plan.workspace_id, plan.import_id)
         complete = await imports_repo.complete_chunks(self.pool, plan.workspace_id, plan.import_id)
-        loop = asyncio.get_running_loop()
-        fmt = CsvFormat(rec.encoding, rec.delimiter, rec.sep_line)
-        email_index = rec.column_mapping.index("email")
-        stop = threading.Event()
-        progress = {"chunks": 0, "rows": 0}
         ttl = self.settings.chunk_ttl_seconds
-
-        async def store(index: int, records: list[Record]) -> None:
-            superseded, by_digest = dedup.last_wins(records, email_index)
-            taken = await dedup.claim(
-                self.redis, rediskeys.seen_emails(plan.import_id), index, list(by_digest), ttl
-            )
-            written = rediskeys.chunks_written(plan.import_id, plan.generation)
-            if index in complete:
-                await self.redis.set(written, index + 1, ex=ttl)
-                return
-            dups = superseded | {row for d in taken for row in by_digest[d]}
-            # marshal: plain lists and strings, several times faster than JSON both ways;
-            # chunks live an hour in our own Redis, read by workers of the same release.
-            payload = {
-                "rows": [[r.row, r.cells, r.error] for r in records],
-                "dups": sorted(dups),
-            }
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(
-                rediskeys.chunk(plan.import_id, index),
-                marshal.dumps(payload),
-                ex=ttl,
-            )
-            pipe.set(written, index + 1, ex=ttl)
-            await pipe.execute()
-
-        def parse(raw: BinaryIO) -> tuple[int, int]:
-            text = open_text(raw, fmt)
-            records = iter_records(text, fmt, self.settings.csv_field_size_limit)
-            read_header(records)
-            index, rows, buf = 0, 0, []
-            for r in records:
-                buf.append(r)
-                rows += 1
-                if len(buf) == plan.chunk_rows:
-                    if stop.is_set():
-                        raise _Cancelled
-                    asyncio.run_coroutine_threadsafe(store(index, buf), loop).result()
-                    index, buf = index + 1, []
-                    progress.update(chunks=index, rows=rows)
-            if buf:
-                asyncio.run_coroutine_threadsafe(store(index, buf), loop).result()
-                index += 1
-            return index, rows
-
+        progress = {"chunks": 0, "rows": 0}
         local = self.blob.local_path(rec.blob_key)
         if local is not None and not local.exists():
             raise self._missing_blob(rec)
-        try:
-            raw: BinaryIO = (
-                open(local, "rb")  # noqa: SIM115, ASYNC230
-                if local is not None
-                else io.BufferedReader(_BlobBridge(self.blob.read(rec.blob_key), loop))
+        spec = ChunkSpec(
+            encoding=rec.encoding,
+            delimiter=rec.delimiter,
+            sep_line=rec.sep_line,
+            field_limit=self.settings.csv_field_size_limit,
+            email_index=rec.column_mapping.index("email"),
+            chunk_rows=plan.chunk_rows,
+            path=None if local is None else str(local),
+        )
+
+        async def store(frame: chunker.Frame) -> None:
+            index, rows, blob, superseded, digests, digest_rows = frame
+            taken = await dedup.claim(
+                self.redis, rediskeys.seen_emails(plan.import_id), index, digests, ttl
             )
-        except BlobNotFound as e:
-            raise self._missing_blob(rec) from e
+            written = rediskeys.chunks_written(plan.import_id, plan.generation)
+            if index not in complete:
+                owned = dict(zip(digests, digest_rows, strict=True))
+                dups = sorted({*superseded, *(row for d in taken for row in owned[d])})
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.set(rediskeys.chunk(plan.import_id, index), chunker.pack(dups, blob), ex=ttl)
+                pipe.set(written, index + 1, ex=ttl)
+                await pipe.execute()
+            else:
+                await self.redis.set(written, index + 1, ex=ttl)
+            progress.update(chunks=index + 1, rows=rows)
+
+        async def feed(stdin: asyncio.StreamWriter) -> None:
+            try:
+                async for part in self.blob.read(rec.blob_key):
+                    stdin.write(part)
+                    await stdin.drain()
+            except BlobNotFound as e:
+                raise self._missing_blob(rec) from e
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the child stopped reading: its exit status tells why
+            finally:
+                stdin.close()
+
+        async def run() -> tuple[int, int]:
+            assert proc.stdout is not None
+            while True:
+                try:
+                    size = int.from_bytes(await proc.stdout.readexactly(4), "big")
+                    frame = marshal.loads(await proc.stdout.readexactly(size))
+                except asyncio.IncompleteReadError:
+                    break
+                if frame[0] == "done":
+                    return int(frame[1]), int(frame[2])
+                await store(frame)
+            assert proc.stderr is not None
+            err = (await proc.stderr.read()).decode(errors="replace").strip()
+            await proc.wait()
+            raise ApplicationError(
+                f"the CSV chunker exited with status {proc.returncode}: "
+                f"{err.splitlines()[-1] if err else 'no message'}",
+                type="ChunkerFailed",
+            )
+
+        proc = await asyncio.create_subprocess_exec(
+            *spec.argv(),
+            env=spec.env(),
+            stdin=asyncio.subprocess.PIPE if local is None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        feeder = None if proc.stdin is None else asyncio.ensure_future(feed(proc.stdin))
+        task = asyncio.ensure_future(run())
         try:
-            task = asyncio.ensure_future(asyncio.to_thread(parse, raw))
             while not task.done():
                 await asyncio.wait({task}, timeout=1.0)
                 activity.heartbeat(progress)
+            if feeder is not None:
+                await feeder  # a blob that vanished mid-read says so, not "truncated"
             chunks, rows = task.result()
-        except asyncio.CancelledError:
-            stop.set()
-            raise
-        except BlobNotFound as e:
-            raise self._missing_blob(rec) from e
         finally:
-            raw.close()
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            for t in (task, feeder):
+                if t is not None and not t.done():
+                    t.cancel()
         if rows != rec.total_rows:
             raise ApplicationError(
                 f"the stored file has {rows:,} rows but {rec.total_rows:,} were uploaded: "
@@ -268,18 +253,17 @@ class ImportActivities:
         if raw is None:
             return await self._chunk_result(job)
         rec = await self._record(job.workspace_id, job.import_id)
-        data = marshal.loads(raw)
-        dups = set(data["dups"])
-        rows: list[list[Any]] = data["rows"]
+        dups, rows = chunker.unpack(raw)
+        mapper = Mapper(rec.column_mapping)
         size = job.sub_batch_rows
         for b, start in enumerate(range(0, len(rows), size)):
-            await self._sub_batch(job, rec, b, rows[start : start + size], dups, len(rows))
+            await self._sub_batch(job, mapper, b, rows[start : start + size], dups, len(rows))
             activity.heartbeat(b)
         await self.redis.delete(key)
         return await self._chunk_result(job)
 
     async def _wait_for_chunk(self, job: ChunkJob, key: str) -> bytes | None:
-        """The chunk's JSON once download-and-chunk has written it; None when the chunk is
+        """The chunk (marshal) once download-and-chunk has written it; None when the chunk is
         already committed; ChunkMissing when it was written and is gone (TTL, flush)."""
         written = rediskeys.chunks_written(job.import_id, job.generation)
         done = rediskeys.chunking_done(job.import_id, job.generation)
@@ -331,71 +315,81 @@ class ImportActivities:
     async def _sub_batch(
         self,
         job: ChunkJob,
-        rec: ImportRow,
+        mapper: Mapper,
         batch: int,
         rows: list[list[Any]],
         dups: set[int],
         chunk_rows: int,
     ) -> None:
-        valid: list[tuple[int, ContactRow]] = []
         failures: list[tuple[int, str]] = []
+        parsed: list[tuple[int, list[str], str | None]] = []
         duplicates = 0
-        for row, cells, error in rows:
+        for row, cells, error, email in rows:
             if row in dups:
                 duplicates += 1
             elif cells is None:
                 failures.append((row, error))
             else:
-                m = validate(row, cells, rec.column_mapping)
-                if m.contact is None:
-                    failures.append((row, m.error or "invalid row"))
-                else:
-                    valid.append((row, m.contact))
-        avatars = await _heartbeating(self.gravatar.avatars([c.email for _, c in valid]))
-        async with tenant_tx(self.pool, job.workspace_id) as conn:
-            if await imports_repo.batch_done(conn, job.import_id, job.chunk_index, batch):
-                return
-            inserted, updated, poisoned = await self._upsert(conn, job.workspace_id, valid, avatars)
-            failures += poisoned
-            failures.sort()
-            samples = [
-                ErrorSample(row=r, reason=why).model_dump()
-                for r, why in failures[: self.settings.error_samples_max]
-            ]
-            await imports_repo.record_batch(
-                conn,
-                import_id=job.import_id,
-                workspace_id=job.workspace_id,
-                chunk=job.chunk_index,
-                batch=batch,
-                chunk_rows=chunk_rows,
-                rows=len(rows),
-                inserted=inserted,
-                updated=updated,
-                failed=len(failures),
-                duplicates=duplicates,
-                samples=samples,
-            )
+                parsed.append((row, cells, email))
+        valid_rows, values, invalid = mapper.map(parsed)
+        failures += invalid
+        avatars = await _heartbeating(self.gravatar.avatars([v[0] for v in values]))
 
-    async def _upsert(
+        async def commit(row_by_row: bool) -> None:
+            async with tenant_tx(self.pool, job.workspace_id) as conn:
+                if await imports_repo.batch_done(conn, job.import_id, job.chunk_index, batch):
+                    return
+                if row_by_row:
+                    inserted, updated, poisoned = await self._upsert_rows(
+                        conn, job.workspace_id, mapper.custom_keys, valid_rows, values, avatars
+                    )
+                else:
+                    poisoned = []
+                    inserted, updated = await upsert(
+                        conn, job.workspace_id, mapper.custom_keys, values, avatars
+                    )
+                failed = sorted(failures + poisoned)
+                samples = [
+                    ErrorSample(row=r, reason=why).model_dump()
+                    for r, why in failed[: self.settings.error_samples_max]
+                ]
+                await imports_repo.record_batch(
+                    conn,
+                    import_id=job.import_id,
+                    workspace_id=job.workspace_id,
+                    chunk=job.chunk_index,
+                    batch=batch,
+                    chunk_rows=chunk_rows,
+                    rows=len(rows),
+                    inserted=inserted,
+                    updated=updated,
+                    failed=len(failed),
+                    duplicates=duplicates,
+                    samples=samples,
+                )
+
+        try:
+            await commit(row_by_row=False)
+        except POISON:
+            # A value PostgreSQL cannot store: the transaction is gone, so the sub-batch
+            # is done again row by row, failing just the rows it rejects.
+            await commit(row_by_row=True)
+
+    async def _upsert_rows(
         self,
         conn: asyncpg.Connection,
         workspace_id: str,
-        valid: list[tuple[int, ContactRow]],
+        custom_keys: list[str],
+        rows: list[int],
+        values: list[Values],
         avatars: dict[str, str | None],
     ) -> tuple[int, int, list[tuple[int, str]]]:
-        try:
-            async with conn.transaction():
-                ins, upd = await upsert(conn, workspace_id, [c for _, c in valid], avatars)
-            return ins, upd, []
-        except POISON:
-            pass
         ins = upd = 0
         poisoned: list[tuple[int, str]] = []
-        for row, contact in valid:
+        for row, value in zip(rows, values, strict=True):
             try:
                 async with conn.transaction():
-                    i, u = await upsert(conn, workspace_id, [contact], avatars)
+                    i, u = await upsert(conn, workspace_id, custom_keys, [value], avatars)
                 ins, upd = ins + i, upd + u
             except POISON as e:
                 poisoned.append((row, f"rejected by the database: {str(e).splitlines()[0]}"))

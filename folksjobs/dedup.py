@@ -28,17 +28,19 @@ def digest(email: str) -> bytes:
 
 def last_wins(
     records: Sequence[Record], email_index: int
-) -> tuple[set[int], dict[bytes, list[int]]]:
-    """(rows superseded inside the chunk, digest -> rows of the chunk carrying it)."""
+) -> tuple[set[int], dict[bytes, list[int]], list[str | None]]:
+    """(rows superseded inside the chunk, digest -> rows of the chunk carrying it, each
+    record's normalised email or None when it is not valid). The emails travel with the
+    chunk, so process-batch does not normalise and check them again."""
     by_digest: dict[bytes, list[int]] = {}
+    emails: list[str | None] = []
     for rec in records:
-        if rec.cells is None:
-            continue
-        email = email_of(rec.cells, email_index)
+        email = None if rec.cells is None else email_of(rec.cells, email_index)
+        emails.append(email)
         if email is not None:
             by_digest.setdefault(digest(email), []).append(rec.row)
     superseded = {row for rows in by_digest.values() for row in rows[:-1]}
-    return superseded, by_digest
+    return superseded, by_digest, emails
 
 
 # One round trip per chunk: claim every email the chunk carries and report (by position)

@@ -166,10 +166,20 @@ async def record_batch(
     duplicates: int,
     samples: list[dict[str, Any]],
 ) -> None:
+    # One statement: the ledger row, and progress set from the ledger (never incremented,
+    # so a retry cannot inflate it). A sub-batch that finds the import's row locked by a
+    # concurrent sub-batch skips the progress update instead of queueing behind that
+    # transaction; the next update counts its rows, and finalize sets the exact figures.
     await conn.execute(
-        """INSERT INTO import_batches (import_id, chunk_index, batch_index, workspace_id,
-               chunk_rows, rows, inserted, updated, failed, duplicates, error_samples)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        """WITH b AS (
+               INSERT INTO import_batches (import_id, chunk_index, batch_index, workspace_id,
+                   chunk_rows, rows, inserted, updated, failed, duplicates, error_samples)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           )
+           UPDATE imports SET processed_rows = GREATEST(processed_rows,
+               (SELECT COALESCE(sum(rows), 0) FROM import_batches WHERE import_id = $1) + $6)
+           WHERE id = (SELECT id FROM imports WHERE id = $1 AND workspace_id = $4
+                       FOR UPDATE SKIP LOCKED)""",
         uuid.UUID(import_id),
         chunk,
         batch,
@@ -181,14 +191,6 @@ async def record_batch(
         failed,
         duplicates,
         samples,
-    )
-    # Progress is set from the ledger, never incremented, so a retry cannot inflate it.
-    await conn.execute(
-        """UPDATE imports SET processed_rows = GREATEST(processed_rows,
-               (SELECT COALESCE(sum(rows), 0) FROM import_batches WHERE import_id = $1))
-           WHERE id = $1 AND workspace_id = $2""",
-        uuid.UUID(import_id),
-        uuid.UUID(workspace_id),
     )
 
 
