@@ -1,18 +1,17 @@
 """Contacts: turning CSV cells into validated rows, and the bulk upsert.
 
-Validation is a pydantic model (email trimmed and lower-cased, checked by one regex that
-accepts plus tags, unicode local parts and IDN domains). The upsert is one statement per
-sub-batch over `unnest` arrays, its rows sorted by email so two imports touching the same
-emails lock them in the same order and cannot deadlock each other.
+Validation is a pydantic model (the email normalised and checked by folksjobs.addresses).
+A Mapper compiled once per import gives the same answers without pydantic for the rows
+that plainly pass, and calls it for the rest. The upsert is one statement per sub-batch
+over `unnest` arrays, its rows sorted by email so two imports touching the same emails
+lock them in the same order and cannot deadlock each other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import operator
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,37 +19,9 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
-_EMAIL_RE = re.compile(
-    r"^[^\s@\"<>(),;:\\\[\]]{1,64}"  # local part: no spaces or specials, at most 64
-    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+"  # domain labels, unicode (IDN) allowed
-    r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})$"  # a TLD of letters, or punycode
-)
-MAX_EMAIL = 254
+from folksjobs.addresses import email_problem, normalise_email
+
 MAX_FIELD = 10_000
-
-
-def normalise_email(raw: str) -> str:
-    """Trimmed and lower-cased; a punycode domain (xn--) in its unicode spelling, so
-    user@xn--bcher-kva.de and user@bücher.de are one contact."""
-    email = raw.strip().lower()
-    if "xn--" in email:
-        local, at, domain = email.rpartition("@")
-        # Not valid punycode: left as written, and the validator judges it.
-        with contextlib.suppress(UnicodeError, ValueError):
-            email = f"{local}{at}{domain.encode('ascii').decode('idna')}"
-    return email
-
-
-def email_problem(email: str) -> str | None:
-    """Why `email` (already normalised) is not a valid address, or None."""
-    if not email:
-        return "missing email"
-    if len(email) > MAX_EMAIL:
-        return f"email longer than {MAX_EMAIL} characters"
-    local = email.split("@", 1)[0]
-    if not _EMAIL_RE.match(email) or local.startswith(".") or local.endswith(".") or ".." in local:
-        return "invalid email address"
-    return None
 
 
 def _check_email(v: str) -> str:
@@ -120,14 +91,6 @@ def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
         where = ".".join(str(p) for p in err["loc"])
         reason = _REASONS.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
         return MappedRow(row, None, reason if where == "email" else f"{where}: {reason}")
-
-
-def email_of(cells: list[str], email_index: int) -> str | None:
-    """The normalised email of a row if it is valid, for dedup; None when it is not."""
-    if email_index >= len(cells):
-        return None
-    email = normalise_email(cells[email_index])
-    return None if email_problem(email) else email
 
 
 Values = tuple[str, ...]  # (email, first, last, company, phone, *custom), stripped, "" = empty

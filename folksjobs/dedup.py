@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-
-from folksjobs.contacts import email_of
+from folksjobs.addresses import email_of
 from folksjobs.csvstream import Record
+
+if TYPE_CHECKING:  # the chunker's child process imports this module, never Redis
+    from redis.asyncio import Redis
 
 
 def digest(email: str) -> bytes:
