@@ -154,14 +154,15 @@ class ImportActivities:
         )
 
         async def store(frame: chunker.Frame) -> None:
-            index, rows, blob, superseded, digests, digest_rows = frame
+            index, rows, blob, superseded, digests, last_rows = frame
             taken = await dedup.claim(
                 self.redis, rediskeys.seen_emails(plan.import_id), index, digests, ttl
             )
             written = rediskeys.chunks_written(plan.import_id, plan.generation)
             if index not in complete:
-                owned = dict(zip(digests, digest_rows, strict=True))
-                dups = sorted({*superseded, *(row for d in taken for row in owned[d])})
+                # An email an earlier chunk owns: its last row here is a duplicate too (the
+                # rows before it already are).
+                dups = sorted([*superseded, *(last_rows[i] for i in taken)])
                 pipe = self.redis.pipeline(transaction=True)
                 pipe.set(rediskeys.chunk(plan.import_id, index), chunker.pack(dups, blob), ex=ttl)
                 pipe.set(written, index + 1, ex=ttl)

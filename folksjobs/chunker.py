@@ -11,7 +11,7 @@ splits it into chunks of `chunk_rows` records, decides the duplicates inside eac
 in Redis and stores it; the pipe's buffer holds the child back while it does.
 
 stdout carries frames: a 4-byte big-endian length, then a marshal payload, either
-    (index, rows read so far, rows blob, superseded rows, digests, rows of each digest)
+    (index, rows read so far, rows blob, superseded rows, digests, last row of each digest)
 or, last, ("done", chunks, rows). Anything else (a crash) is a non-zero exit with the
 reason on stderr.
 """
@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 from folksjobs.csvstream import CsvFormat, Record, iter_records, open_text, read_header
 from folksjobs.dedup import last_wins
 
-Frame = tuple[int, int, bytes, list[int], list[bytes], list[list[int]]]
+Frame = tuple[int, int, bytes, list[int], list[bytes], list[int]]
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,13 @@ def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
     buf: list[Record] = []
 
     def frame() -> Frame:
-        superseded, by_digest, emails = last_wins(buf, spec.email_index)
+        superseded, last, emails = last_wins(buf, spec.email_index)
         # marshal: plain lists and strings, several times faster than JSON both ways;
         # chunks live an hour in our own Redis, read by workers of the same release.
         blob = marshal.dumps(
             [[r.row, r.cells, r.error, e] for r, e in zip(buf, emails, strict=True)]
         )
-        return index, rows, blob, sorted(superseded), list(by_digest), list(by_digest.values())
+        return index, rows, blob, superseded, list(last), list(last.values())
 
     for r in records:
         buf.append(r)

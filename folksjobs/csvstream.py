@@ -20,7 +20,7 @@ import io
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
@@ -198,45 +198,85 @@ class _Lines:
         self.replay.extendleft(reversed(self.current[1:]))
 
 
+# Lines read at a time by the fast path (a size hint for readlines).
+_BLOCK_CHARS = 256 * 1024
+
+
 def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int,
                  max_record_lines: int = 1000) -> Iterator[Record]:  # fmt: skip
     """Yield the header (row 1) and then every data record, blank lines skipped.
 
     A record that breaks the CSV rules (text after a closing quote, a field over the
     limit, an unclosed quote) is yielded with `error` set instead of cells.
+
+    Two paths, one answer. The fast one hands csv a block of whole lines, so the C
+    reader iterates them itself. A record it cannot finish cleanly inside the block (an
+    error, quotes still open at the block's end, too many lines) is handed with the rest
+    of the block to the exact path, which feeds csv line by line and remembers each
+    record's lines so that it can replay them; after that record the fast path resumes.
     """
     csv.field_size_limit(field_limit)
     lines = _Lines(text, max_record_lines)
     if fmt.sep_line:
         next(lines, None)
-
-    def reader() -> Iterator[list[str]]:
-        return csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', strict=True)
-
-    records = reader()
     row = 0
+
+    def reader(source: Iterable[str]) -> Iterator[list[str]]:
+        return csv.reader(source, delimiter=fmt.delimiter, quotechar='"', strict=True)
+
+    def exact_record() -> Record | None:
+        nonlocal row
+        while True:
+            lines.current = []
+            try:
+                cells = next(reader(lines))
+            except StopIteration:
+                return None
+            except (csv.Error, _RecordTooLong) as e:
+                row += 1
+                start = lines.start_line
+                if isinstance(e, _RecordTooLong) or "unexpected end of data" in str(e):
+                    lines.replay_after_first()
+                    return Record(row, None, f"unterminated quoted field at line {start} "
+                                  "(a quote opened there is never closed)")  # fmt: skip
+                return Record(row, None, _csv_reason(str(e), start, field_limit))
+            if cells and (len(cells) > 1 or cells[0] != ""):  # else a blank line
+                row += 1
+                return Record(row, cells)
+
     while True:
-        lines.current = []
-        try:
-            cells = next(records)
-        except StopIteration:
+        if lines.replay and lines.replay[-1][0] - lines.replay[0][0] + 1 == len(lines.replay):
+            base = lines.replay[0][0] - 1
+            block = [line for _, line in lines.replay]
+            lines.replay.clear()
+        elif not lines.replay:
+            base = lines.read
+            block = text.readlines(_BLOCK_CHARS)
+            if not block:
+                return
+            lines.read += len(block)
+        else:
+            block = []
+        done = 0  # lines of the block that whole records used
+        if block:
+            records = reader(block)
+            try:
+                for cells in records:
+                    if records.line_num - done > max_record_lines:  # type: ignore[attr-defined]
+                        raise _RecordTooLong
+                    done = records.line_num  # type: ignore[attr-defined]
+                    if cells and (len(cells) > 1 or cells[0] != ""):
+                        row += 1
+                        yield Record(row, cells)
+                continue
+            except (csv.Error, _RecordTooLong):
+                lines.replay.extendleft(
+                    (base + i + 1, block[i]) for i in range(len(block) - 1, done - 1, -1)
+                )
+        rec = exact_record()
+        if rec is None:
             return
-        except (csv.Error, _RecordTooLong) as e:
-            row += 1
-            start = lines.start_line
-            unclosed = isinstance(e, _RecordTooLong) or "unexpected end of data" in str(e)
-            if unclosed:
-                yield Record(row, None, f"unterminated quoted field at line {start} "
-                             "(a quote opened there is never closed)")  # fmt: skip
-                lines.replay_after_first()
-            else:
-                yield Record(row, None, _csv_reason(str(e), start, field_limit))
-            records = reader()
-            continue
-        if not cells or (len(cells) == 1 and cells[0] == ""):
-            continue  # blank line: not a record
-        row += 1
-        yield Record(row, cells)
+        yield rec
 
 
 def _csv_reason(message: str, line: int, field_limit: int) -> str:

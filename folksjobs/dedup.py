@@ -30,19 +30,22 @@ def digest(email: str) -> bytes:
 
 def last_wins(
     records: Sequence[Record], email_index: int
-) -> tuple[set[int], dict[bytes, list[int]], list[str | None]]:
-    """(rows superseded inside the chunk, digest -> rows of the chunk carrying it, each
+) -> tuple[list[int], dict[bytes, int], list[str | None]]:
+    """(rows superseded inside the chunk, digest -> the chunk's last row carrying it, each
     record's normalised email or None when it is not valid). The emails travel with the
     chunk, so process-batch does not normalise and check them again."""
-    by_digest: dict[bytes, list[int]] = {}
+    last: dict[bytes, int] = {}
+    superseded: list[int] = []
     emails: list[str | None] = []
     for rec in records:
         email = None if rec.cells is None else email_of(rec.cells, email_index)
         emails.append(email)
         if email is not None:
-            by_digest.setdefault(digest(email), []).append(rec.row)
-    superseded = {row for rows in by_digest.values() for row in rows[:-1]}
-    return superseded, by_digest, emails
+            d = digest(email)
+            if (earlier := last.get(d)) is not None:
+                superseded.append(earlier)
+            last[d] = rec.row
+    return superseded, last, emails
 
 
 # One round trip per chunk: claim every email the chunk carries and report (by position)
@@ -71,7 +74,7 @@ return taken
 
 
 async def claim(redis: Redis, key: str, chunk_index: int, digests: list[bytes],
-                ttl: int) -> set[bytes]:  # fmt: skip
-    """Claim `digests` for this chunk; returns those an earlier chunk already owns."""
-    positions = await redis.eval(_CLAIM, 1, key, ttl, str(chunk_index), *digests)
-    return {digests[int(i)] for i in positions}
+                ttl: int) -> list[int]:  # fmt: skip
+    """Claim `digests` for this chunk; returns the positions of those an earlier chunk
+    already owns."""
+    return [int(i) for i in await redis.eval(_CLAIM, 1, key, ttl, str(chunk_index), *digests)]
