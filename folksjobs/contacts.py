@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -154,32 +154,42 @@ class Mapper:
         return rows, values, failures
 
 
-# One array per custom column keeps JSON encoding out of Python, but a function in FROM
+# One column per custom field keeps JSON encoding out of Python, but a function in FROM
 # returns at most 1,664 columns: wider files send each row's custom fields as JSON text.
-MAX_CUSTOM_ARRAYS = 64
+MAX_CUSTOM_COLUMNS = 64
+# Each column travels as ONE string, its values joined by this separator and split by
+# string_to_array on the server: asyncpg encodes a text[] element by element (with an
+# isinstance check per value), which cost more worker CPU than all of the validation.
+# A sub-batch where some value holds the separator goes as text[] arrays instead.
+SEP = "\x1f"
 
 
-@functools.lru_cache(maxsize=MAX_CUSTOM_ARRAYS + 2)
-def _upsert_sql(custom: int | None) -> str:
-    """The upsert for `custom` custom columns sent as text arrays (keys in $8, columns
-    from $9), or for None: custom fields as one JSON object per row in $8."""
+@functools.lru_cache(maxsize=2 * MAX_CUSTOM_COLUMNS + 4)
+def _upsert_sql(custom: int | None, packed: bool) -> str:
+    """The upsert for `custom` custom columns (keys in $8, columns from $9), or for None:
+    custom fields as one JSON object per row in $8. Every column is a text[] parameter,
+    or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key)."""
+
+    def col(n: int) -> str:
+        return f"string_to_array(${n}::text, E'\\x1f')" if packed else f"${n}::text[]"
+
     if custom is None:
-        cols, names, fields = ", $8::text[]", ", cf", "t.cf::jsonb"
+        cols, names, fields = f", {col(8)}", ", cf", "t.cf::jsonb"
     elif custom == 0:
         cols, names, fields = "", "", "'{}'::jsonb"
     else:
-        cols = "".join(f", ${i + 9}::text[]" for i in range(custom))
+        cols = "".join(f", {col(i + 9)}" for i in range(custom))
         names = "".join(f", c{i}" for i in range(custom))
         nullable = ", ".join(f"NULLIF(t.c{i}, '')" for i in range(custom))
         fields = f"jsonb_strip_nulls(jsonb_object($8::text[], ARRAY[{nullable}]))"
+    standard = ", ".join(col(n) for n in range(2, 8))
     return f"""
 WITH up AS (
     INSERT INTO contacts AS c
         (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields)
     SELECT $1::uuid, t.e, NULLIF(t.f, ''), NULLIF(t.l, ''), NULLIF(t.co, ''), NULLIF(t.p, ''),
-           t.a, {fields}
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]{cols})
-        AS t(e, f, l, co, p, a{names})
+           NULLIF(t.a, ''), {fields}
+    FROM unnest({standard}{cols}) AS t(e, f, l, co, p, a{names})
     ORDER BY t.e
     ON CONFLICT (workspace_id, email) DO UPDATE SET
         first_name    = COALESCE(EXCLUDED.first_name, c.first_name),
@@ -207,22 +217,25 @@ async def upsert(
     if not values:
         return 0, 0
     ordered = sorted(values)
-    columns = list(zip(*ordered, strict=True))
-    emails = columns[0]
-    avatar = [avatars.get(e) for e in emails] if avatars else [None] * len(emails)
-    custom: list[Any]
-    if len(custom_keys) > MAX_CUSTOM_ARRAYS:
-        sql = _upsert_sql(None)
+    columns: list[Sequence[str]] = list(zip(*ordered, strict=True))
+    columns.insert(
+        5, [avatars.get(e) or "" for e in columns[0]] if avatars else [""] * len(ordered)
+    )
+    custom: list[Sequence[str]] = columns[6:]
+    as_json = len(custom_keys) > MAX_CUSTOM_COLUMNS
+    if as_json:
         custom = [[
             json.dumps({k: v for k, v in zip(custom_keys, row[5:], strict=True) if v},
                        ensure_ascii=False)
             for row in ordered
         ]]  # fmt: skip
-    else:
-        sql = _upsert_sql(len(custom_keys))
-        custom = ([custom_keys] if custom_keys else []) + [list(c) for c in columns[5:]]
-    rec = await conn.fetchrow(
-        sql, workspace_id, list(emails), *(list(c) for c in columns[1:5]), avatar, *custom
-    )
+    sent = columns[:6] + custom
+    joined = [SEP.join(c) for c in sent]
+    packed = all(j.count(SEP) == len(ordered) - 1 for j in joined)
+    params: list[Any] = joined if packed else [list(c) for c in sent]
+    if custom_keys and not as_json:
+        params.insert(6, custom_keys)
+    sql = _upsert_sql(None if as_json else len(custom_keys), packed)
+    rec = await conn.fetchrow(sql, workspace_id, *params)
     assert rec is not None
     return int(rec["inserted"]), int(rec["total"]) - int(rec["inserted"])
