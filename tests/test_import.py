@@ -478,3 +478,50 @@ async def test_commits_lost_by_a_database_crash_are_redone(
     assert_adds_up(result, 10)
     assert (result["inserted"], result["updated"]) == (10, 0)
     assert len(await contacts(owner_pool, tenant.workspace_id)) == 10
+
+
+async def test_chunker_process_killed_mid_file_gives_the_clean_result(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """The CSV chunker is a child process of the worker: killed, its activity is retried
+    and rebuilds the chunks not yet committed, with the same duplicate decisions."""
+    import psutil
+
+    settings = make_settings(
+        stack, temporal_task_queue=task_queue, import_chunk_rows=100, import_parallel_chunks=1
+    )
+    rows = [["email", "name"]] + [[f"p{i % 9_000}@example.com", f"n{i}"] for i in range(10_000)]
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
+
+        async def kill_chunker() -> int:
+            # Once the first chunk is in Redis: the child has started and is mid-file.
+            written = rediskeys.chunks_written(up.import_id, 0)
+            while True:
+                children = psutil.Process().children(recursive=True)
+                chunkers = [p for p in children if "folksjobs.chunker" in " ".join(p.cmdline())]
+                if chunkers and await services.redis.get(written):
+                    chunkers[0].kill()
+                    return chunkers[0].pid
+                await asyncio.sleep(0.005)
+
+        killer = asyncio.create_task(kill_chunker())
+        handle = await confirm_import(
+            client, services.pool, settings, tenant.workspace_id, up.import_id
+        )
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
+        await asyncio.wait_for(killer, 1)
+        history = await handle.fetch_history()
+    retried = [
+        e.activity_task_started_event_attributes.last_failure.message
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.attempt > 1
+    ]
+    assert any("chunker exited" in m for m in retried), retried
+    assert_adds_up(result, 10_000)
+    assert (result["inserted"], result["duplicates"], result["failed"]) == (9_000, 1_000, 0)
+    stored = await contacts(owner_pool, tenant.workspace_id)
+    assert len(stored) == 9_000
+    # The earlier chunk wins across chunks: p5 is row 7 (chunk 0) and again row 9,007.
+    assert stored["p5@example.com"]["custom_fields"] == {"name": "n5"}
