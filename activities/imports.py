@@ -254,15 +254,16 @@ class ImportActivities:
         if raw is None:
             return await self._chunk_result(job)
         rec = await self._record(job.workspace_id, job.import_id)
-        dups, rows = chunker.unpack(raw)
+        chunk = chunker.unpack(raw)
         del raw
         mapper = Mapper(rec.column_mapping)
-        size, total = job.sub_batch_rows, len(rows)
-        for b in range(-(-total // size)):
-            # Each sub-batch's rows are let go once committed: four chunks in flight stay
-            # well under the worker's memory target however large the file.
-            batch, rows[:size] = rows[:size], []
-            await self._sub_batch(job, mapper, b, batch, dups, total)
+        size, total = job.sub_batch_rows, len(chunk.cells)
+        for b, start in enumerate(range(0, total, size)):
+            stop = min(start + size, total)
+            await self._sub_batch(job, mapper, b, chunk, start, stop, total)
+            # Committed rows are let go: four chunks in flight stay well under the
+            # worker's memory target however large the file.
+            chunk.release(start, stop)
             activity.heartbeat(b)
         await self.redis.delete(key)
         return await self._chunk_result(job)
@@ -322,20 +323,22 @@ class ImportActivities:
         job: ChunkJob,
         mapper: Mapper,
         batch: int,
-        rows: list[list[Any]],
-        dups: set[int],
+        chunk: chunker.Chunk,
+        start: int,
+        stop: int,
         chunk_rows: int,
     ) -> None:
         failures: list[tuple[int, str]] = []
         parsed: list[tuple[int, list[str], str | None]] = []
         duplicates = 0
-        for row, cells, error, email in rows:
+        cells, emails, dups = chunk.cells, chunk.emails, chunk.dups
+        for i, row in enumerate(range(chunk.first_row + start, chunk.first_row + stop), start):
             if row in dups:
                 duplicates += 1
-            elif cells is None:
-                failures.append((row, error))
+            elif (c := cells[i]) is None:
+                failures.append((row, chunk.errors[i]))
             else:
-                parsed.append((row, cells, email))
+                parsed.append((row, c, emails[i]))
         valid_rows, values, invalid = mapper.map(parsed)
         failures += invalid
         avatars = await _heartbeating(self.gravatar.avatars([v[0] for v in values]))
@@ -365,7 +368,7 @@ class ImportActivities:
                     chunk=job.chunk_index,
                     batch=batch,
                     chunk_rows=chunk_rows,
-                    rows=len(rows),
+                    rows=stop - start,
                     inserted=inserted,
                     updated=updated,
                     failed=len(failed),

@@ -11,7 +11,7 @@ splits it into chunks of `chunk_rows` records, decides the duplicates inside eac
 in Redis and stores it; the pipe's buffer holds the child back while it does.
 
 stdout carries frames: a 4-byte big-endian length, then a marshal payload, either
-    (index, rows read so far, rows blob, superseded rows, digests, last row of each digest)
+    (index, records read so far, records blob, superseded rows, digests, last row of each)
 or, last, ("done", chunks, rows). Anything else (a crash) is a non-zero exit with the
 reason on stderr.
 """
@@ -24,10 +24,11 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from folksjobs.csvstream import CsvFormat, Record, iter_records, open_text, read_header
+from folksjobs.csvstream import CsvFormat, iter_cells, open_text, read_header, records
 from folksjobs.dedup import last_wins
 
 Frame = tuple[int, int, bytes, list[int], list[bytes], list[int]]
@@ -55,41 +56,60 @@ class ChunkSpec:
         return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
+@dataclass
+class Chunk:
+    """A chunk's records column by column: record i is row first_row + i."""
+
+    first_row: int
+    cells: list[list[str] | None]  # None: a malformed record, its reason in `errors`
+    errors: dict[int, str]
+    emails: list[str | None]  # normalised once by the chunker; None: not a valid email
+    dups: set[int]  # rows that are duplicates, inside this chunk or of an earlier one
+
+    def release(self, start: int, stop: int) -> None:
+        """Let records [start, stop) go once committed (row numbers stay as they are)."""
+        self.cells[start:stop] = [None] * (stop - start)
+
+
 def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
     fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
-    records = iter_records(open_text(raw, fmt), fmt, spec.field_limit)
-    read_header(records)
+    items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
+    read_header(records(islice(items, 1)))
     index = rows = 0
-    buf: list[Record] = []
+    first_row = 2  # row 1 is the header
+    cells: list[list[str] | None] = []
+    errors: dict[int, str] = {}
 
     def frame() -> Frame:
-        superseded, last, emails = last_wins(buf, spec.email_index)
+        superseded, last, emails = last_wins(cells, first_row, spec.email_index)
         # marshal: plain lists and strings, several times faster than JSON both ways;
         # chunks live an hour in our own Redis, read by workers of the same release.
-        blob = marshal.dumps(
-            [[r.row, r.cells, r.error, e] for r, e in zip(buf, emails, strict=True)]
-        )
+        blob = marshal.dumps((first_row, cells, errors, emails))
         return index, rows, blob, superseded, list(last), list(last.values())
 
-    for r in records:
-        buf.append(r)
+    for item in items:
+        if type(item) is list:
+            cells.append(item)
+        else:
+            errors[len(cells)] = str(item)
+            cells.append(None)
         rows += 1
-        if len(buf) == spec.chunk_rows:
+        if len(cells) == spec.chunk_rows:
             yield frame()
-            index, buf = index + 1, []
-    if buf:
+            index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
+    if cells:
         yield frame()
 
 
 def pack(dups: list[int], rows_blob: bytes) -> bytes:
-    """A chunk as stored in Redis: its duplicate rows, and its rows as the child wrote them."""
+    """A chunk as stored in Redis: its duplicate rows, and its records as the child wrote them."""
     return marshal.dumps((dups, rows_blob))
 
 
-def unpack(raw: bytes) -> tuple[set[int], list[list[Any]]]:
-    """(duplicate rows, [row, cells or None, error or None, valid email or None])."""
+def unpack(raw: bytes) -> Chunk:
     dups, rows_blob = marshal.loads(raw)
-    return set(dups), marshal.loads(rows_blob)
+    first_row, cells, errors, emails = marshal.loads(rows_blob)
+    return Chunk(first_row, cells, errors, emails, set(dups))
 
 
 def _write(out: BinaryIO, payload: Any) -> None:

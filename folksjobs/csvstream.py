@@ -202,12 +202,29 @@ class _Lines:
 _BLOCK_CHARS = 256 * 1024
 
 
+class Malformed(str):
+    """A record the CSV rules reject, as its reason (iter_cells yields it for the cells)."""
+
+
 def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int,
                  max_record_lines: int = 1000) -> Iterator[Record]:  # fmt: skip
     """Yield the header (row 1) and then every data record, blank lines skipped.
 
     A record that breaks the CSV rules (text after a closing quote, a field over the
     limit, an unclosed quote) is yielded with `error` set instead of cells.
+    """
+    return records(iter_cells(text, fmt, field_limit, max_record_lines))
+
+
+def records(items: Iterable[list[str] | Malformed]) -> Iterator[Record]:
+    for row, item in enumerate(items, 1):
+        yield Record(row, None, str(item)) if isinstance(item, Malformed) else Record(row, item)
+
+
+def iter_cells(text: IO[str], fmt: CsvFormat, field_limit: int,
+               max_record_lines: int = 1000) -> Iterator[list[str] | Malformed]:  # fmt: skip
+    """iter_records without the Record around each one (the chunker reads millions): the
+    cells of every record in order, or the Malformed reason of one that breaks the rules.
 
     Two paths, one answer. The fast one hands csv a block of whole lines, so the C
     reader iterates them itself. A record it cannot finish cleanly inside the block (an
@@ -219,13 +236,11 @@ def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int,
     lines = _Lines(text, max_record_lines)
     if fmt.sep_line:
         next(lines, None)
-    row = 0
 
     def reader(source: Iterable[str]) -> Iterator[list[str]]:
         return csv.reader(source, delimiter=fmt.delimiter, quotechar='"', strict=True)
 
-    def exact_record() -> Record | None:
-        nonlocal row
+    def exact_record() -> list[str] | Malformed | None:
         while True:
             lines.current = []
             try:
@@ -233,16 +248,14 @@ def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int,
             except StopIteration:
                 return None
             except (csv.Error, _RecordTooLong) as e:
-                row += 1
                 start = lines.start_line
                 if isinstance(e, _RecordTooLong) or "unexpected end of data" in str(e):
                     lines.replay_after_first()
-                    return Record(row, None, f"unterminated quoted field at line {start} "
-                                  "(a quote opened there is never closed)")  # fmt: skip
-                return Record(row, None, _csv_reason(str(e), start, field_limit))
+                    return Malformed(f"unterminated quoted field at line {start} "
+                                     "(a quote opened there is never closed)")  # fmt: skip
+                return Malformed(_csv_reason(str(e), start, field_limit))
             if cells and (len(cells) > 1 or cells[0] != ""):  # else a blank line
-                row += 1
-                return Record(row, cells)
+                return cells
 
     while True:
         if lines.replay and lines.replay[-1][0] - lines.replay[0][0] + 1 == len(lines.replay):
@@ -266,8 +279,7 @@ def iter_records(text: IO[str], fmt: CsvFormat, field_limit: int,
                         raise _RecordTooLong
                     done = records.line_num  # type: ignore[attr-defined]
                     if cells and (len(cells) > 1 or cells[0] != ""):
-                        row += 1
-                        yield Record(row, cells)
+                        yield cells
                 continue
             except (csv.Error, _RecordTooLong):
                 lines.replay.extendleft(

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from folksjobs.addresses import email_of
-from folksjobs.csvstream import Record
 
 if TYPE_CHECKING:  # the chunker's child process imports this module, never Redis
     from redis.asyncio import Redis
@@ -29,22 +28,23 @@ def digest(email: str) -> bytes:
 
 
 def last_wins(
-    records: Sequence[Record], email_index: int
+    cells: Sequence[list[str] | None], first_row: int, email_index: int
 ) -> tuple[list[int], dict[bytes, int], list[str | None]]:
-    """(rows superseded inside the chunk, digest -> the chunk's last row carrying it, each
+    """For a chunk's records (rows first_row, first_row + 1, ...; None: a malformed one):
+    (rows superseded inside the chunk, digest -> the chunk's last row carrying it, each
     record's normalised email or None when it is not valid). The emails travel with the
     chunk, so process-batch does not normalise and check them again."""
     last: dict[bytes, int] = {}
     superseded: list[int] = []
     emails: list[str | None] = []
-    for rec in records:
-        email = None if rec.cells is None else email_of(rec.cells, email_index)
+    for row, c in enumerate(cells, first_row):
+        email = None if c is None else email_of(c, email_index)
         emails.append(email)
         if email is not None:
             d = digest(email)
             if (earlier := last.get(d)) is not None:
                 superseded.append(earlier)
-            last[d] = rec.row
+            last[d] = row
     return superseded, last, emails
 
 
