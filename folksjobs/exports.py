@@ -172,9 +172,11 @@ def _cell(expr: str, neutralise_formulas: bool) -> str:
 
 
 def _timestamp(expr: str) -> str:
-    """ISO 8601 with the offset, e.g. 2026-01-05T09:30:00.5+00:00 (JSON's encoding: no
-    fraction when it is zero, trailing zeros dropped); UTC, as copy_rows sets the zone."""
-    return f"to_jsonb({expr}) #>> '{{}}'"
+    """ISO 8601 with the offset, e.g. 2026-01-05T09:30:00.5+00:00: PostgreSQL's own text
+    (no fraction when it is zero, trailing zeros dropped) under the DateStyle and UTC
+    TimeZone copy_rows sets, `2026-01-05 09:30:00.5+00`, with a T and the offset's
+    minutes (the cheapest spelling measured: to_char or to_jsonb cost twice as much)."""
+    return f"replace({expr}::text, ' ', 'T') || ':00'"
 
 
 def export_query(
@@ -186,18 +188,18 @@ def export_query(
 ) -> tuple[str, list[Any]]:
     """The export's rows as one SELECT of text cells in the file's column order (header()),
     in contact id order. The inner query computes each value once (OFFSET 0 keeps the
-    planner from folding it into the outer one, which would repeat the tags subquery and
-    the custom-field lookups for every test in _cell); the outer one turns them into cells.
-    Custom-field keys and the tag separator are parameters, never SQL text."""
+    planner from folding it into the outer one, which would repeat the custom-field
+    lookups for every test in _cell); the outer one turns them into cells. The tags are
+    one aggregate of the workspace's contact_tags joined in (a merge join in id order),
+    not a subquery per contact, which cost a third of the whole COPY. Custom-field keys
+    and the tag separator are parameters, never SQL text."""
     where, params = _where(tag_ids)
     n = len(params) + 2
     text_columns = [c for c in STANDARD_COLUMNS if c not in _TIMESTAMP_COLUMNS]
     inner = [
         "c.id",
         *(f"c.{c}" for c in STANDARD_COLUMNS),
-        f"(SELECT string_agg(t.name, ${n}::text ORDER BY t.name)"
-        "   FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id"
-        "  WHERE ct.contact_id = c.id) AS tags",
+        "tg.tags",
         *(f"c.custom_fields ->> ${n + 1 + i}::text AS f{i}" for i in range(len(custom_keys))),
     ]
     cells = {c: _cell(f"e.{c}", neutralise_formulas) for c in text_columns}
@@ -209,8 +211,11 @@ def export_query(
     ]
     sql = (
         f"SELECT {', '.join(outer)}"
-        f" FROM (SELECT {', '.join(inner)} FROM contacts c WHERE {where}"
-        "  ORDER BY c.id OFFSET 0) e ORDER BY e.id"
+        f" FROM (SELECT {', '.join(inner)} FROM contacts c"
+        f" LEFT JOIN (SELECT xt.contact_id, string_agg(t.name, ${n}::text ORDER BY t.name) AS tags"
+        "   FROM contact_tags xt JOIN tags t ON t.id = xt.tag_id WHERE xt.workspace_id = $1"
+        "  GROUP BY xt.contact_id) tg ON tg.contact_id = c.id"
+        f" WHERE {where} ORDER BY c.id OFFSET 0) e ORDER BY e.id"
     )
     return sql, [uuid.UUID(workspace_id), *params, TAG_SEPARATOR, *custom_keys]
 
@@ -228,7 +233,7 @@ async def copy_rows(
     `COPY (SELECT ...) TO STDOUT (FORMAT csv)`; returns the rows COPY reports.
 
     Run it in the workspace's tenant_tx: row-level security applies to the COPY, and the
-    transaction scopes the UTC time zone of the timestamps. Memory stays at one chunk:
+    transaction scopes the DateStyle and UTC time zone of the timestamps. Memory stays at one chunk:
     asyncpg stops reading the socket while `output` runs.
     """
     sql, args = export_query(
@@ -240,7 +245,7 @@ async def copy_rows(
         data = records(bytes(chunk))  # asyncpg hands over a bytearray
         await output(data, records.records)
 
-    await conn.execute("SET LOCAL TimeZone = 'UTC'")
+    await conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'")
     try:
         status = await conn.copy_from_query(sql, *args, output=sink, format="csv")
     except BaseException:
