@@ -91,7 +91,7 @@ class ExportActivities:
     async def upload_empty(self, job: ExportJob) -> ExportFile:
         """Nothing matched: a header-only CSV, and the export is complete at once."""
         key = export_key(job.workspace_id, job.export_id)
-        data = exports.encode_rows([exports.header([])], neutralise_formulas=False)
+        data = exports.header_line([], neutralise_formulas=False)
         writer = await self.blob.open_writer(key)
         try:
             await writer.write(data)
@@ -119,14 +119,15 @@ class ExportActivities:
 
     @activity.defn(name="stream-export")
     async def stream_export(self, job: StreamExportJob) -> ExportFile:
-        """Keyset pages of contacts -> CSV -> the blob store, one page in memory at a time.
+        """The header, then `COPY (SELECT ...) TO STDOUT` of the contacts -> the blob store.
 
-        Every attempt writes the whole file again from the first contact: the blob store
-        publishes a file only on commit (rename / CompleteMultipartUpload), so a crashed
-        attempt leaves no visible file, and a retry can never append to or duplicate a
-        partial one. (Resuming from the heartbeat cursor would need the half-written file
-        or upload to outlive the crashed worker; rewriting costs seconds per 100k rows.)
-        The heartbeat carries the cursor so the UI shows how far an attempt got.
+        PostgreSQL renders the CSV (exports.copy_rows); the worker moves its chunks into the
+        writer, one chunk in memory at a time. Every attempt writes the whole file again
+        from the first contact: the blob store publishes a file only on commit (rename /
+        CompleteMultipartUpload), so a crashed attempt leaves no visible file, and a retry
+        can never append to or duplicate a partial one. Heartbeats (at most one a second)
+        and the progress signal carry the rows written so far, counted exactly from the
+        stream; the file's row count is the one COPY reports.
         """
         info = activity.info()
         key = export_key(job.workspace_id, job.export_id)
@@ -135,39 +136,34 @@ class ExportActivities:
         if discarded := await self.blob.discard_unfinished(key):
             log.info("export %s: discarded %d unfinished upload(s)", job.export_id, discarded)
         neutralise = self.settings.export_neutralise_formulas
-        batch_rows = self.settings.export_batch_rows
+        timeout = info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 4.0
+        beat_every = min(1.0, timeout / 4)
+        last_beat = last_signal = time.monotonic()
+
+        async def write(data: bytes, rows: int) -> None:
+            nonlocal last_beat, last_signal
+            await writer.write(data)
+            now = time.monotonic()
+            if now - last_beat >= beat_every:
+                last_beat = now
+                activity.heartbeat({"rows": rows})
+            await self.after_chunk(rows)
+            if now - last_signal >= self.settings.export_progress_seconds:
+                last_signal = now
+                await self._report_rows(info, rows)
+
         writer = await self.blob.open_writer(key)
-        rows = 0
-        last_id = 0
-        last_signal = time.monotonic()
         try:
-            await writer.write(
-                exports.encode_rows(
-                    [exports.header(job.custom_keys)], neutralise_formulas=neutralise
+            await writer.write(exports.header_line(job.custom_keys, neutralise_formulas=neutralise))
+            async with tenant_tx(self.pool, job.workspace_id) as conn:
+                rows = await exports.copy_rows(
+                    conn,
+                    job.workspace_id,
+                    job.tag_ids,
+                    job.custom_keys,
+                    neutralise_formulas=neutralise,
+                    output=write,
                 )
-            )
-            while True:
-                async with tenant_tx(self.pool, job.workspace_id) as conn:
-                    batch = await exports.fetch_batch(
-                        conn, job.workspace_id, job.tag_ids, last_id, batch_rows
-                    )
-                if not batch:
-                    break
-                await writer.write(
-                    exports.encode_rows(
-                        (exports.row(c, job.custom_keys) for c in batch),
-                        neutralise_formulas=neutralise,
-                    )
-                )
-                rows += len(batch)
-                last_id = batch[-1]["id"]
-                activity.heartbeat({"last_id": last_id, "rows": rows})
-                await self.after_batch(rows)
-                if time.monotonic() - last_signal >= self.settings.export_progress_seconds:
-                    last_signal = time.monotonic()
-                    await self._report_rows(info, rows)
-                if len(batch) < batch_rows:
-                    break
             size = await writer.commit()
         except BaseException:
             await _abort(writer)
@@ -175,8 +171,9 @@ class ExportActivities:
         await self._complete(job.export_id, job.workspace_id, key, rows, size)
         return ExportFile(blob_key=key, row_count=rows, file_bytes=size, uri=self.blob.uri(key))
 
-    async def after_batch(self, rows: int) -> None:
-        """A seam for fault-injection tests (a worker killed mid-file); nothing here."""
+    async def after_chunk(self, rows: int) -> None:
+        """A seam for fault-injection tests (a worker killed mid-file), called after each
+        chunk of the COPY stream is written, with the rows written so far; nothing here."""
 
     async def _report_rows(self, info: activity.Info, rows: int) -> None:
         if info.workflow_id is None:  # run outside a workflow (standalone activity)

@@ -43,10 +43,22 @@ async def create_owner_pool(dsn: str, *, max_size: int = 4) -> asyncpg.Pool:
 
 @asynccontextmanager
 async def tenant_tx(pool: asyncpg.Pool, workspace_id: str) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction that sees only `workspace_id`'s rows (row-level security)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
-        yield conn
+    """A transaction that sees only `workspace_id`'s rows (row-level security).
+
+    A connection that closed inside it (a crashed server, one terminated after a failed
+    COPY) has no transaction left to roll back: the error that closed it is the one raised.
+    """
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
+            yield conn
+        except BaseException:
+            if not conn.is_closed():
+                await tx.rollback()
+            raise
+        await tx.commit()
 
 
 async def migrate(dsn: str) -> list[str]:

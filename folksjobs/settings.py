@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     # Chunks handled by one workflow run before continue-as-new keeps history small.
     import_chunks_per_run: int = 1000
 
-    # --- Export (spec: 1,000-row cursor batches) ------------------------------------
-    export_batch_rows: int = 1000
+    # --- Export (one COPY ... TO STDOUT stream; the spec's 1,000-row cursor batches were
+    # the worker's CSV writer's pace, see folksjobs/exports.py) ------------------------
     # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/csvsafe.py).
     export_neutralise_formulas: bool = True
     # How often stream-export tells its workflow the rows written (the progress query).

@@ -1,9 +1,9 @@
 """A real worker process that kills itself (SIGKILL) in the middle of stream-export.
 
 Run by tests/test_export.py with the stack in its environment (DATABASE_URL, REDIS_URL,
-TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE, BLOB_URL, EXPORT_BATCH_ROWS) and CRASH_AFTER_ROWS:
-on the first attempt, once that many rows are written to the unpublished file, the
-process dies without any cleanup, as a worker on a lost machine would.
+TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE, BLOB_URL) and CRASH_AFTER_ROWS: on the first
+attempt, after the first chunk that brings the rows written to the unpublished file to
+that many, the process dies without any cleanup, as a worker on a lost machine would.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ CRASH_AFTER_ROWS = int(os.environ["CRASH_AFTER_ROWS"])
 
 
 class CrashingExportActivities(ExportActivities):
-    async def after_batch(self, rows: int) -> None:
+    async def after_chunk(self, rows: int) -> None:
         if activity.info().attempt == 1 and rows >= CRASH_AFTER_ROWS:
             print(f"killing the worker after {rows} rows", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)

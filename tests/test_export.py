@@ -189,9 +189,8 @@ async def activity_types(handle: WorkflowHandle[Any, Any]) -> list[str]:
 async def test_export_all_contacts_with_custom_field_columns(
     client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
 ) -> None:
-    # Pages of 2 rows and a progress report after every page: the keyset loop and the
-    # progress signal are both exercised.
-    settings = make_settings(stack, export_batch_rows=2, export_progress_seconds=0)
+    # A progress report after every chunk of the COPY stream.
+    settings = make_settings(stack, export_progress_seconds=0)
     await seed_contacts(
         owner_pool,
         tenant.workspace_id,
@@ -219,6 +218,11 @@ async def test_export_all_contacts_with_custom_field_columns(
             contact("ed@example.com", last_name="Eddington"),
         ],
     )
+    await owner_pool.execute(
+        "UPDATE contacts SET updated_at = $2 WHERE workspace_id = $1 AND email = 'di@example.com'",
+        uuid.UUID(tenant.workspace_id),
+        T0.replace(microsecond=120500),
+    )
     result, record, data = await run_export(client, settings, task_queue, tenant.workspace_id)
 
     head, rows = parse(data)
@@ -244,6 +248,11 @@ async def test_export_all_contacts_with_custom_field_columns(
     assert (
         datetime.fromisoformat(ed["created_at"]) == T0 == datetime.fromisoformat(ed["updated_at"])
     )
+    # ISO 8601 in UTC: no fraction when it is zero, no trailing zeros when it is not.
+    assert (ed["created_at"], di["updated_at"]) == (
+        "2026-01-05T09:30:00+00:00",
+        "2026-01-05T09:30:00.1205+00:00",
+    )
 
     assert result["status"] == "completed" and result["row_count"] == 5
     assert result["location"] == str(Path(settings.blob_url) / result["blob_key"])
@@ -260,7 +269,9 @@ async def test_export_all_contacts_with_custom_field_columns(
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
         for p in e.workflow_execution_signaled_event_attributes.input.payloads
     ]
-    assert [r.rows for r in reports] == [2, 4, 5]
+    # Five short rows arrive in one chunk or a few: the count only grows, to all of them.
+    counts = [r.rows for r in reports]
+    assert counts and counts == sorted(counts) and counts[-1] == 5
 
 
 async def test_tag_filter_exports_contacts_with_any_named_tag(
@@ -383,8 +394,53 @@ PAYLOADS = [
     "\tTAB",
     "\rCR",
     '=HYPERLINK("http://evil","x")',
+    "-",
+    "+.",
+    "-1e5",
+    "+١٢٣",  # not ASCII digits: not a plain number to a spreadsheet either
 ]
-HARMLESS = ["-12.5", "+14155550100", "a=b", 'say "hi", then\nleave', "Zoë Ærø 日本語 🚀", ""]
+HARMLESS = [
+    "-12.5",
+    "+14155550100",
+    "-.5",
+    "+7.",
+    "a=b",
+    'say "hi", then\nleave',
+    "line\r\nbreak",
+    "Zoë Ærø 日本語 🚀",
+    " =not first",
+    "",
+]
+
+
+def pg_csv(rows: Sequence[Sequence[str]], end: str) -> bytes:
+    """CSV as PostgreSQL's COPY writes it (quotes only where needed), with `end`."""
+
+    def field(v: str) -> str:
+        return '"' + v.replace('"', '""') + '"' if any(c in v for c in ',"\r\n') else v
+
+    return "".join(",".join(map(field, r)) + end for r in rows).encode("utf-8")
+
+
+def test_crlf_records_wherever_the_chunks_are_cut() -> None:
+    rows = [
+        ["a@example.com", "", "Ada", 'say "hi", then\nleave', "x"],
+        ["b@example.com", "line\r\nbreak", '"', "", ""],
+        ["c@example.com", '""\n""', ",", "\n", "日本語 🚀"],
+        ["d@example.com", "plain", "", "", ""],
+    ]
+    lf, crlf = pg_csv(rows, "\n"), pg_csv(rows, "\r\n")
+    again = io.StringIO()
+    csv.writer(again, lineterminator="\r\n").writerows(rows)
+    assert again.getvalue().encode("utf-8") == crlf
+    for size in [1, 2, 3, 5, 7, 11, len(lf)]:
+        records = exports.CrlfRecords()
+        out, counts = [], []
+        for i in range(0, len(lf), size):
+            out.append(records(lf[i : i + size]))
+            counts.append(records.records)
+        assert b"".join(out) == crlf, size
+        assert counts == sorted(counts) and records.records == len(rows)
 
 
 def test_neutralise_rules() -> None:
@@ -407,7 +463,16 @@ async def test_injection_neutralised_and_text_round_trips(
         ],
     )
     _, _, data = await run_export(client, make_settings(stack), task_queue, tenant.workspace_id)
-    _, rows = parse(data)
+    head, rows = parse(data)
+    # Byte for byte what the csv module writes for these cells: quoted only where needed,
+    # empty cells unquoted, CRLF after each record, line breaks inside cells kept.
+    again = io.StringIO()
+    csv.writer(again, lineterminator="\r\n").writerows(
+        [head, *([r[h] for h in head] for r in rows)]
+    )
+    assert again.getvalue().encode("utf-8") == data
+    # The records, the header, and the CRLF inside one value's three cells.
+    assert data.count(b"\r\n") == len(values) + 1 + 3
     expected = ["'" + p for p in PAYLOADS] + HARMLESS
     assert [r["first_name"] for r in rows] == expected
     assert [r["company"] for r in rows] == expected
@@ -448,7 +513,15 @@ async def test_other_workspaces_contacts_never_appear(
     app = await db.create_pool(settings.database_url or "", max_size=1)
     try:
         async with db.tenant_tx(app, tenant.workspace_id) as conn:
-            assert await exports.fetch_batch(conn, other, None, 0, 100) == []
+            chunks: list[bytes] = []
+
+            async def keep(data: bytes, rows: int) -> None:
+                chunks.append(data)
+
+            copied = await exports.copy_rows(
+                conn, other, None, ["secret"], neutralise_formulas=True, output=keep
+            )
+            assert (copied, chunks) == (0, [])
             assert await exports.count_contacts(conn, other, None) == 0
             assert await exports.custom_keys(conn, other, None) == []
         async with db.tenant_tx(app, other) as conn:
@@ -619,7 +692,7 @@ async def test_s3_export_equals_directory_export_byte_for_byte(
             for i in range(1000)
         ],
     )
-    local = make_settings(stack, export_batch_rows=1000)
+    local = make_settings(stack)
     _, _, local_data = await run_export(client, local, task_queue, tenant.workspace_id)
     s3_result, s3_record, s3_data = await run_export(
         client, s3_settings, task_queue, tenant.workspace_id
@@ -671,8 +744,9 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
     request: pytest.FixtureRequest,
 ) -> None:
     n = 600
-    # Through S3 the rows are padded so the dead attempt has uploaded a 5 MB part.
-    pad = "p" * 20_000 if backend == "s3" else ""
+    # Padded rows, so the COPY stream comes in many chunks and the kill lands mid-file;
+    # through S3 padded further, so the dead attempt has uploaded a 5 MB part.
+    pad = "p" * (20_000 if backend == "s3" else 2_000)
     ids = await seed_contacts(
         owner_pool,
         tenant.workspace_id,
@@ -682,7 +756,7 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
         base = await new_bucket_settings(stack, request.getfixturevalue("moto_s3"))
     else:
         base = make_settings(stack)
-    settings = base.model_copy(update={"export_batch_rows": 50})
+    settings = base
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -692,7 +766,6 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
         "TEMPORAL_TASK_QUEUE": task_queue,
         "BLOB_URL": settings.blob_url,
         "OUTBOX_DIR": str(settings.outbox_dir),
-        "EXPORT_BATCH_ROWS": "50",
         "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "S3_ACCESS_KEY_ID": "test",
         "S3_SECRET_ACCESS_KEY": "test",
@@ -716,7 +789,8 @@ async def test_worker_killed_mid_stream_still_yields_complete_file(
     finally:
         await app_pool.close()
     assert proc.returncode == -9, out.decode()
-    assert b"killing the worker after 300 rows" in out
+    killed_at = int(out.split(b"killing the worker after ")[1].split()[0])
+    assert 300 <= killed_at < n, out.decode()
     key = export_key(tenant.workspace_id, handle.id.removeprefix("export-"))
     # The dead attempt left an unfinished upload, never a published (truncated) export.
     assert await unfinished_uploads(settings, key) == 1
@@ -883,11 +957,11 @@ async def test_round_trip_export_then_import(
 
 
 class HoldingExportActivities(ExportActivities):
-    """stream-export stops after its first page, heartbeating, until it is cancelled."""
+    """stream-export stops after its first chunk, heartbeating, until it is cancelled."""
 
     reached: asyncio.Event
 
-    async def after_batch(self, rows: int) -> None:
+    async def after_chunk(self, rows: int) -> None:
         self.reached.set()
         while True:
             activity.heartbeat({"held_at_rows": rows})
@@ -900,7 +974,7 @@ async def test_cancel_mid_stream_publishes_nothing(
     await seed_contacts(
         owner_pool, tenant.workspace_id, [contact(f"c{i}@example.com") for i in range(20)]
     )
-    settings = make_settings(stack, export_batch_rows=5)
+    settings = make_settings(stack)
     async with open_services(settings, pool_size=4) as s:
         a = HoldingExportActivities(s.pool, s.blob, s.email, s.settings)
         a.reached = asyncio.Event()
@@ -954,12 +1028,15 @@ async def test_postgres_crash_mid_export_still_yields_complete_file(
     if pg is None:
         pytest.skip("needs the embedded PostgreSQL, which the test restarts")
     n = 2000
+    # ~2 KB rows: the COPY stream comes in many chunks, so the crash lands mid-file.
     await seed_contacts(
-        owner_pool, tenant.workspace_id, [contact(f"r{i:05d}@example.com") for i in range(n)]
+        owner_pool,
+        tenant.workspace_id,
+        [contact(f"r{i:05d}@example.com", custom_fields={"pad": "p" * 2000}) for i in range(n)],
     )
-    settings = make_settings(stack, export_batch_rows=100)
+    settings = make_settings(stack)
     crashed: list[int] = []
-    original = ExportActivities.after_batch
+    original = ExportActivities.after_chunk
 
     async def crash_once(self: ExportActivities, rows: int) -> None:
         if rows >= 500 and not crashed:
@@ -968,13 +1045,13 @@ async def test_postgres_crash_mid_export_still_yields_complete_file(
             await asyncio.to_thread(pg.start)
         await original(self, rows)
 
-    monkeypatch.setattr(ExportActivities, "after_batch", crash_once)
+    monkeypatch.setattr(ExportActivities, "after_chunk", crash_once)
     try:
         result, record, data = await run_export(client, settings, task_queue, tenant.workspace_id)
     finally:
         # The session's pool held connections to the crashed server: open new ones.
         await owner_pool.expire_connections()
-    assert crashed == [500]
+    assert len(crashed) == 1 and 500 <= crashed[0] < n
     _, rows = parse(data)
     assert sorted(r["email"] for r in rows) == [f"r{i:05d}@example.com" for i in range(n)]
     assert (result["row_count"], record["status"], record["row_count"]) == (n, "completed", n)

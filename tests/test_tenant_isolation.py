@@ -186,7 +186,7 @@ async def test_imports_and_exports_side_by_side_stay_apart(
 ) -> None:  # fmt: skip
     a, b = two_tenants
     settings = make_settings(stack, temporal_task_queue=task_queue, import_chunk_rows=7,
-                             import_sub_batch_rows=3, export_batch_rows=4)  # fmt: skip
+                             import_sub_batch_rows=3)  # fmt: skip
     files = {a.workspace_id: tenant_file("A", 40), b.workspace_id: tenant_file("B", 30)}
     async with running_worker(client, settings, task_queue) as services:
 

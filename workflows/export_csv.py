@@ -7,8 +7,8 @@
 | upload-empty            | nothing to export (the tags match no contact, or the work-    |
 |                         | space has none): a header-only CSV, export completed at once |
 | resolve-export-metadata | distinct custom-field keys and the row count, concurrently   |
-| stream-export           | keyset pages of 1,000 -> streaming CSV -> blob store; heart-  |
-|                         | beats its cursor; a retry rewrites the file from scratch      |
+| stream-export           | COPY (SELECT ...) TO STDOUT (csv) -> blob store, streamed;   |
+|                         | heartbeats rows written; a retry rewrites the whole file     |
 | send-notification       | notify_on_export_complete on => the user gets the link       |
 | mark-export-failed      | on any failure: status failed with the error; then re-raise  |
 |                         | (cancelled on a workflow cancellation)                       |
