@@ -120,6 +120,8 @@ class Bench:
         done = int(out.get("rows_done", res.rows))
         res.rows_per_s = done / res.wall_s if res.wall_s else None
         res.peak_rss_mb = sampler.peak_rss / 2**20
+        out["rss_own_mb"] = round(sampler.peak_own_rss / 2**20)
+        out["rss_children_mb"] = round(sampler.peak_children_rss / 2**20)
         res.client_cpu_s = sampler.cpu_seconds
         res.pg_cpu_s = self.pg_cpu.read() - pg0
         res.pg_active_s = self.pg_active() - act0

@@ -17,6 +17,10 @@ class Sampler:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak_rss = 0
+        # The same peak split by process: the watched processes alone, and their children
+        # (the worker's CSV chunker), so growth can be laid at the right door.
+        self.peak_own_rss = 0
+        self.peak_children_rss = 0
         self.samples = 0
         self._roots: dict[int, psutil.Process] = {}
         self._cpu: dict[int, float] = {}
@@ -40,7 +44,7 @@ class Sampler:
             return sum(self._cpu.values())
 
     def sample(self) -> None:
-        total = 0
+        total = own = children = 0
         with self._lock:
             roots = list(self._roots.items())
         for pid, proc in roots:
@@ -52,9 +56,12 @@ class Sampler:
                 kids = proc.children(recursive=True)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
+            own += rss
             for kid in kids:
                 try:
-                    rss += kid.memory_info().rss
+                    kid_rss = kid.memory_info().rss
+                    rss += kid_rss
+                    children += kid_rss
                     kt = kid.cpu_times()
                     cpu += kt.user + kt.system
                 except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
@@ -64,6 +71,8 @@ class Sampler:
                 self._cpu[pid] = max(cpu, self._cpu.get(pid, 0.0))
         self.samples += 1
         self.peak_rss = max(self.peak_rss, total)
+        self.peak_own_rss = max(self.peak_own_rss, own)
+        self.peak_children_rss = max(self.peak_children_rss, children)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
