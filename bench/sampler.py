@@ -17,8 +17,9 @@ class Sampler:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak_rss = 0
-        # The same peak split by process: the watched processes alone, and their children
-        # (the worker's CSV chunker), so growth can be laid at the right door.
+        # Peaks of the watched processes alone and of their children (the worker's CSV
+        # chunker), each taken on its own: they tell which side grew, they need not add up
+        # to peak_rss.
         self.peak_own_rss = 0
         self.peak_children_rss = 0
         self.samples = 0

@@ -86,9 +86,9 @@ class Settings(BaseSettings):
     error_report_threshold: float = 0.05
     # At most this many imports run at once per workspace; the rest wait in order (spec 003).
     imports_per_workspace_limit: Annotated[int, Field(ge=1)] = 5
-    # Chunks handled by one workflow run before continue-as-new. It bounds the history and
-    # the worker's memory too: a run's state costs ~70 KB per chunk until it hands over
-    # (5M rows: 1,000 per run 235 MB, 200 per run 223 MB, 50 per run 217 MB; bench/notes.md).
+    # Chunks handled by one workflow run before continue-as-new. It bounds the history, and
+    # the worker's RSS was measured to grow with the chunks of a run until it hands over
+    # (bench/notes.md, "Memory").
     import_chunks_per_run: Annotated[int, Field(ge=1)] = 200
 
     # --- Export (one COPY ... TO STDOUT stream; the spec's 1,000-row cursor batches were
