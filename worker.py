@@ -25,13 +25,13 @@ from activities.exports import ExportActivities
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
 from activities.welcome import WelcomeActivities
-from folksjobs import logsafe
 from folksjobs.catalog import JobSpec, job_by_name
-from folksjobs.logs import setup_logging
-from folksjobs.metrics import build_runtime
+from folksjobs.infra import logsafe
+from folksjobs.infra.logs import setup_logging
+from folksjobs.infra.metrics import build_runtime
+from folksjobs.infra.temporal import connect
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
-from folksjobs.temporal import connect
 from workflows.export_csv import ProcessExport
 from workflows.gate import IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv

@@ -7,15 +7,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import digest, emails
-from folksjobs.directory import UserNotFound, get_user
-from folksjobs.mailer import EmailSender, EmailSendError, mask_email
+from folksjobs.digest import stats as digest
+from folksjobs.infra.logsafe import mask_email
 from folksjobs.models import (
     DigestPage,
     DigestPageRequest,
     WorkspaceDigestJob,
     WorkspaceDigestResult,
 )
+from folksjobs.notify import emails
+from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
 
-from folksjobs.mailer import EmailSendError
+from folksjobs.notify.mailer import EmailSendError
 
 
 def email_error(e: EmailSendError) -> ApplicationError:

@@ -12,11 +12,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import emails, exports, metrics
-from folksjobs.blob import BlobStore, BlobWriter, export_key
-from folksjobs.db import tenant_tx
-from folksjobs.directory import UserNotFound, get_user
-from folksjobs.mailer import EmailSender, EmailSendError
+from folksjobs.exports import repo as exports
+from folksjobs.infra import metrics
+from folksjobs.infra.blob import BlobStore, BlobWriter, export_key
+from folksjobs.infra.db import tenant_tx
 from folksjobs.models import (
     ExportFailure,
     ExportFile,
@@ -29,6 +28,9 @@ from folksjobs.models import (
     StreamExportJob,
     TagFilter,
 )
+from folksjobs.notify import emails
+from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 
 log = logging.getLogger("folksjobs.exports")

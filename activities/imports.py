@@ -16,16 +16,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import chunker, dedup, emails, imports_repo, metrics, rediskeys
-from folksjobs.ai import Summarizer
-from folksjobs.blob import BlobNotFound, BlobStore
-from folksjobs.chunker import ChunkSpec
-from folksjobs.contacts import Mapper, Values, upsert
-from folksjobs.db import tenant_tx
-from folksjobs.directory import UserNotFound, get_user
-from folksjobs.gravatar import Gravatar
-from folksjobs.imports_repo import ImportRow
-from folksjobs.mailer import EmailSender, EmailSendError
+from folksjobs.imports import chunker, dedup
+from folksjobs.imports import repo as imports_repo
+from folksjobs.imports.chunker import ChunkSpec
+from folksjobs.imports.contacts import Mapper, Values, upsert
+from folksjobs.imports.repo import ImportRow
+from folksjobs.infra import metrics, rediskeys
+from folksjobs.infra.blob import BlobNotFound, BlobStore
+from folksjobs.infra.db import tenant_tx
 from folksjobs.models import (
     ChunkJob,
     ChunkPlan,
@@ -40,6 +38,11 @@ from folksjobs.models import (
     MissingChunks,
     ProcessCsvInput,
 )
+from folksjobs.notify import emails
+from folksjobs.notify.ai import Summarizer
+from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.gravatar import Gravatar
+from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 
 log = logging.getLogger(__name__)

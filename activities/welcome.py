@@ -7,10 +7,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import email_error
-from folksjobs import emails
-from folksjobs.directory import UserNotFound, get_user
-from folksjobs.mailer import EmailSender, EmailSendError
 from folksjobs.models import SendWelcomeResult, WelcomeEmailJob
+from folksjobs.notify import emails
+from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.mailer import EmailSender, EmailSendError
 
 
 class WelcomeActivities:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from folksjobs import db, seed  # noqa: E402
-from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer  # noqa: E402
+from folksjobs.devtools import seed  # noqa: E402
+from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer  # noqa: E402
+from folksjobs.infra import db  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -90,7 +90,7 @@ def start_s3() -> dict[str, str]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from folksjobs.devstack import free_port
+    from folksjobs.devtools.devstack import free_port
 
     port = free_port()
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()

@@ -144,11 +144,11 @@ def run_import(
 
 
 async def _import(settings: Any, csv: Path, workspace_id: str, user_id: str) -> dict[str, Any]:
-    from folksjobs import db
-    from folksjobs.blob import build_blob_store
+    from folksjobs.imports.uploads import confirm_import, upload_csv
+    from folksjobs.infra import db
+    from folksjobs.infra.blob import build_blob_store
+    from folksjobs.infra.temporal import connect
     from folksjobs.models import ImportResult
-    from folksjobs.temporal import connect
-    from folksjobs.uploads import confirm_import, upload_csv
 
     pool = await db.create_pool(settings.database_url, max_size=2)
     blob = build_blob_store(settings)
@@ -188,15 +188,16 @@ def run_export(fenv: FolksEnv, workspace_id: str, user_id: str, sampler: Sampler
 
 
 async def _export(settings: Any, workspace_id: str, user_id: str) -> dict[str, Any]:
-    from folksjobs import db, exports
-    from folksjobs.blob import build_blob_store
+    from folksjobs.exports import repo as exports
+    from folksjobs.infra import db
+    from folksjobs.infra.blob import build_blob_store
+    from folksjobs.infra.temporal import connect
     from folksjobs.models import (
         WF_PROCESS_EXPORT,
         ExportResult,
         ProcessExportInput,
         export_workflow_id,
     )
-    from folksjobs.temporal import connect
 
     pool = await db.create_pool(settings.database_url, max_size=2)
     blob = build_blob_store(settings)

@@ -45,7 +45,7 @@ def _version(pkg: str) -> str:
 
 def machine_meta(stack: Any, args: Any) -> dict[str, Any]:
     from bench.ceiling import pgloader_version
-    from folksjobs.devstack import temporal_cli
+    from folksjobs.devtools.devstack import temporal_cli
 
     cpu = "?"
     try:
@@ -68,7 +68,7 @@ def machine_meta(stack: Any, args: Any) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "postgres": psql.scalar("SHOW server_version"),
         "postgres_settings": "fsync=off, synchronous_commit=on, full_page_writes=off,"
-        " shared_buffers=256MB (folksjobs.devstack)",
+        " shared_buffers=256MB (folksjobs.devtools.devstack)",
         "temporal_cli": _cmd([temporal_cli(), "--version"]),
         "temporalio": _version("temporalio"),
         "asyncpg": _version("asyncpg"),

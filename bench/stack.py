@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ceiling import Psql, psql_binary
-from folksjobs import db
-from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.infra import db
 
 
 @dataclass

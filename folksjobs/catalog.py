@@ -3,7 +3,7 @@
 Each entry names the workflow type, its on/off flag, its trigger (event or schedule),
 its input model, the workflow id rule, the spec's retry count and the search attributes
 it sets. Queries, signals, updates and the result type are read from the workflow class
-itself once its job is registered in `worker.JOBS` (see `folksjobs.contract`), so the
+itself once its job is registered in `worker.JOBS` (see `folksjobs.devtools.contract`), so the
 catalog never disagrees with the code that runs.
 """
 

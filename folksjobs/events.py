@@ -31,8 +31,9 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from folksjobs import models, ui
+from folksjobs import models
 from folksjobs.catalog import JobDisabled, JobSpec, job_by_workflow, require_enabled
+from folksjobs.infra import ui
 from folksjobs.models import Model
 from folksjobs.settings import Settings
 

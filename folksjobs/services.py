@@ -10,11 +10,11 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from folksjobs import db, metrics
-from folksjobs.ai import Summarizer
-from folksjobs.blob import BlobStore, build_blob_store
-from folksjobs.gravatar import Gravatar
-from folksjobs.mailer import EmailSender, LimitedSender, build_sender
+from folksjobs.infra import db
+from folksjobs.infra.blob import BlobStore, build_blob_store
+from folksjobs.notify.ai import Summarizer
+from folksjobs.notify.gravatar import Gravatar
+from folksjobs.notify.mailer import CountingSender, EmailSender, LimitedSender, build_sender
 from folksjobs.settings import Settings
 
 
@@ -58,7 +58,7 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
     ai = Summarizer(settings)
     try:
         limited = LimitedSender(build_sender(settings, http), settings.email_concurrency)
-        sender = metrics.CountingSender(limited)
+        sender = CountingSender(limited)
         yield Services(settings, pool, redis, http, blob, sender, gravatar, ai)
     finally:
         await ai.close()

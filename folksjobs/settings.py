@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     import_chunks_per_run: Annotated[int, Field(ge=1)] = 200
 
     # --- Export (one COPY ... TO STDOUT stream; the spec's 1,000-row cursor batches were
-    # the worker's CSV writer's pace, see folksjobs/exports.py) ------------------------
-    # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/csvsafe.py).
+    # the worker's CSV writer's pace, see folksjobs/exports/repo.py) ------------------------
+    # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/exports/csvsafe.py).
     export_neutralise_formulas: bool = True
     # How often stream-export tells its workflow the rows written (the progress query).
     export_progress_seconds: float = 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from folksjobs import db, seed
+from folksjobs.devtools import seed
 from folksjobs.events import (
     EventError,
     JobDisabled,
@@ -14,8 +14,9 @@ from folksjobs.events import (
     parse_event,
     route_of,
 )
+from folksjobs.infra import db
+from folksjobs.infra.temporal import connect
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
 
 

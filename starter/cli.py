@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from folksjobs import logsafe
-from folksjobs.logs import setup_logging
+from folksjobs.infra import logsafe
+from folksjobs.infra.logs import setup_logging
 from folksjobs.settings import get_settings
 from starter import (
     basic,

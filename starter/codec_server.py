@@ -8,8 +8,8 @@ import signal
 
 from aiohttp import web
 
-from folksjobs.codec import CodecKeyError, new_key_entry
-from folksjobs.codec_server import app_from_settings, cors_origins, split_bind
+from folksjobs.infra.codec import CodecKeyError, new_key_entry
+from folksjobs.infra.codec_server import app_from_settings, cors_origins, split_bind
 from folksjobs.settings import Settings
 from starter.common import fail
 

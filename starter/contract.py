@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from folksjobs import contract
+from folksjobs.devtools import contract
 from folksjobs.settings import ROOT, Settings
 from starter.common import add_json_flag, emit, fail
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from folksjobs import db, seed
-from folksjobs.samples import write_demo_csv
+from folksjobs.devtools import seed
+from folksjobs.devtools.samples import write_demo_csv
+from folksjobs.infra import db
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
 from starter.imports import import_file

@@ -22,8 +22,8 @@ from folksjobs.events import (
     parse_event,
     route_of,
 )
+from folksjobs.infra.temporal import connect
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
 
 

@@ -16,8 +16,10 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from folksjobs import db, exports
-from folksjobs.blob import build_blob_store
+from folksjobs.exports import repo as exports
+from folksjobs.infra import db
+from folksjobs.infra.blob import build_blob_store
+from folksjobs.infra.temporal import connect
 from folksjobs.models import (
     WF_PROCESS_EXPORT,
     ExportProgress,
@@ -26,7 +28,6 @@ from folksjobs.models import (
     export_workflow_id,
 )
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
 
 POLL_SECONDS = 0.5

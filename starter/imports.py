@@ -21,12 +21,12 @@ from rich.progress import (
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
-from folksjobs.mapping import MappingError
+from folksjobs.imports.mapping import MappingError
+from folksjobs.imports.uploads import UploadRefused, UploadResult, confirm_import, upload_csv
+from folksjobs.infra.temporal import connect
 from folksjobs.models import import_workflow_id
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
-from folksjobs.uploads import UploadRefused, UploadResult, confirm_import, upload_csv
 from starter.common import emit, fail, ui_link
 
 

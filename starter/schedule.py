@@ -14,9 +14,10 @@ from typing import Any
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from folksjobs import schedules
 from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
-from folksjobs.digest import digest_week
+from folksjobs.digest import schedules
+from folksjobs.digest.stats import digest_week
+from folksjobs.infra.temporal import connect
 from folksjobs.models import (
     WF_WEEKLY_DIGEST,
     WeeklyDigestInput,
@@ -24,7 +25,6 @@ from folksjobs.models import (
     digest_workflow_id,
 )
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 from starter.common import add_json_flag, emit, fail, ui_link
 
 

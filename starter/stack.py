@@ -16,12 +16,12 @@ from urllib.parse import urlparse
 
 from temporalio.client import Client
 
-from folksjobs import db
-from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
-from folksjobs.logsafe import redact
-from folksjobs.schedules import ensure_digest_schedule
+from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.digest.schedules import ensure_digest_schedule
+from folksjobs.infra import db
+from folksjobs.infra.logsafe import redact
+from folksjobs.infra.temporal import connect
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 
 log = logging.getLogger("folksjobs.stack")
 

@@ -19,11 +19,12 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from folksjobs import db, seed
-from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.devtools import seed
+from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.infra import db
+from folksjobs.infra.temporal import connect
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 from worker import build_worker
 
 

@@ -17,9 +17,9 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
+from folksjobs.infra.temporal import connect
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
 from workflows.export_csv import ProcessExport
 
 CRASH_AFTER_ROWS = int(os.environ["CRASH_AFTER_ROWS"])

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from folksjobs.devstack import free_port
+from folksjobs.devtools.devstack import free_port
 
 
 class FakeServer:

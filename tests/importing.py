@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
+from folksjobs.imports.uploads import UploadResult, confirm_import, upload_csv
 from folksjobs.services import Services
 from folksjobs.settings import Settings
-from folksjobs.uploads import UploadResult, confirm_import, upload_csv
 
 
 def csv_bytes(rows: list[list[str]], *, newline: str = "\n", bom: bool = False) -> bytes:

@@ -31,7 +31,7 @@ async def _welcome(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, di
 
 async def _import(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
     """An uploaded file the user confirmed (pending -> processing), not yet started."""
-    from folksjobs import imports_repo
+    from folksjobs.imports import repo as imports_repo
     from tests.importing import upload
 
     data = b"email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n"

@@ -7,8 +7,8 @@ from datetime import timedelta
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from folksjobs.logs import log_context
-    from folksjobs.ui import set_job_attributes
+    from folksjobs.infra.logs import log_context
+    from folksjobs.infra.ui import set_job_attributes
 
 
 @activity.defn(name="log-probe")

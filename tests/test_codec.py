@@ -12,7 +12,8 @@ from aiohttp import web
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
-from folksjobs.codec import (
+from folksjobs.devtools.devstack import free_port
+from folksjobs.infra.codec import (
     ENCODING,
     KEY_ID_META,
     CodecKeyError,
@@ -20,10 +21,9 @@ from folksjobs.codec import (
     new_key_entry,
     parse_keys,
 )
-from folksjobs.codec_server import app_from_settings, build_app
-from folksjobs.devstack import free_port
+from folksjobs.infra.codec_server import app_from_settings, build_app
+from folksjobs.infra.temporal import data_converter
 from folksjobs.settings import Settings
-from folksjobs.temporal import data_converter
 
 EMAIL = "jane.doe@example.com"
 

@@ -16,8 +16,9 @@ import pytest
 from temporalio import workflow as wf
 from temporalio.client import Client
 
-from folksjobs import catalog, contract
-from folksjobs.devstack import temporal_cli
+from folksjobs import catalog
+from folksjobs.devtools import contract
+from folksjobs.devtools.devstack import temporal_cli
 from folksjobs.models import WF_IMPORT_GATE, GateState
 from folksjobs.settings import ROOT
 from starter.contract import generate

@@ -16,11 +16,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs import seed
-from folksjobs.mapping import MappingError
+from folksjobs.devtools import seed
+from folksjobs.imports.mapping import MappingError
+from folksjobs.imports.uploads import UploadRefused, confirm_import, upload_csv
 from folksjobs.services import Services
 from folksjobs.settings import Settings
-from folksjobs.uploads import UploadRefused, confirm_import, upload_csv
 from tests.conftest import Stack, make_settings, running_worker
 from tests.corpus.check import Outcome, judge
 from tests.corpus.generate import CASES, generate, manifest

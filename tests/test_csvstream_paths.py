@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from folksjobs import chunker, csvstream
-from folksjobs.csvstream import CsvFormat, Record, detect_format, iter_records, open_text
+from folksjobs.imports import chunker, csvstream
+from folksjobs.imports.csvstream import CsvFormat, Record, detect_format, iter_records, open_text
 from tests.corpus.generate import generate
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from folksjobs.devstack import SEARCH_ATTRIBUTES
+from folksjobs.devtools.devstack import SEARCH_ATTRIBUTES
 from folksjobs.settings import ROOT, Settings
 from starter.cli import parser
 

@@ -25,16 +25,8 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs import db, seed
-from folksjobs.digest import DigestStats, digest_week, gather_stats
-from folksjobs.mailer import Email, OutboxSender
-from folksjobs.models import (
-    WF_WEEKLY_DIGEST,
-    WeeklyDigestInput,
-    WeeklyDigestResult,
-    digest_send_key,
-)
-from folksjobs.schedules import (
+from folksjobs.devtools import seed
+from folksjobs.digest.schedules import (
     CronError,
     DigestSchedule,
     apply_schedule,
@@ -44,6 +36,15 @@ from folksjobs.schedules import (
     describe,
     set_paused,
 )
+from folksjobs.digest.stats import DigestStats, digest_week, gather_stats
+from folksjobs.infra import db
+from folksjobs.models import (
+    WF_WEEKLY_DIGEST,
+    WeeklyDigestInput,
+    WeeklyDigestResult,
+    digest_send_key,
+)
+from folksjobs.notify.mailer import Email, OutboxSender
 from tests.conftest import Stack, make_settings, running_worker
 from tests.fakes import FakeEmailProvider
 

@@ -17,7 +17,7 @@ from temporalio import workflow as wf
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from folksjobs import models, ui
+from folksjobs import models
 from folksjobs.events import (
     ROUTES,
     EventError,
@@ -28,6 +28,7 @@ from folksjobs.events import (
     dispatch,
     parse_event,
 )
+from folksjobs.infra import ui
 from folksjobs.settings import ROOT
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.jobcases import CASES

@@ -32,10 +32,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
-from folksjobs import db, exports, seed
-from folksjobs.blob import BlobKeyError, S3BlobStore, build_blob_store, check_key, export_key
-from folksjobs.csvsafe import neutralise
-from folksjobs.devstack import free_port
+from folksjobs.devtools import seed
+from folksjobs.devtools.devstack import free_port
+from folksjobs.exports import repo as exports
+from folksjobs.exports.csvsafe import neutralise
+from folksjobs.infra import db
+from folksjobs.infra.blob import BlobKeyError, S3BlobStore, build_blob_store, check_key, export_key
 from folksjobs.models import WF_PROCESS_EXPORT, ExportRows, ProcessExportInput, export_workflow_id
 from folksjobs.services import open_services
 from folksjobs.settings import Settings

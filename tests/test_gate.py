@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.gate import GateActivities
-from folksjobs import ui
+from folksjobs.infra import ui
 from folksjobs.models import GateState
 from folksjobs.settings import Settings
 from tests.gate_holder import GateHolder

@@ -22,12 +22,12 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs.codec import EncryptionCodec, new_key_entry
-from folksjobs.codec_server import build_app
-from folksjobs.devstack import free_port, temporal_cli
+from folksjobs.devtools.devstack import free_port, temporal_cli
+from folksjobs.imports.uploads import confirm_import
+from folksjobs.infra.codec import EncryptionCodec, new_key_entry
+from folksjobs.infra.codec_server import build_app
+from folksjobs.infra.temporal import connect
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput, import_workflow_id
-from folksjobs.temporal import connect
-from folksjobs.uploads import confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeEmailProvider
 from tests.importing import csv_bytes, upload

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
-from folksjobs import rediskeys
+from folksjobs.imports.uploads import confirm_import
+from folksjobs.infra import rediskeys
 from folksjobs.models import WF_PROCESS_CSV, ProcessCsvInput
-from folksjobs.uploads import confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import contacts, csv_bytes, import_bytes, import_row, upload
 
@@ -370,7 +370,7 @@ async def test_redis_flushed_mid_import_gives_the_clean_result(
 async def test_gravatar_and_ai_summary_from_local_servers(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    from folksjobs.gravatar import email_hash
+    from folksjobs.notify.gravatar import email_hash
     from tests.fakes import FakeAnthropic, FakeGravatar
 
     known = email_hash("has.avatar@example.com")
@@ -499,7 +499,9 @@ async def test_chunker_process_killed_mid_file_gives_the_clean_result(
             written = rediskeys.chunks_written(up.import_id, 0)
             while True:
                 children = psutil.Process().children(recursive=True)
-                chunkers = [p for p in children if "folksjobs.chunker" in " ".join(p.cmdline())]
+                chunkers = [
+                    p for p in children if "folksjobs.imports.chunker" in " ".join(p.cmdline())
+                ]
                 if chunkers and await services.redis.get(written):
                     chunkers[0].kill()
                     return chunkers[0].pid

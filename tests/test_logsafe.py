@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs import logsafe
-from folksjobs.codec import new_key_entry
+from folksjobs.infra import logsafe
+from folksjobs.infra.codec import new_key_entry
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant

@@ -17,13 +17,13 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
-from folksjobs import metrics, ui
-from folksjobs.devstack import free_port
-from folksjobs.logs import JsonFormatter, TextFormatter
-from folksjobs.mailer import Email, LimitedSender, SendReceipt
+from folksjobs.devtools.devstack import free_port
+from folksjobs.infra import metrics, ui
+from folksjobs.infra.logs import JsonFormatter, TextFormatter
+from folksjobs.infra.temporal import connect
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
+from folksjobs.notify.mailer import Email, LimitedSender, SendReceipt
 from folksjobs.settings import ROOT
-from folksjobs.temporal import connect
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.log_probe import LogProbe, log_probe
 

@@ -18,11 +18,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs import rediskeys
-from folksjobs.devstack import free_port
+from folksjobs.devtools.devstack import free_port
+from folksjobs.imports.uploads import UploadResult, confirm_import
+from folksjobs.infra import rediskeys
 from folksjobs.services import Services
 from folksjobs.settings import Settings
-from folksjobs.uploads import UploadResult, confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeAnthropic, FakeEmailProvider, FakeGravatar
 from tests.importing import contacts, csv_bytes, import_row, upload

@@ -17,7 +17,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from folksjobs import db, exports, imports_repo, seed
+from folksjobs.devtools import seed
+from folksjobs.exports import repo as exports
+from folksjobs.imports import repo as imports_repo
+from folksjobs.imports.uploads import confirm_import
+from folksjobs.infra import db
 from folksjobs.models import (
     WF_PROCESS_CSV,
     WF_PROCESS_EXPORT,
@@ -26,7 +30,6 @@ from folksjobs.models import (
     export_workflow_id,
     import_workflow_id,
 )
-from folksjobs.uploads import confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import csv_bytes, upload
 

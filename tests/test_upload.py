@@ -8,9 +8,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from folksjobs.imports.uploads import UploadRefused, upload_csv
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
-from folksjobs.uploads import UploadRefused, upload_csv
 from tests.conftest import Stack, Tenant, make_settings
 from tests.importing import csv_bytes
 
@@ -109,7 +109,7 @@ async def test_mapping_overrides_and_bad_override(stack: Stack, tenant: Tenant) 
     data = csv_bytes([["Work", "Name"], ["a@example.com", "A"]])
     up = await _upload(make_settings(stack), tenant, data, ["Work=email", "Name=skip"])
     assert up.mapping == ["email", ""]
-    from folksjobs.mapping import MappingError
+    from folksjobs.imports.mapping import MappingError
 
     with pytest.raises(MappingError, match="no column named 'Nope'"):
         await _upload(make_settings(stack), tenant, data, ["Nope=email"])

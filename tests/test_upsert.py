@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from folksjobs.contacts import MAX_CUSTOM_COLUMNS, SEP, Mapper, upsert
-from folksjobs.db import tenant_tx
+from folksjobs.imports.contacts import MAX_CUSTOM_COLUMNS, SEP, Mapper, upsert
+from folksjobs.infra.db import tenant_tx
 from tests.conftest import Tenant
 
 

@@ -16,8 +16,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from folksjobs import db
-from folksjobs.devstack import temporal_cli
+from folksjobs.devtools.devstack import temporal_cli
+from folksjobs.infra import db
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput, welcome_workflow_id
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeEmailProvider

@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ROWS_SIGNAL, ExportActivities
+    from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_EXPORT,
         ExportFailure,
@@ -40,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
-    from folksjobs.ui import set_job_attributes
 
 RETRY = RetryPolicy(
     maximum_attempts=3,

@@ -41,8 +41,8 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gate import ACQUIRE_SIGNAL, RELEASE_SIGNAL, GateActivities, gate_workflow_id
+    from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import WF_IMPORT_GATE, GateInput, GateState, SlotRelease, SlotRequest
-    from folksjobs.ui import set_job_attributes
 
 IMPORT_GATE = "import-gate"
 GATE_RETRY = RetryPolicy(

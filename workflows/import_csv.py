@@ -28,6 +28,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
+    from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_CSV,
         ChunkJob,
@@ -43,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         MissingChunks,
         ProcessCsvInput,
     )
-    from folksjobs.ui import set_job_attributes
     from workflows.gate import held_slot
 
 RETRY = RetryPolicy(

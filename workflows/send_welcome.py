@@ -16,13 +16,13 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.welcome import WelcomeActivities
+    from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_SEND_WELCOME,
         SendWelcomeInput,
         SendWelcomeResult,
         WelcomeEmailJob,
     )
-    from folksjobs.ui import set_job_attributes
 
 RETRY = RetryPolicy(
     maximum_attempts=3,

@@ -11,7 +11,7 @@ attempts per step).
 |                  | 100,000 workspaces are 200 short runs, not one endless history    |
 
 A workspace's failure is logged and counted and never stops the others. The week comes
-from the scheduled time (see `folksjobs.digest`), never from the worker's clock.
+from the scheduled time (see `folksjobs.digest.stats`), never from the worker's clock.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.digest import DigestActivities
-    from folksjobs.digest import digest_week
+    from folksjobs.digest.stats import digest_week
     from folksjobs.models import (
         DIGEST_FAILED_IDS_KEPT,
         WF_WEEKLY_DIGEST,

@@ -24,12 +24,13 @@ import asyncpg
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from folksjobs import db, seed
-from folksjobs.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.devtools import seed
+from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.imports.uploads import confirm_import, upload_csv
+from folksjobs.infra import db
+from folksjobs.infra.temporal import connect
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
-from folksjobs.temporal import connect
-from folksjobs.uploads import confirm_import, upload_csv
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CONTACT_COLUMNS = "email, first_name, last_name, company, phone, avatar_url, custom_fields"

@@ -2,7 +2,7 @@
 
     python -m tests.faults.run [--rows 200000] [--kills 10] [--seed 9] [--out tests/faults]
 
-A clean run imports a deterministic file (folksjobs.samples, ~2 % repeated and ~1 %
+A clean run imports a deterministic file (folksjobs.devtools.samples, ~2 % repeated and ~1 %
 invalid emails) once; then each case imports the same file on servers of its own while
 a fault strikes at moments drawn from `--seed`:
 
@@ -46,7 +46,7 @@ from typing import Any
 
 import temporalio
 
-from folksjobs.samples import write_demo_csv
+from folksjobs.devtools.samples import write_demo_csv
 from tests.faults.harness import Env, Tuning, Watch, result_of, watch
 
 COUNT_KEYS = ("total_rows", "inserted", "updated", "failed", "duplicates")
@@ -267,7 +267,7 @@ def report(results: list[CaseResult], base: Baseline, args: argparse.Namespace,
         f"Date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.node()} "
         f"({platform.machine()}, {__import__('os').cpu_count()} cores), Python "
         f"{platform.python_version()}, temporalio {temporalio.__version__}; seed {args.seed}.",
-        f"File: {args.rows:,} rows from folksjobs.samples (seed 7). Worker tuning: "
+        f"File: {args.rows:,} rows from folksjobs.devtools.samples (seed 7). Worker tuning: "
         f"{tuning.chunk_rows} rows/chunk, {tuning.sub_batch_rows}-row sub-batches, "
         f"{tuning.parallel_chunks} chunks at once, continue-as-new every "
         f"{tuning.chunks_per_run} chunks.",

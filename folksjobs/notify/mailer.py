@@ -22,6 +22,7 @@ from typing import Protocol
 
 import aiohttp
 
+from folksjobs.infra import metrics
 from folksjobs.settings import Settings
 
 
@@ -55,12 +56,6 @@ class EmailSender(Protocol):
     name: str
 
     async def send(self, email: Email) -> SendReceipt: ...
-
-
-def mask_email(address: str) -> str:
-    """`j***@example.com`: enough to tell addresses apart in a log, not to read them."""
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else "***"
 
 
 def _safe_name(key: str) -> str:
@@ -184,3 +179,23 @@ class LimitedSender:
     async def send(self, email: Email) -> SendReceipt:
         async with self.sem:
             return await self.inner.send(email)
+
+
+DIGEST_TAG = "weekly-digest"  # notify.emails.weekly_digest's tag
+
+
+class CountingSender:
+    """Wraps the email backend: every email a job sends is counted, by its first tag."""
+
+    def __init__(self, inner: EmailSender) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def send(self, email: Email) -> SendReceipt:
+        receipt = await self.inner.send(email)
+        if not receipt.duplicate:
+            kind = email.tags[0] if email.tags else "other"
+            metrics.email_sent(kind)
+            if kind == DIGEST_TAG:
+                metrics.digest_sent()
+        return receipt

@@ -19,8 +19,8 @@ from typing import Any
 
 from temporalio import activity, workflow
 
-from folksjobs.logsafe import redact
-from folksjobs.ui import WORKSPACE_ID
+from folksjobs.infra.logsafe import redact
+from folksjobs.infra.ui import WORKSPACE_ID
 
 _workspace: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "folksjobs_workspace_id", default=None

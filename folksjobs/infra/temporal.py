@@ -23,7 +23,7 @@ def data_converter(settings: Settings) -> DataConverter:
     """
     if settings.payload_encryption_keys is None:
         return pydantic_data_converter
-    from folksjobs.codec import EncryptionCodec
+    from folksjobs.infra.codec import EncryptionCodec
 
     codec = EncryptionCodec.from_setting(settings.payload_encryption_keys.get_secret_value())
     return dataclasses.replace(

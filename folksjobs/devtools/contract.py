@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
-from folksjobs import ui
 from folksjobs.catalog import JOBS, JobSpec
-from folksjobs.devstack import SEARCH_ATTRIBUTES
+from folksjobs.devtools.devstack import SEARCH_ATTRIBUTES
 from folksjobs.events import ROUTES, Route
+from folksjobs.infra import ui
 from folksjobs.models import TASK_QUEUE, WF_IMPORT_GATE, GateInput
 
 SCHEMA_DIR = "docs/schemas"

@@ -4,7 +4,7 @@ Parsing a large file, normalising its emails and hashing them for dedup keep a c
 busy. In a thread of the worker that work would hold the GIL against the event loop that
 commits the chunks: every socket call of the loop then waits out the parser's switch
 interval (measured: a 1M-row import 33 s in a thread, 25 s with a 0.5 ms interval). So
-it runs in a child process (`python -m folksjobs.chunker SPEC`), which also puts the
+it runs in a child process (`python -m folksjobs.imports.chunker SPEC`), which also puts the
 second core to use. The child reads the file (a path, or the blob's bytes on stdin),
 splits it into chunks of `chunk_rows` records, decides the duplicates inside each chunk
 (dedup.last_wins) and writes every chunk to stdout. The worker claims the chunk's emails
@@ -28,8 +28,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from folksjobs.csvstream import CsvFormat, iter_cells, open_text, read_header, records
-from folksjobs.dedup import last_wins
+from folksjobs.imports.csvstream import CsvFormat, iter_cells, open_text, read_header, records
+from folksjobs.imports.dedup import last_wins
 
 Frame = tuple[int, int, bytes, list[int], list[bytes], list[int]]
 
@@ -45,13 +45,13 @@ class ChunkSpec:
     path: str | None = None  # None: the file's bytes arrive on stdin
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "folksjobs.chunker", json.dumps(asdict(self))]
+        return [sys.executable, "-m", "folksjobs.imports.chunker", json.dumps(asdict(self))]
 
     @staticmethod
     def env() -> dict[str, str]:
         """The worker's environment, with this very package first on the child's path
         (a checkout run in place, not only an installed one)."""
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         path = os.environ.get("PYTHONPATH")
         return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 

@@ -1,6 +1,6 @@
 """Contacts: turning CSV cells into validated rows, and the bulk upsert.
 
-Validation is a pydantic model (the email normalised and checked by folksjobs.addresses).
+Validation is a pydantic model (the email normalised and checked by folksjobs.imports.addresses).
 A Mapper compiled once per import gives the same answers without pydantic for the rows
 that plainly pass, and calls it for the rest. The upsert is one statement per sub-batch
 over `unnest` arrays, its rows sorted by email so two imports touching the same emails
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
-from folksjobs.addresses import email_problem, normalise_email
+from folksjobs.imports.addresses import email_problem, normalise_email
 
 MAX_FIELD = 10_000
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 from html import escape
 
-from folksjobs.mailer import Email
+from folksjobs.notify.mailer import Email
 
 
 def _html(title: str, paragraphs: list[str], items: list[str] | None = None) -> str:

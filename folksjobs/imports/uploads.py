@@ -18,9 +18,9 @@ from uuid import UUID
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
-from folksjobs import imports_repo
-from folksjobs.blob import BlobStore, BlobWriter, import_key
-from folksjobs.csvstream import (
+from folksjobs.events import ImportCsvConfirmed, dispatch
+from folksjobs.imports import repo as imports_repo
+from folksjobs.imports.csvstream import (
     CsvFormat,
     CsvRefused,
     detect_format,
@@ -30,8 +30,8 @@ from folksjobs.csvstream import (
     read_header,
     reset_fallback_count,
 )
-from folksjobs.events import ImportCsvConfirmed, dispatch
-from folksjobs.mapping import apply_overrides, suggest_mapping, validate_mapping
+from folksjobs.imports.mapping import apply_overrides, suggest_mapping, validate_mapping
+from folksjobs.infra.blob import BlobStore, BlobWriter, import_key
 from folksjobs.models import import_workflow_id
 from folksjobs.settings import Settings
 

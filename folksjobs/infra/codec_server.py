@@ -23,10 +23,10 @@ from aiohttp import hdrs, web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from folksjobs.codec import CodecKeyError, EncryptionCodec
+from folksjobs.infra.codec import CodecKeyError, EncryptionCodec
 from folksjobs.settings import Settings
 
-log = logging.getLogger("folksjobs.codec_server")
+log = logging.getLogger("folksjobs.infra.codec_server")
 
 ALLOWED_HEADERS = "authorization,content-type,x-namespace"
 CodecFn = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]

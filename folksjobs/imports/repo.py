@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from folksjobs.db import tenant_tx
+from folksjobs.infra.db import tenant_tx
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from typing import Any
 
 import asyncpg
 
-from folksjobs.csvsafe import FORMULA_PREFIXES, PLAIN_NUMBER, neutralise
-from folksjobs.db import tenant_tx
+from folksjobs.exports.csvsafe import FORMULA_PREFIXES, PLAIN_NUMBER, neutralise
+from folksjobs.infra.db import tenant_tx
 
 STANDARD_COLUMNS = (
     "email",

@@ -7,7 +7,7 @@ as a number, not a formula, so it is left alone and phone numbers and negative a
 survive intact. Quotes, commas, newlines and non-ASCII text are the CSV writer's business
 (RFC 4180 quoting), not this module's: they round-trip unchanged.
 
-The export applies the same rule inside its SQL (folksjobs.exports builds it from
+The export applies the same rule inside its SQL (folksjobs.exports.repo builds it from
 FORMULA_PREFIXES and PLAIN_NUMBER); `neutralise` is the rule in Python (the header row).
 """
 

@@ -1,7 +1,7 @@
 """Logs never carry a raw email address or a password in a URL.
 
 A filter on the output handlers rewrites each record's final text (message, arguments,
-traceback): email addresses become `j***@example.com` (mailer.mask_email), and
+traceback): email addresses become `j***@example.com` (mask_email below), and
 `scheme://user:password@host` becomes `scheme://user:***@host`. Secrets held as
 `SecretStr` settings print as `**********` on their own; this catches what slips through
 an f-string, an exception text or a library's message.
@@ -15,7 +15,6 @@ from collections.abc import Iterable
 
 from pydantic import SecretStr
 
-from folksjobs.mailer import mask_email
 from folksjobs.settings import Settings
 
 MASK = "**********"
@@ -26,6 +25,12 @@ EMAIL = re.compile(r"[\w+%-][\w.+'%-]*@[\w-]+(?:\.[\w-]+)+")
 URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
 # `postgresql://postgres@db.internal/x` names a login, not a person: left readable.
 URL_USERINFO_BEFORE = re.compile(r"(?i)[a-z][a-z0-9+.-]*://(?:[^\s:/@]*:)?$")
+
+
+def mask_email(address: str) -> str:
+    """`j***@example.com`: enough to tell addresses apart in a log, not to read them."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
 
 
 def _mask(m: re.Match[str]) -> str:

@@ -16,17 +16,15 @@ from __future__ import annotations
 from temporalio import activity, workflow
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from folksjobs.mailer import Email, EmailSender, SendReceipt
 from folksjobs.settings import Settings
 
 PREFIX = "folksjobs_"
-DIGEST_TAG = "weekly-digest"  # folksjobs.emails.weekly_digest's tag
 COUNTERS = {
     "rows_imported": "CSV rows inserted or updated in contacts",
     "rows_failed": "CSV rows rejected (invalid or failed to upsert)",
     "exports": "exports completed",
     "emails_sent": "emails accepted by the email backend, by kind",
-    "digests_sent": "weekly digest emails sent (counted by CountingSender)",
+    "digests_sent": "weekly digest emails sent (counted by notify.mailer.CountingSender)",
 }
 
 
@@ -68,23 +66,6 @@ def export_completed() -> None:
 
 def email_sent(kind: str) -> None:
     count("emails_sent", kind=kind)
-
-
-class CountingSender:
-    """Wraps the email backend: every email a job sends is counted, by its first tag."""
-
-    def __init__(self, inner: EmailSender) -> None:
-        self.inner = inner
-        self.name = inner.name
-
-    async def send(self, email: Email) -> SendReceipt:
-        receipt = await self.inner.send(email)
-        if not receipt.duplicate:
-            kind = email.tags[0] if email.tags else "other"
-            email_sent(kind)
-            if kind == DIGEST_TAG:
-                digest_sent()
-        return receipt
 
 
 def digest_sent(n: int = 1) -> None:

@@ -14,7 +14,7 @@ import time
 import aiohttp
 from redis.asyncio import Redis
 
-from folksjobs import rediskeys
+from folksjobs.infra import rediskeys
 
 _MISS = b""
 # After this many lookups in a row fail (no network, Gravatar down), stop asking for a

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from folksjobs.addresses import email_of
+from folksjobs.imports.addresses import email_of
 
 if TYPE_CHECKING:  # the chunker's child process imports this module, never Redis
     from redis.asyncio import Redis

@@ -17,7 +17,7 @@ from typing import Literal
 
 import asyncpg
 
-from folksjobs.db import tenant_tx
+from folksjobs.infra.db import tenant_tx
 from folksjobs.models import DigestWeek
 
 WINDOW = timedelta(days=7)

@@ -14,7 +14,7 @@ from typing import Literal
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from folksjobs.search_attributes import EXPORT_ID, IMPORT_ID, JOB_STATUS, WORKSPACE_ID
+from folksjobs.infra.search_attributes import EXPORT_ID, IMPORT_ID, JOB_STATUS, WORKSPACE_ID
 
 KEYS = (WORKSPACE_ID, IMPORT_ID, EXPORT_ID, JOB_STATUS)
 
