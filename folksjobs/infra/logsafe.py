@@ -27,9 +27,7 @@ TEXT_MAX = 64 * 1024
 # the lookbehinds let a match start only where a run of its first characters starts, so
 # a long run is scanned once instead of once from each of its characters.
 # A quote is part of an address (`o'brien@x.ie`) and may also open one (`'jane@x.org'`).
-EMAIL = re.compile(
-    r"(?:(?<![\w.+'%-])|(?<=(?<![\w.+'%-])'))[\w+%-][\w.+'%-]*@[\w-]+(?:\.[\w-]+)+"
-)
+EMAIL = re.compile(r"(?:(?<![\w.+'%-])|(?<=(?<![\w.+'%-])'))[\w+%-][\w.+'%-]*@[\w-]+(?:\.[\w-]+)+")
 URL_PASSWORD = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
 # `postgresql://postgres@db.internal/x` names a login, not a person: left readable.
 URL_SCHEME_END = re.compile(r"(?i)[a-z][a-z0-9+.-]*\Z")
