@@ -66,6 +66,7 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
 def _import(s: Services) -> list[Callable[..., Any]]:
     a = ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
     return [
+        a.check_import,
         a.fetch_import,
         a.download_and_chunk,
         a.process_batch,

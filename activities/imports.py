@@ -40,7 +40,7 @@ from folksjobs.models import (
 )
 from folksjobs.notify import emails
 from folksjobs.notify.ai import Summarizer
-from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.directory import NotAMember, UserNotFound, get_user, require_member
 from folksjobs.notify.gravatar import Gravatar
 from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
@@ -98,6 +98,38 @@ class ImportActivities:
                 non_retryable=True,
             )
         return rec
+
+    # --- check-import -------------------------------------------------------------
+
+    @activity.defn(name="check-import")
+    async def check_import(self, inp: ProcessCsvInput) -> None:
+        """Before the run queues or writes anything: the import is this workspace's, the
+        user belongs to it, and it can start. A pending import becomes processing here:
+        the confirmed event is the confirmation, whoever sends it (docs/contract.md).
+
+        Every refusal leaves the record as it was, so the rightful start (the owner's own
+        confirm, or this one once the state is fixed) can still run it.
+        """
+        try:
+            await require_member(self.pool, inp.workspace_id, inp.user_id)
+        except NotAMember as e:
+            raise ApplicationError(str(e), type="InvalidImport", non_retryable=True) from e
+        rec = await self._record(inp.workspace_id, inp.import_id)
+        if rec.status not in ("pending", "processing"):
+            raise ApplicationError(
+                f"Invalid import state: {rec.status} (expected pending or processing)",
+                type="InvalidImport",
+                non_retryable=True,
+            )
+        if "email" not in rec.column_mapping:
+            raise ApplicationError(
+                "no column is mapped to email", type="InvalidImport", non_retryable=True
+            )
+        if rec.status == "pending":
+            wid = activity.info().workflow_id or ""
+            await imports_repo.confirm(
+                self.pool, inp.workspace_id, inp.import_id, rec.column_mapping, wid
+            )
 
     # --- fetch-import -------------------------------------------------------------
 
@@ -464,11 +496,10 @@ class ImportActivities:
         summary: str,
     ) -> None:
         try:
+            await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)
-        except UserNotFound:
-            log.warning(
-                "import %s: user %s not found; no completion email", job.import_id, job.user_id
-            )
+        except (UserNotFound, NotAMember) as e:
+            log.warning("import %s: no completion email: %s", job.import_id, e)
             return
         msgs = [
             emails.import_completed(
@@ -521,6 +552,13 @@ class ImportActivities:
     @activity.defn(name="mark-failed")
     async def mark_failed(self, f: ImportFailure) -> None:
         """Status failed (or cancelled), caches invalidated, best-effort email, keys removed."""
+        rec = await imports_repo.get(self.pool, f.workspace_id, f.import_id)
+        if rec is None:
+            # Not this workspace's import (a caller paired the ids): nothing of the import
+            # that does carry this id (its record, its chunks in Redis) may be touched.
+            log.warning("import %s: not in workspace %s; nothing marked", f.import_id,
+                        f.workspace_id)  # fmt: skip
+            return
         status = "cancelled" if f.cancelled else "failed"
         await imports_repo.end(
             self.pool,
@@ -534,11 +572,13 @@ class ImportActivities:
         if f.cancelled:
             return
         try:
+            # Only about an import of the workspace, only to one of its members.
+            await require_member(self.pool, f.workspace_id, f.user_id)
             user = await get_user(self.pool, f.user_id)
-            rec = await imports_repo.get(self.pool, f.workspace_id, f.import_id)
-            name = rec.file_name if rec else f.import_id
             await self.sender.send(
-                emails.import_failed(user.email, name, f.error, f"{f.workflow_id}/import-failed")
+                emails.import_failed(
+                    user.email, rec.file_name, f.error, f"{f.workflow_id}/import-failed"
+                )
             )
         except Exception as e:  # best effort: must never hide the import's own error
             log.error("import %s: failure email not sent (%s)", f.import_id, type(e).__name__)

@@ -13,9 +13,9 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from folksjobs.events import ID_CONFLICT_POLICY, ID_REUSE_POLICY
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
 from folksjobs.infra.blob import build_blob_store
@@ -128,8 +128,8 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
         task_queue=settings.temporal_task_queue,
         result_type=ExportResult,
         # A repeated start of the same export joins the running workflow, never a second one.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=ID_CONFLICT_POLICY,
+        id_reuse_policy=ID_REUSE_POLICY,
     )
     data: dict[str, Any] = {
         "export_id": export_id,

@@ -2,6 +2,8 @@
 
 | step               | what it does                                                      |
 |--------------------|-------------------------------------------------------------------|
+| check-import       | record in the workspace, user a member, state pending/processing: |
+|                    | pending -> processing; else fails at once, the record untouched  |
 | fetch-import       | loads the record; missing or not `processing` => fails at once    |
 | capture-start-time | workflow.now(), for the duration                                   |
 | download-and-chunk | streams the blob through the CSV parser into Redis chunks (1 h TTL)|
@@ -28,6 +30,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
+    from folksjobs.infra.temporal import INVALID_PAYLOAD
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_CSV,
@@ -59,6 +62,8 @@ RETRY = RetryPolicy(
     ],
 )
 MAX_RECHUNKS = 3
+# Runs started before this patch checked the record only after the gate (fetch-import).
+CHECK_BEFORE_GATE = "check-import-before-gate"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -83,10 +88,20 @@ class ProcessCsv:
 
     @workflow.run
     async def run(self, inp: ProcessCsvInput) -> ImportResult:
+        if inp.resume is not None and workflow.info().continued_run_id is None:
+            # Only the server sets continued_run_id, on this workflow's own continue-as-new:
+            # a cursor from anywhere else would skip fetch-import's state check.
+            raise ApplicationError(
+                "invalid ProcessCsvInput: resume: internal state, not accepted from callers",
+                type=INVALID_PAYLOAD,
+                non_retryable=True,
+            )
         self.import_id = inp.import_id
         set_job_attributes(
             workspace_id=inp.workspace_id, import_id=inp.import_id, status="processing"
         )
+        if inp.resume is None and workflow.patched(CHECK_BEFORE_GATE):
+            await self._check(inp)
         try:
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
             # rest wait in arrival order (spec 003). The slot is kept across continue-as-new.
@@ -105,6 +120,27 @@ class ProcessCsv:
             await self._mark_failed(inp, message)
             raise ApplicationError(
                 f"import failed: {message}", type="ImportFailed", non_retryable=True
+            ) from e
+
+    async def _check(self, inp: ProcessCsvInput) -> None:
+        """check-import, before the run queues for a slot: a start naming another
+        workspace's import, or a user outside the workspace, fails in seconds, touches no
+        record and sends nothing, so it cannot hold the id while the owner confirms."""
+        self.stage = "check-import"
+        try:
+            await workflow.execute_activity_method(
+                ImportActivities.check_import,
+                inp,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
+        except ActivityError as e:
+            if is_cancelled_exception(e):
+                raise
+            self.stage = "refused"
+            set_job_attributes(status="failed")
+            raise ApplicationError(
+                f"import refused: {_root_message(e)}", type="ImportRefused", non_retryable=True
             ) from e
 
     async def _run(self, inp: ProcessCsvInput) -> ImportResult:

@@ -122,6 +122,21 @@ async def confirm(
     return bool(done)
 
 
+async def set_mapping(
+    pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str]
+) -> bool:
+    """The chosen mapping of a pending import; False when it is no longer pending."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        done = await conn.fetchval(
+            """UPDATE imports SET column_mapping = $3
+               WHERE id = $1 AND workspace_id = $2 AND status = 'pending' RETURNING 1""",
+            uuid.UUID(import_id),
+            uuid.UUID(workspace_id),
+            mapping,
+        )
+    return bool(done)
+
+
 async def complete_chunks(pool: asyncpg.Pool, workspace_id: str, import_id: str) -> set[int]:
     """The chunks whose every row is committed in the ledger."""
     async with tenant_tx(pool, workspace_id) as conn:

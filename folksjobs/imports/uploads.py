@@ -32,7 +32,6 @@ from folksjobs.imports.csvstream import (
 )
 from folksjobs.imports.mapping import apply_overrides, suggest_mapping, validate_mapping
 from folksjobs.infra.blob import BlobStore, BlobWriter, import_key
-from folksjobs.models import import_workflow_id
 from folksjobs.settings import Settings
 
 READ_SIZE = 1024 * 1024
@@ -204,21 +203,24 @@ async def confirm_import(
     import_id: str,
     mapping: list[str] | None = None,
 ) -> WorkflowHandle[object, object]:
-    """The event import/csv.confirmed: pending -> processing, then start ProcessCsv.
+    """The event import/csv.confirmed: the chosen mapping saved, then ProcessCsv started;
+    its check-import moves the record pending -> processing (as for any other caller).
 
     The workflow id is the import id's, so a repeated confirmation finds the same run.
+    The record stays pending until the run has checked it: a run someone else started
+    under this id with a wrong workspace fails without it, and the next confirm starts
+    afresh (id reuse policy ALLOW_DUPLICATE_FAILED_ONLY, folksjobs/events.py).
     """
     rec = await imports_repo.get(pool, workspace_id, import_id)
     if rec is None:
         raise UploadRefused(f"import {import_id} not found in workspace {workspace_id}")
     chosen = mapping if mapping is not None else rec.column_mapping
     validate_mapping(chosen)
-    wid = import_workflow_id(import_id)
-    await imports_repo.confirm(pool, workspace_id, import_id, chosen, wid)
+    await imports_repo.set_mapping(pool, workspace_id, import_id, chosen)
     # The event catalog starts it: deterministic id, duplicate-safe, job flag checked,
     # search attributes and summary set, exactly as for a gRPC or `starter dispatch` caller.
     event = ImportCsvConfirmed(
         import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
     )
-    started = await dispatch(client, settings, event)
+    started = await dispatch(client, settings, event, pool=pool)
     return client.get_workflow_handle(started.workflow_id)
