@@ -182,7 +182,8 @@ async def test_missing_record_fails_at_once_without_retry(
     assert "not found" in str(info.value.cause)
     started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
     assert started[0].activity_task_started_event_attributes.attempt == 1
-    assert scheduled(history, "fetch-import") == 1
+    assert scheduled(history, "check-import") == 1
+    assert scheduled(history, "fetch-import") == 0
 
 
 async def test_many_chunks_continue_as_new(
