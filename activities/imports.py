@@ -125,8 +125,16 @@ class ImportActivities:
             raise ApplicationError(
                 "no column is mapped to email", type="InvalidImport", non_retryable=True
             )
+        wid = activity.info().workflow_id or ""
+        if rec.status == "processing" and rec.workflow_id not in (None, wid):
+            # One run per import: a second start under another workflow id would race the
+            # first one over the same chunks and send its emails twice.
+            raise ApplicationError(
+                f"import {inp.import_id} is already being processed by {rec.workflow_id}",
+                type="InvalidImport",
+                non_retryable=True,
+            )
         if rec.status == "pending":
-            wid = activity.info().workflow_id or ""
             await imports_repo.confirm(
                 self.pool, inp.workspace_id, inp.import_id, rec.column_mapping, wid
             )
