@@ -17,8 +17,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from folksjobs.events import EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports
-from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.uploads import confirm_import
 from folksjobs.infra.temporal import INVALID_PAYLOAD
 from folksjobs.models import (
@@ -27,7 +27,7 @@ from folksjobs.models import (
     WF_SEND_WELCOME,
     import_workflow_id,
 )
-from tests.callers import cli_start, failure_of, raw_start, result_of, temporal
+from tests.callers import cli_start, failure_of, raw_start, result_of
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import csv_bytes, import_row, upload
 from tests.test_import import outbox_subjects
@@ -221,27 +221,32 @@ async def test_export_link_never_goes_to_another_workspace(
     assert rec["blob_key"] is None
 
 
-async def test_a_start_refused_on_state_can_be_retried_once_fixed(
-    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+async def test_dispatch_refuses_ids_that_do_not_belong_together(
+    client: Client, stack: Stack, tenant: Tenant, other: Tenant, task_queue: str
 ) -> None:
-    """Issue 18 item 4: no column mapped to email refuses the start and leaves the record
-    pending; with the mapping fixed, the same import id starts a fresh run."""
+    """Item 6: dispatch checks the record against the workspace, and the user against
+    it, before it starts anything."""
     settings = make_settings(stack, temporal_task_queue=task_queue)
     async with running_worker(client, settings, task_queue) as services:
-        data = csv_bytes([["col_a", "col_b"], ["a@example.com", "A"], ["b@example.com", "B"]])
-        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, data)
-        assert "email" not in up.mapping
-        wid = import_workflow_id(up.import_id)
-        args = {"import_id": up.import_id, "workspace_id": tenant.workspace_id,
-                "user_id": tenant.user_id}  # fmt: skip
-        await cli_start(stack, WF_PROCESS_CSV, wid, task_queue, args)
-        err = await failure_of(client.get_workflow_handle(wid), AT_ONCE)
-        assert "no column is mapped to email" in str(err)
-        assert (await import_row(owner_pool, up.import_id))["status"] == "pending"
-        assert await imports_repo.set_mapping(
-            services.pool, tenant.workspace_id, up.import_id, ["email", "skip"]
-        )
-        await cli_start(stack, WF_PROCESS_CSV, wid, task_queue, args)
-        out = await temporal(stack, "workflow", "result", "--workflow-id", wid, "-o", "json")
-    assert '"completed"' in out
-    assert (await import_row(owner_pool, up.import_id))["status"] == "completed"
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, _csv())
+        cases = {
+            "not found in workspace": {"importId": up.import_id,
+                                       "workspaceId": other.workspace_id, "userId": other.user_id},
+            "not a member": {"importId": up.import_id, "workspaceId": tenant.workspace_id,
+                             "userId": other.user_id},
+            "does not exist": {"importId": up.import_id, "workspaceId": str(uuid.uuid4()),
+                               "userId": tenant.user_id},
+        }  # fmt: skip
+        for why, data in cases.items():
+            event = parse_event("import/csv.confirmed", data)
+            with pytest.raises(EventError, match=why):
+                await dispatch(client, settings, event, pool=services.pool)
+        export_id, _ = await exports.create_export(services.pool, tenant.workspace_id, None, [])
+        event = parse_event("export/csv.confirmed", {
+            "exportId": export_id, "workspaceId": other.workspace_id, "userId": other.user_id,
+        })  # fmt: skip
+        with pytest.raises(EventError, match="not found in workspace"):
+            await dispatch(client, settings, event, pool=services.pool)
+    for wid in (import_workflow_id(up.import_id), f"export-{export_id}"):
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(wid).describe()
