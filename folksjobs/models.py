@@ -404,6 +404,9 @@ class SlotRequest(Model):
     limit: int = Field(
         default=0, ge=0, le=1000, description="Filled in from settings by request-slot"
     )
+    since: datetime | None = Field(
+        default=None, description="When the holder's job was confirmed: the queue's order"
+    )
 
 
 class SlotRelease(Model):
@@ -421,6 +424,7 @@ class GateInput(Model):
     # Carried across continue-as-new.
     holders: list[Name] = Field(default=[], max_length=10_000)
     waiting: list[Name] = Field(default=[], max_length=10_000)
+    since: dict[Name, datetime] = Field(default={}, max_length=10_000)
 
 
 class GateState(Model):

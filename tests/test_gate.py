@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -14,10 +15,13 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.gate import GateActivities
+from folksjobs.imports.uploads import confirm_import
 from folksjobs.infra import ui
 from folksjobs.models import GateState
 from folksjobs.settings import Settings
+from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.gate_holder import GateHolder
+from tests.importing import csv_bytes, upload
 from workflows.gate import IMPORT_GATE, SlotGate
 
 
@@ -171,3 +175,25 @@ def test_the_limit_is_a_setting_of_at_least_one() -> None:
     assert Settings(_env_file=None).imports_per_workspace_limit == 5  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="imports_per_workspace_limit"):
         Settings(_env_file=None, imports_per_workspace_limit=0)  # type: ignore[call-arg]
+
+
+async def test_imports_are_served_in_confirmation_order(
+    client: Client, task_queue: str, tenant: Tenant, owner_pool: asyncpg.Pool, stack: Stack
+) -> None:
+    """Issue 19 item 8: 20 imports confirmed one after another, one slot per workspace:
+    they run in the order they were confirmed, whatever order their requests arrive in."""
+    settings = make_settings(stack, temporal_task_queue=task_queue, imports_per_workspace_limit=1)
+    async with running_worker(client, settings, task_queue) as services:
+        first = [["email"], *[[f"f{i}@example.com"] for i in range(2000)]]
+        uploads = [await upload(services, settings, tenant.workspace_id, tenant.user_id,
+                                csv_bytes(first if n == 0 else [["email"], [f"n{n}@example.com"]]))
+                   for n in range(20)]  # fmt: skip
+        handles = [await confirm_import(client, services.pool, settings, tenant.workspace_id,
+                                        up.import_id) for up in uploads]  # fmt: skip
+        for h in handles:
+            assert (await h.result())["status"] == "completed"  # type: ignore[index]
+    rows = await owner_pool.fetch(
+        "SELECT id FROM imports WHERE id = ANY($1::uuid[]) ORDER BY completed_at",
+        [up.import_id for up in uploads],
+    )
+    assert [str(r["id"]) for r in rows] == [up.import_id for up in uploads]

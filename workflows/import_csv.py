@@ -104,7 +104,7 @@ class ProcessCsv:
             await self._check(inp)
         try:
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
-            # rest wait in arrival order (spec 003). The slot is kept across continue-as-new.
+            # rest wait in confirmation order (spec 003). The slot is kept across continue-as-new.
             async with held_slot(inp.workspace_id):
                 return await self._run(inp)
         except asyncio.CancelledError:

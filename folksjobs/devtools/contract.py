@@ -199,8 +199,9 @@ class Contract:
             f"### {WF_IMPORT_GATE} (internal)",
             "",
             "At most `IMPORTS_PER_WORKSPACE_LIMIT` imports run per workspace; the others wait "
-            "in arrival order. One gate per workspace, started by the `request-slot` activity "
-            "with signal-with-start; other services only read it.",
+            "in order of confirmation (first come, first served). One gate per workspace, "
+            "started by the `request-slot` activity with signal-with-start; other services "
+            "only read it.",
             "",
             "- workflow id: `import-gate-<workspace_id>`",
             f"- input: {self._ref(GateInput)}",
