@@ -25,6 +25,7 @@ from folksjobs.models import (
     WF_PROCESS_CSV,
     WF_PROCESS_EXPORT,
     WF_SEND_WELCOME,
+    WF_WEEKLY_DIGEST,
     import_workflow_id,
 )
 from tests.callers import cli_start, failure_of, raw_start, result_of
@@ -82,6 +83,8 @@ async def test_invalid_inputs_fail_at_once_naming_the_field(
          "heartbeat_timeout_seconds"),
         (WF_PROCESS_EXPORT, b'{"heartbeat_timeout_seconds": NaN}', "heartbeat_timeout_seconds"),
         (WF_SEND_WELCOME, json.dumps({"user_id": "a" * 2_000_000}).encode(), "user_id"),
+        (WF_WEEKLY_DIGEST, json.dumps({"resume": {"after_workspace_id": "f" * 36, "runs": 0,
+                                                  "totals": {}}}).encode(), "resume"),
     ]  # fmt: skip
     async with running_worker(client, settings, task_queue) as services:
         handles = [
