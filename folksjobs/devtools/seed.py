@@ -65,6 +65,16 @@ async def create_workspace(
     return wid
 
 
+async def add_member(owner: asyncpg.Pool, workspace_id: str, user_id: str) -> None:
+    """`user_id` belongs to the workspace (besides its owner): jobs may email them."""
+    await owner.execute(
+        "INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING",
+        uuid.UUID(workspace_id),
+        uuid.UUID(user_id),
+    )
+
+
 async def seed_demo(owner: asyncpg.Pool) -> Seeded:
     uid = await create_user(owner, "demo.owner@example.com", "Demo Owner", DEMO_USER_ID)
     wid = await create_workspace(owner, uid, "Demo workspace", DEMO_WORKSPACE_ID)

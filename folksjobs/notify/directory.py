@@ -35,12 +35,14 @@ class NotAMember(PermissionError):
 async def require_member(pool: asyncpg.Pool, workspace_id: str, user_id: str) -> None:
     """Raise NotAMember unless the workspace exists and `user_id` belongs to it.
 
-    The schema knows one member per workspace, its owner; a members table would change
-    this query and nothing else. Called wherever a user id meets a workspace id, before
-    anything is written or sent.
+    Members are the owner and the users in workspace_members. Called wherever a user id
+    meets a workspace id, before anything is written or sent.
     """
     row = await pool.fetchrow(
-        "SELECT owner_user_id = $2::uuid AS member FROM workspaces WHERE id = $1::uuid",
+        """SELECT w.owner_user_id = $2::uuid OR EXISTS (
+                   SELECT 1 FROM workspace_members m
+                   WHERE m.workspace_id = w.id AND m.user_id = $2::uuid) AS member
+           FROM workspaces w WHERE w.id = $1::uuid""",
         workspace_id,
         user_id,
     )
