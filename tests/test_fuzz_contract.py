@@ -130,7 +130,11 @@ async def test_fuzzed_contract_inputs_all_close_and_the_canary_completes(
     async with running_worker(client, settings_, task_queue) as services:
         rows = [["email"], *[[f"c{i}@example.com"] for i in range(20)]]
         up = await upload(services, settings_, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
-        ids = [tenant.user_id, tenant.workspace_id, other_user, other_ws, up.import_id]
+        # A second pending import the fuzzed runs may name (and even run): never the
+        # canary's, whose own run must not be raced by them.
+        target = await upload(services, settings_, tenant.workspace_id, tenant.user_id,
+                              csv_bytes([["email"], ["t@example.com"]]))  # fmt: skip
+        ids = [tenant.user_id, tenant.workspace_id, other_user, other_ws, target.import_id]
         runs = fuzz_inputs(ids)
         canary = await confirm_import(client, services.pool, settings_, tenant.workspace_id,
                                       up.import_id)  # fmt: skip
