@@ -21,10 +21,12 @@ from rich.progress import (
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
+from folksjobs.events import EventError
 from folksjobs.imports.mapping import MappingError
 from folksjobs.imports.uploads import UploadRefused, UploadResult, confirm_import, upload_csv
 from folksjobs.infra.temporal import connect
 from folksjobs.models import import_workflow_id
+from folksjobs.notify.directory import NotAMember, require_member
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings
 from starter.common import emit, fail, ui_link
@@ -76,6 +78,11 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     )
     if not user:
         fail(f"workspace {args.workspace} not found")
+    try:
+        # The import's emails go to this user: never to someone outside the workspace.
+        await require_member(services.pool, args.workspace, user)
+    except NotAMember as e:
+        fail(str(e))
     t0 = time.monotonic()
     try:
         with path.open("rb") as fh, out.status(f"uploading {path.name} ..."):
@@ -89,7 +96,7 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
         fail("not confirmed; the upload is kept as a pending import", code=1)
     try:
         handle = await confirm_import(client, services.pool, settings, args.workspace, up.import_id)
-    except MappingError as e:
+    except (MappingError, EventError) as e:
         fail(str(e))
     link = ui_link(settings, handle.id)
     if args.no_wait:

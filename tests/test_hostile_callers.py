@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from email import message_from_bytes
 from pathlib import Path
@@ -33,6 +36,7 @@ from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import csv_bytes, import_row, upload
 from tests.test_import import outbox_subjects
 
+ROOT = Path(__file__).resolve().parent.parent
 # Runs that must fail "at once": a bound far below any retry loop, generous for CI.
 AT_ONCE = 20.0
 
@@ -253,3 +257,35 @@ async def test_dispatch_refuses_ids_that_do_not_belong_together(
     for wid in (import_workflow_id(up.import_id), f"export-{export_id}"):
         with pytest.raises(RPCError):
             await client.get_workflow_handle(wid).describe()
+
+
+def _starter(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address,
+               "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
+               "BLOB_URL": str(stack.root / "blobs")}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *args], cwd=ROOT, env=environ,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+async def test_starter_refuses_a_user_outside_the_workspace(
+    stack: Stack, tenant: Tenant, other: Tenant, tmp_path: Path
+) -> None:
+    """Item 4: the starter's `--user` (export, import) and `dispatch` check membership
+    before anything is created or started."""
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_bytes(_csv())
+    runs = {
+        "export": ["export", "--workspace", tenant.workspace_id, "--user", other.user_id],
+        "import": ["import", str(csv_file), "--workspace", tenant.workspace_id,
+                   "--user", other.user_id, "--yes"],
+        "dispatch": ["dispatch", "export/csv.confirmed", "--data", json.dumps({
+            "exportId": str(uuid.uuid4()), "workspaceId": tenant.workspace_id,
+            "userId": other.user_id})],
+    }  # fmt: skip
+    for name, argv in runs.items():
+        proc = await asyncio.to_thread(_starter, stack, *argv)
+        assert proc.returncode != 0, (name, proc.stdout)
+        assert "not a member" in proc.stderr + proc.stdout, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr, name
