@@ -126,17 +126,21 @@ class ImportActivities:
                 "no column is mapped to email", type="InvalidImport", non_retryable=True
             )
         wid = activity.info().workflow_id or ""
-        if rec.status == "processing" and rec.workflow_id not in (None, wid):
+        if rec.status == "pending":
+            if await imports_repo.confirm(
+                self.pool, inp.workspace_id, inp.import_id, rec.column_mapping, wid
+            ):
+                return
+            # Another run claimed it between the read and the update.
+            rec = await self._record(inp.workspace_id, inp.import_id)
+        if rec.status != "processing" or rec.workflow_id not in (None, wid):
             # One run per import: a second start under another workflow id would race the
             # first one over the same chunks and send its emails twice.
             raise ApplicationError(
-                f"import {inp.import_id} is already being processed by {rec.workflow_id}",
+                f"import {inp.import_id} is already {rec.status}"
+                + (f" by {rec.workflow_id}" if rec.workflow_id else ""),
                 type="InvalidImport",
                 non_retryable=True,
-            )
-        if rec.status == "pending":
-            await imports_repo.confirm(
-                self.pool, inp.workspace_id, inp.import_id, rec.column_mapping, wid
             )
 
     # --- fetch-import -------------------------------------------------------------
