@@ -39,13 +39,11 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 class ApiError(web.HTTPException):
     """A refusal with its status, a short error name and a sentence for a person."""
 
-    def __init__(self, status: int, error: str, detail: str, *, close: bool = False) -> None:
+    def __init__(self, status: int, error: str, detail: str) -> None:
         self.status_code = status
         super().__init__()
         self.error = error
         self.detail = detail
-        # The rest of the request body is unread: the connection cannot carry another request.
-        self.close = close
 
 
 def json_error(status: int, error: str, detail: str) -> web.Response:
@@ -79,7 +77,7 @@ class Api:
 
 
 API: web.AppKey[Api] = web.AppKey("api", Api)
-KEY = "folksjobs.key"
+KEY: web.RequestKey[ApiKey] = web.RequestKey("key", ApiKey)
 
 
 def api_of(request: web.Request) -> Api:
@@ -87,23 +85,20 @@ def api_of(request: web.Request) -> Api:
 
 
 def key_of(request: web.Request) -> ApiKey:
-    key: ApiKey = request[KEY]
-    return key
+    return request[KEY]
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    # A refusal leaves the rest of the body unread; aiohttp then reads and drops it for at
+    # most its lingering time (10 s) after the answer is sent, so the client, still
+    # sending, gets the answer rather than a connection reset.
     except ApiError as e:
-        resp = json_error(e.status_code, e.error, e.detail)
-        if e.close:
-            resp.force_close()
-        return resp
+        return json_error(e.status_code, e.error, e.detail)
     except web.HTTPRequestEntityTooLarge as e:
-        resp = json_error(413, "body_too_large", e.text or "the request body is too large")
-        resp.force_close()
-        return resp
+        return json_error(413, "body_too_large", e.text or "the request body is too large")
     except web.HTTPException as e:
         if e.status_code < 400:
             raise

@@ -171,9 +171,7 @@ async def _body_pieces(
             async with asyncio.timeout_at(deadline):
                 data = await read()
         except TimeoutError:
-            raise ApiError(
-                408, "request_timeout", "the body did not arrive in time", close=True
-            ) from None
+            raise ApiError(408, "request_timeout", "the body did not arrive in time") from None
         if not data:
             break
         buf += data
@@ -188,8 +186,7 @@ async def create_import(request: web.Request) -> web.StreamResponse:
     api, key = api_of(request), key_of(request)
     limit = api.settings.upload_max_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
-        raise ApiError(413, "too_large", f"the body is larger than the {limit:,}-byte limit",
-                       close=True)  # fmt: skip
+        raise ApiError(413, "too_large", f"the body is larger than the {limit:,}-byte limit")
     deadline = asyncio.get_running_loop().time() + api.settings.api_read_timeout_seconds
     with api.upload_slot(key):
         kind = request.content_type
@@ -253,11 +250,11 @@ async def _upload(
             key.workspace_id, owner, encoding=encoding,
         )  # fmt: skip
     except UploadTooLarge as e:
-        raise ApiError(413, "too_large", str(e), close=True) from None
+        raise ApiError(413, "too_large", str(e)) from None
     except NotCsvUpload as e:
-        raise ApiError(415, "not_csv", str(e), close=True) from None
+        raise ApiError(415, "not_csv", str(e)) from None
     except (UploadRefused, MappingError) as e:
-        raise ApiError(422, "invalid_csv", str(e), close=True) from None
+        raise ApiError(422, "invalid_csv", str(e)) from None
 
 
 async def get_import(request: web.Request) -> web.StreamResponse:
