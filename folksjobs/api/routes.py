@@ -23,7 +23,12 @@ from folksjobs.catalog import JobDisabled
 from folksjobs.events import ROUTES, EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
-from folksjobs.imports.mapping import MappingError, apply_overrides, validate_mapping
+from folksjobs.imports.mapping import (
+    STANDARD_FIELDS,
+    MappingError,
+    apply_overrides,
+    validate_mapping,
+)
 from folksjobs.imports.repo import ImportRow
 from folksjobs.imports.uploads import (
     READ_SIZE,
@@ -211,6 +216,8 @@ async def create_import(request: web.Request) -> web.StreamResponse:
             "headers": up.headers,
             "preview": up.preview,
             "mapping": up.mapping,
+            # What a header may map to, besides custom:<name> and skip.
+            "fields": STANDARD_FIELDS,
             "delimiter": up.format.delimiter,
             "encoding": up.format.encoding,
             "warnings": up.warnings,
