@@ -47,6 +47,9 @@ ENDED = ("completed", "failed", "cancelled")
 PIECE_BYTES = 256 * 1024
 # A comment line this often keeps proxies from closing a quiet progress stream.
 KEEPALIVE_SECONDS = 15.0
+# A multipart body is the file plus its boundaries and part headers: a declared length may
+# exceed the file limit by this much before it is refused unread.
+FORM_OVERHEAD_BYTES = 64 * 1024
 QUERY_TIMEOUT = timedelta(seconds=2)
 
 
@@ -190,7 +193,9 @@ async def _body_pieces(
 async def create_import(request: web.Request) -> web.StreamResponse:
     api, key = api_of(request), key_of(request)
     limit = api.settings.upload_max_bytes
-    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+    # A declared length is only a hint (the limit is enforced on the bytes read), but one
+    # that is already too large is refused before a byte of the body is read.
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
         raise ApiError(413, "too_large", f"the body is larger than the {limit:,}-byte limit")
     deadline = asyncio.get_running_loop().time() + api.settings.api_read_timeout_seconds
     with api.upload_slot(key):
