@@ -11,17 +11,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 from temporalio.client import Client
 
-from folksjobs.api import keys, openapi
-from folksjobs.api.keys import ApiKey
+from folksjobs.api import keys, openapi, routes
+from folksjobs.api.context import API, KEY, Api, ApiError, api_of, json_error
 from folksjobs.infra.db import migrate
 from folksjobs.infra.temporal import connect
 from folksjobs.services import Services, open_services
@@ -36,58 +34,6 @@ SERVICE_ROUTES = {("POST", "/v1/events")}
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
 
-class ApiError(web.HTTPException):
-    """A refusal with its status, a short error name and a sentence for a person."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        self.status_code = status
-        super().__init__()
-        self.error = error
-        self.detail = detail
-
-
-def json_error(status: int, error: str, detail: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status)
-
-
-@dataclass
-class Api:
-    """What every handler needs, built once per process."""
-
-    settings: Settings
-    services: Services
-    client: Client
-    uploads: Counter[str] = field(default_factory=Counter)
-
-    @contextlib.contextmanager
-    def upload_slot(self, key: ApiKey) -> Iterator[None]:
-        # One process counts its own uploads; N replicas allow N times as many per key.
-        if self.uploads[key.id] >= self.settings.api_uploads_per_key:
-            raise ApiError(
-                429,
-                "too_many_uploads",
-                f"at most {self.settings.api_uploads_per_key} uploads at once per key; "
-                "wait for one to finish",
-            )
-        self.uploads[key.id] += 1
-        try:
-            yield
-        finally:
-            self.uploads[key.id] -= 1
-
-
-API: web.AppKey[Api] = web.AppKey("api", Api)
-KEY: web.RequestKey[ApiKey] = web.RequestKey("key", ApiKey)
-
-
-def api_of(request: web.Request) -> Api:
-    return request.app[API]
-
-
-def key_of(request: web.Request) -> ApiKey:
-    return request[KEY]
-
-
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -96,7 +42,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     # most its lingering time (10 s) after the answer is sent, so the client, still
     # sending, gets the answer rather than a connection reset.
     except ApiError as e:
-        return json_error(e.status_code, e.error, e.detail)
+        return json_error(e.status, e.error, e.detail)
     except web.HTTPRequestEntityTooLarge as e:
         return json_error(413, "body_too_large", e.text or "the request body is too large")
     except web.HTTPException as e:
@@ -138,8 +84,6 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(settings: Settings, services: Services, client: Client) -> web.Application:
-    from folksjobs.api import routes
-
     app = web.Application(
         middlewares=[errors, authenticate], client_max_size=settings.api_max_json_bytes
     )

@@ -18,7 +18,7 @@ from aiohttp import BodyPartReader, web
 from temporalio.service import RPCError
 
 from folksjobs import confirm
-from folksjobs.api.app import ApiError, api_of, key_of
+from folksjobs.api.context import ApiError, api_of, key_of
 from folksjobs.catalog import JobDisabled
 from folksjobs.events import ROUTES, EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports_repo
