@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from aiohttp import web
 from temporalio.client import Client
 
 from folksjobs.api import keys
@@ -30,6 +31,7 @@ class ApiServer:
     settings: Settings
     services: Services
     owner: asyncpg.Pool
+    app: web.Application
 
     async def tenant(self, name: str = "API workspace") -> ApiTenant:
         """A new workspace with its owner and one workspace key."""
@@ -73,4 +75,5 @@ async def api_server(
         serving(settings, client, host="127.0.0.1", port=0) as runner,
     ):
         url = f"http://127.0.0.1:{bound_port(runner)}"
-        yield ApiServer(url, settings, services, owner_pool)
+        assert isinstance(runner.app, web.Application)
+        yield ApiServer(url, settings, services, owner_pool, runner.app)

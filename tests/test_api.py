@@ -18,7 +18,9 @@ import pytest
 
 from folksjobs.api import keys
 from folksjobs.api.app import build_app
+from folksjobs.api.context import API
 from folksjobs.api.openapi import document
+from folksjobs.exports import repo as exports_repo
 from tests.apiserver import UPLOAD_LIMIT, ApiServer, ApiTenant
 from tests.importing import csv_bytes
 
@@ -392,7 +394,11 @@ async def test_uploads_at_once_per_key(api_server: ApiServer) -> None:
         writer.write(chunked(b"email\n")[0])
         await writer.drain()
         held.append((reader, writer))
-    await asyncio.sleep(0.3)
+    slots = api.app[API].uploads
+    for _ in range(200):  # until the server has taken both slots
+        if slots[t.key_id] == 2:
+            break
+        await asyncio.sleep(0.05)
     async with http() as s:
         status, body = await call(s, api, "POST", "/v1/imports", t, data=form(CSV))
         assert (status, body["error"]) == (429, "too_many_uploads")
@@ -530,10 +536,12 @@ async def test_export_with_a_tag_filter_and_download(api_server: ApiServer) -> N
             _, view = await call(s, api, "GET", f"/v1/exports/{eid}", t)
             if view["status"] in ("completed", "failed"):
                 break
-            status, early = await call(s, api, "GET", f"/v1/exports/{eid}/download", t)
-            assert (status, early["error"]) == (409, "not_ready")
             await asyncio.sleep(0.2)
         assert view["status"] == "completed" and view["tags"] == ["vip"]
+        # A pending export (its record only, no run) has nothing to download yet.
+        pending, _ = await exports_repo.create_export(api.services.pool, t.workspace_id, None, [])
+        status, early = await call(s, api, "GET", f"/v1/exports/{pending}/download", t)
+        assert (status, early["error"]) == (409, "not_ready")
         status, data = await call(s, api, "GET", view["download"], t)
     assert status == 200
     lines = data.decode().splitlines()
