@@ -529,7 +529,11 @@ async def test_export_with_a_tag_filter_and_download(api_server: ApiServer) -> N
         assert (status, body["error"]) == (422, "invalid_export")
         status, body = await call(s, api, "POST", "/v1/exports", t, json={"tags": "vip"})
         assert (status, body["error"]) == (422, "invalid_body")
-        status, ex = await call(s, api, "POST", "/v1/exports", t, json={"tags": ["vip"]})
+        status, body = await call(
+            s, api, "POST", "/v1/exports", t, json={"tag_ids": [str(uuid.uuid4())]}
+        )
+        assert (status, body["error"]) == (422, "invalid_export") and "tag_ids" in body["detail"]
+        status, ex = await call(s, api, "POST", "/v1/exports", t, json={"tag_ids": [str(tag)]})
         assert status == 202
         eid = ex["export_id"]
         for _ in range(100):

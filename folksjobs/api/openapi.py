@@ -158,7 +158,8 @@ def document() -> dict[str, Any]:
             },
             "/v1/exports": {
                 "post": _op(
-                    "export the workspace's contacts, optionally those with ANY of `tags`",
+                    "export the workspace's contacts; with `tags` (names) or `tag_ids`, "
+                    "those carrying ANY of them",
                     202,
                     _OBJ,
                     *_AUTH,
@@ -168,7 +169,13 @@ def document() -> dict[str, Any]:
                     requestBody=_json(
                         {
                             "type": "object",
-                            "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+                            "properties": {
+                                "tags": {"type": "array", "items": {"type": "string"}},
+                                "tag_ids": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "uuid"},
+                                },
+                            },
                         }
                     ),
                 )

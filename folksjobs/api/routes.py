@@ -405,10 +405,16 @@ async def _export_record(request: web.Request) -> dict[str, Any]:
 async def create_export(request: web.Request) -> web.StreamResponse:
     api, key = api_of(request), key_of(request)
     body = await _json_body(request)
-    tags = body.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ApiError(422, "invalid_body", "tags: expected a list of tag names")
+    tags, tag_ids = body.get("tags", []), body.get("tag_ids", [])
+    for name, value in (("tags", tags), ("tag_ids", tag_ids)):
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise ApiError(422, "invalid_body", f"{name}: expected a list of strings")
     try:
+        if tag_ids:
+            tags = [
+                *tags,
+                *await exports_repo.tag_names(api.services.pool, key.workspace_id, tag_ids),
+            ]
         export_id, started = await confirm.start_export(
             api.client, api.services.pool, api.settings, key.workspace_id, None, tags
         )

@@ -278,6 +278,25 @@ async def workspace_owner(pool: asyncpg.Pool, workspace_id: str) -> str:
     return str(owner)
 
 
+async def tag_names(pool: asyncpg.Pool, workspace_id: str, tag_ids: Sequence[str]) -> list[str]:
+    """The names of a workspace's tags by id; an id that is not one of them is refused."""
+    try:
+        ids = [uuid.UUID(t) for t in tag_ids]
+    except ValueError as e:
+        raise InvalidExportRequest(f"tag_ids: {e}") from None
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id, name FROM tags WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+            uuid.UUID(workspace_id),
+            ids,
+        )
+    found = {str(r["id"]): r["name"] for r in rows}
+    unknown = [str(i) for i in ids if str(i) not in found]
+    if unknown:
+        raise InvalidExportRequest(f"tag_ids: no tag {', '.join(unknown)} in this workspace")
+    return [found[str(i)] for i in ids]
+
+
 async def create_export(
     pool: asyncpg.Pool, workspace_id: str, user_id: str | None, tag_names: Sequence[str]
 ) -> tuple[str, str]:
