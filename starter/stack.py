@@ -79,7 +79,12 @@ async def dev_stack(
             worker_task = asyncio.create_task(_run(settings, stop))
         host, port = split_bind(settings.api_bind)
         try:
-            async with serving(settings, client, host=host, port=port):
+            async with contextlib.AsyncExitStack() as api:
+                try:
+                    await api.enter_async_context(serving(settings, client, host=host, port=port))
+                except OSError as e:
+                    # The jobs do not need the console: a taken port costs only the console.
+                    log.warning("the API and console did not start on %s: %s", settings.api_bind, e)
                 yield settings, client
         finally:
             stop.set()
