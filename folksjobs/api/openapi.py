@@ -64,7 +64,8 @@ def document() -> dict[str, Any]:
                     "required": ["error", "detail"],
                     "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
                 },
-                **{f"event:{n}": s for n, s in events.items()},
+                # Named as docs/schemas names them: event.import.csv.confirmed.
+                **{f"event.{n.replace('/', '.')}": s for n, s in events.items()},
             },
         },
         "security": [{"key": []}],
