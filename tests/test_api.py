@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +25,9 @@ from folksjobs.api import keys
 from folksjobs.api.app import build_app
 from folksjobs.api.context import API
 from folksjobs.api.openapi import document
+from folksjobs.devtools.devstack import free_port
 from folksjobs.exports import repo as exports_repo
+from folksjobs.settings import ROOT
 from tests.apiserver import UPLOAD_LIMIT, ApiServer, ApiTenant
 from tests.importing import csv_bytes
 
@@ -604,3 +610,67 @@ async def test_events_validated_deduplicated_and_scoped(api_server: ApiServer) -
             headers={"Content-Type": "application/json"},
         )
         assert (status, body["error"]) == (400, "invalid_json")
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def _starter(api: ApiServer, *args: str, **env: str) -> subprocess.Popen[str]:
+    s = api.settings
+    environ = {
+        **os.environ, "TEMPORAL_ADDRESS": s.temporal_address, "BLOB_URL": s.blob_url,
+        "DATABASE_URL": s.database_url or "", "REDIS_URL": s.redis_url or "", **env,
+    }  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "starter", *args], cwd=ROOT, env=environ, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def _run(api: ApiServer, *args: str) -> tuple[int, str, str]:
+    proc = _starter(api, *args)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+async def test_api_key_commands_and_the_api_command(api_server: ApiServer) -> None:
+    """`starter api-key create|list|revoke`, and `starter api` serving until SIGTERM."""
+    api = api_server
+    t = await api.tenant()
+    code, out, _ = await asyncio.to_thread(
+        _run, api, "api-key", "create", "--workspace", t.workspace_id, "--service", "--json"
+    )
+    created = json.loads(out)
+    assert code == 0 and created["kind"] == "service" and created["key"].startswith("fj_")
+    code, out, _ = await asyncio.to_thread(
+        _run, api, "api-key", "list", "--workspace", t.workspace_id, "--json"
+    )
+    listed = json.loads(out)["keys"]
+    assert {k["id"] for k in listed} == {t.key_id, created["id"]}
+    assert created["key"] not in out and all("key" not in k for k in listed)
+    code, out, _ = await asyncio.to_thread(_run, api, "api-key", "revoke", created["id"])
+    assert code == 0 and created["id"] in out
+    with pytest.raises(keys.UnknownKey, match="does not exist"):
+        await keys.create(api.services.pool, str(uuid.uuid4()))
+
+    port = free_port()
+    proc = _starter(api, "api", API_BIND=f"127.0.0.1:{port}")
+    try:
+        async with http() as s:
+            for _ in range(200):
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("starter api did not answer")
+            async with s.get(f"http://127.0.0.1:{port}/v1/imports/{uuid.uuid4()}",
+                             headers=t.auth) as r:  # fmt: skip
+                assert r.status == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 0, err
+    assert t.key not in err
