@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     # The longest request line or header (431/400), and the largest JSON body (413).
     api_max_header_bytes: Annotated[int, Field(ge=1024)] = 8190
     api_max_json_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
-    # Uploads in flight at once per API key in one API process; one more gets 429.
+    # Uploads in flight at once per API key, across API processes (Redis); one more gets 429.
     api_uploads_per_key: Annotated[int, Field(ge=1)] = 4
     # How often the progress stream (/v1/imports/{id}/events) reads the import's state.
     api_progress_seconds: Annotated[float, Field(gt=0)] = 1.0

@@ -23,10 +23,10 @@ from openapi_spec_validator import validate
 
 from folksjobs.api import keys
 from folksjobs.api.app import build_app
-from folksjobs.api.context import API
 from folksjobs.api.openapi import document
 from folksjobs.devtools.devstack import free_port
 from folksjobs.exports import repo as exports_repo
+from folksjobs.infra import rediskeys
 from folksjobs.settings import ROOT
 from tests.apiserver import UPLOAD_LIMIT, ApiServer, ApiTenant
 from tests.importing import csv_bytes
@@ -399,9 +399,8 @@ async def test_uploads_at_once_per_key(api_server: ApiServer) -> None:
         writer.write(chunked(b"email\n")[0])
         await writer.drain()
         held.append((reader, writer))
-    slots = api.app[API].uploads
     for _ in range(200):  # until the server has taken both slots
-        if slots[t.key_id] == 2:
+        if await api.services.redis.zcard(rediskeys.api_uploads(t.key_id)) == 2:
             break
         await asyncio.sleep(0.05)
     async with http() as s:
@@ -413,6 +412,13 @@ async def test_uploads_at_once_per_key(api_server: ApiServer) -> None:
     for _, writer in held:
         writer.close()
     assert await imports_of(api, t.workspace_id) == 0
+    # The slots come back when the uploads end (here: their clients went away).
+    for _ in range(200):
+        if await api.services.redis.zcard(rediskeys.api_uploads(t.key_id)) == 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the upload slots were not given back")
 
 
 # --- keys ---------------------------------------------------------------------------------

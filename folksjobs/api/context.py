@@ -6,14 +6,16 @@ Also the refusal every route raises, so handlers and middlewares share one error
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 from temporalio.client import Client
 
 from folksjobs.api.keys import ApiKey
+from folksjobs.infra import rediskeys
 from folksjobs.services import Services
 from folksjobs.settings import Settings
 
@@ -39,23 +41,35 @@ class Api:
     settings: Settings
     services: Services
     client: Client
-    uploads: Counter[str] = field(default_factory=Counter)
 
-    @contextlib.contextmanager
-    def upload_slot(self, key: ApiKey) -> Iterator[None]:
-        # One process counts its own uploads; N replicas allow N times as many per key.
-        if self.uploads[key.id] >= self.settings.api_uploads_per_key:
-            raise ApiError(
-                429,
-                "too_many_uploads",
-                f"at most {self.settings.api_uploads_per_key} uploads at once per key; "
-                "wait for one to finish",
-            )
-        self.uploads[key.id] += 1
+    @contextlib.asynccontextmanager
+    async def upload_slot(self, key: ApiKey) -> AsyncIterator[None]:
+        """One of the key's API_UPLOADS_PER_KEY slots, shared by every API process.
+
+        Each upload is a member of the key's sorted set, scored by its start; members older
+        than the body deadline are dropped first, so a process that died mid-upload does
+        not hold its slots for ever.
+        """
+        redis, slots = self.services.redis, rediskeys.api_uploads(key.id)
+        member, now = uuid.uuid4().hex, time.time()
+        stale = now - self.settings.api_read_timeout_seconds - 60
+        async with redis.pipeline(transaction=True) as tx:
+            tx.zremrangebyscore(slots, "-inf", stale)
+            tx.zadd(slots, {member: now})
+            tx.zcard(slots)
+            tx.expire(slots, int(self.settings.api_read_timeout_seconds) + 120)
+            _, _, taken, _ = await tx.execute()
         try:
+            if taken > self.settings.api_uploads_per_key:
+                raise ApiError(
+                    429,
+                    "too_many_uploads",
+                    f"at most {self.settings.api_uploads_per_key} uploads at once per key; "
+                    "wait for one to finish",
+                )
             yield
         finally:
-            self.uploads[key.id] -= 1
+            await redis.zrem(slots, member)
 
 
 API: web.AppKey[Api] = web.AppKey("api", Api)

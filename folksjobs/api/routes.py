@@ -203,7 +203,7 @@ async def create_import(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
         raise ApiError(413, "too_large", f"the body is larger than the {limit:,}-byte limit")
     deadline = asyncio.get_running_loop().time() + api.settings.api_read_timeout_seconds
-    with api.upload_slot(key):
+    async with api.upload_slot(key):
         kind = request.content_type
         if kind == "multipart/form-data":
             up = await _multipart_upload(request, deadline)
