@@ -25,7 +25,7 @@ from hypothesis.strategies import SearchStrategy
 from hypothesis_jsonschema import from_schema
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from folksjobs.models import WF_PROCESS_CSV, WF_PROCESS_EXPORT, WF_SEND_WELCOME, WF_WEEKLY_DIGEST
 from tests.callers import raw_start, result_of
 from tests.conftest import Stack, Tenant, make_settings, running_worker

@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.gate import GateActivities
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from folksjobs.infra import ui
 from folksjobs.models import WF_IMPORT_GATE, GateInput, GateState, SlotRelease, SlotRequest
 from folksjobs.settings import Settings

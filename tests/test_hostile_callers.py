@@ -20,9 +20,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.events import EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports
-from folksjobs.imports.uploads import confirm_import
 from folksjobs.infra.temporal import INVALID_PAYLOAD
 from folksjobs.models import (
     WF_PROCESS_CSV,
