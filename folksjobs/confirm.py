@@ -1,13 +1,15 @@
 """The confirm step: a pending upload or a new export becomes its event, and its event a run.
 
 Every caller (the CLI, the HTTP API, tests) goes through these functions, so an import or
-an export starts one way: the record is saved, then `events.dispatch` checks the ids it
-pairs and starts the workflow with its deterministic id, so a repeated confirmation finds
-the same run.
+an export starts one way: the record moves first, then `events.dispatch` checks the ids
+it pairs and starts the workflow with its deterministic id, so a repeated confirmation
+finds the same run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -19,7 +21,11 @@ from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.mapping import validate_mapping
 from folksjobs.imports.uploads import UploadRefused
+from folksjobs.models import ProcessCsvInput, import_workflow_id
 from folksjobs.settings import Settings
+
+# How long a confirm waits for a squatting run to fail its check-import (seconds).
+SQUAT_WAIT = 60.0
 
 
 async def confirm_import(
@@ -30,24 +36,49 @@ async def confirm_import(
     import_id: str,
     mapping: list[str] | None = None,
 ) -> WorkflowHandle[object, object]:
-    """The event import/csv.confirmed: the chosen mapping saved, then ProcessCsv started;
-    its check-import moves the record pending -> processing (as for any other caller).
+    """The event import/csv.confirmed: pending -> processing, then start ProcessCsv (whose
+    check-import accepts the record this run holds).
 
-    The record stays pending until the run has checked it: a run someone else started
-    under this id with a wrong workspace fails without touching it, and the next confirm
-    starts afresh (id reuse policy ALLOW_DUPLICATE_FAILED_ONLY, folksjobs/events.py).
+    An open run under the import's id that was started for another workspace or user (a
+    caller squatting the id) fails its check-import in seconds without touching the
+    record: the confirm waits for it to close, then starts the rightful run (id reuse
+    policy ALLOW_DUPLICATE_FAILED_ONLY), so the record never stays `processing` alone.
     """
     rec = await imports_repo.get(pool, workspace_id, import_id)
     if rec is None:
         raise UploadRefused(f"import {import_id} not found in workspace {workspace_id}")
     chosen = mapping if mapping is not None else rec.column_mapping
     validate_mapping(chosen)
-    await imports_repo.set_mapping(pool, workspace_id, import_id, chosen)
+    wid = import_workflow_id(import_id)
+    await imports_repo.confirm(pool, workspace_id, import_id, chosen, wid)
     event = ImportCsvConfirmed(
         import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
     )
     started = await dispatch(client, settings, event, pool=pool)
+    if not started.started and not await _runs_for(client, started, event):
+        with contextlib.suppress(Exception):  # it fails: that is what it is waited for
+            await asyncio.wait_for(
+                client.get_workflow_handle(wid, run_id=started.run_id).result(), SQUAT_WAIT
+            )
+        started = await dispatch(client, settings, event, pool=pool)
     return client.get_workflow_handle(started.workflow_id)
+
+
+async def _runs_for(client: Client, started: Dispatched, event: ImportCsvConfirmed) -> bool:
+    """Whether the open run under the import's id was started with this event's ids."""
+    handle = client.get_workflow_handle(started.workflow_id, run_id=started.run_id)
+    async for e in handle.fetch_history_events():
+        payloads = e.workflow_execution_started_event_attributes.input.payloads
+        try:
+            [inp] = await client.data_converter.decode(payloads, [ProcessCsvInput])
+        except Exception:  # an input that does not even decode is not ours
+            return False
+        return (inp.import_id, inp.workspace_id, inp.user_id) == (
+            str(event.import_id),
+            str(event.workspace_id),
+            str(event.user_id),
+        )
+    return False
 
 
 async def start_export(
