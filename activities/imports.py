@@ -565,11 +565,11 @@ class ImportActivities:
     async def mark_failed(self, f: ImportFailure) -> None:
         """Status failed (or cancelled), caches invalidated, best-effort email, keys removed."""
         rec = await imports_repo.get(self.pool, f.workspace_id, f.import_id)
-        if rec is None:
-            # Not this workspace's import (a caller paired the ids): nothing of the import
-            # that does carry this id (its record, its chunks in Redis) may be touched.
-            log.warning("import %s: not in workspace %s; nothing marked", f.import_id,
-                        f.workspace_id)  # fmt: skip
+        if rec is None or rec.workflow_id != f.workflow_id:
+            # Not an import this run holds (a caller paired the ids, or another run has
+            # it): nothing of it (its record, its chunks in Redis) may be touched.
+            log.warning("import %s: not held by %s; nothing marked", f.import_id,
+                        f.workflow_id)  # fmt: skip
             return
         status = "cancelled" if f.cancelled else "failed"
         await imports_repo.end(

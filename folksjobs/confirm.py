@@ -8,13 +8,13 @@ finds the same run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from folksjobs.events import Dispatched, ExportCsvConfirmed, ImportCsvConfirmed, dispatch
 from folksjobs.exports import repo as exports_repo
@@ -23,9 +23,6 @@ from folksjobs.imports.mapping import validate_mapping
 from folksjobs.imports.uploads import UploadRefused
 from folksjobs.models import ProcessCsvInput, import_workflow_id
 from folksjobs.settings import Settings
-
-# How long a confirm waits for a squatting run to fail its check-import (seconds).
-SQUAT_WAIT = 60.0
 
 
 async def confirm_import(
@@ -40,9 +37,8 @@ async def confirm_import(
     check-import accepts the record this run holds).
 
     An open run under the import's id that was started for another workspace or user (a
-    caller squatting the id) fails its check-import in seconds without touching the
-    record: the confirm waits for it to close, then starts the rightful run (id reuse
-    policy ALLOW_DUPLICATE_FAILED_ONLY), so the record never stays `processing` alone.
+    caller squatting the id) is terminated and the rightful run started (id reuse policy
+    ALLOW_DUPLICATE_FAILED_ONLY), so the record never stays `processing` alone.
     """
     rec = await imports_repo.get(pool, workspace_id, import_id)
     if rec is None:
@@ -56,9 +52,12 @@ async def confirm_import(
     )
     started = await dispatch(client, settings, event, pool=pool)
     if not started.started and not await _runs_for(client, started, event):
-        with contextlib.suppress(Exception):  # it fails: that is what it is waited for
-            await asyncio.wait_for(
-                client.get_workflow_handle(wid, run_id=started.run_id).result(), SQUAT_WAIT
+        # The id is this import's by contract; a run under it for other ids can do nothing
+        # for this import (check-import refuses it), and may sit on a task queue no worker
+        # polls: it is ended, not waited for.
+        with contextlib.suppress(RPCError):  # it closed meanwhile
+            await client.get_workflow_handle(wid, run_id=started.run_id).terminate(
+                f"squatted the id of import {import_id} with other ids"
             )
         started = await dispatch(client, settings, event, pool=pool)
     return client.get_workflow_handle(started.workflow_id)

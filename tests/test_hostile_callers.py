@@ -185,6 +185,28 @@ async def test_no_id_squatting_and_no_email_to_another_tenant(
     assert recipients(outbox) == {victim.email}
 
 
+async def test_an_open_squatter_does_not_hold_the_owners_import(
+    client: Client, stack: Stack, tenant: Tenant, other: Tenant, owner_pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:  # fmt: skip
+    """Finding 4, the race: `import-<B's id>` is still open (here on a task queue no worker
+    polls, so forever) when B confirms. B's confirm ends it and runs B's import."""
+    victim, attacker = tenant, other
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, victim.workspace_id, victim.user_id, _csv(2))
+        wid = import_workflow_id(up.import_id)
+        await cli_start(stack, WF_PROCESS_CSV, wid, f"nobody-{task_queue}", {
+            "import_id": up.import_id, "workspace_id": attacker.workspace_id,
+            "user_id": attacker.user_id,
+        })  # fmt: skip
+        handle = await confirm_import(client, services.pool, settings, victim.workspace_id,
+                                      up.import_id)  # fmt: skip
+        result = await result_of(handle)
+    assert result["status"] == "completed"
+    assert (await import_row(owner_pool, up.import_id))["status"] == "completed"
+
+
 async def test_no_gate_for_a_workspace_that_does_not_exist(
     client: Client, stack: Stack, tenant: Tenant, task_queue: str
 ) -> None:

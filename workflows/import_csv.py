@@ -134,8 +134,14 @@ class ProcessCsv:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RETRY,
             )
+        except asyncio.CancelledError:
+            await self._cancelled(inp)
+            raise
         except ActivityError as e:
             if is_cancelled_exception(e):
+                # The record may already be this run's (a confirm moved it): it ends
+                # cancelled; mark-failed touches only a record this run holds.
+                await self._cancelled(inp)
                 raise
             self.stage = "refused"
             set_job_attributes(status="failed")
