@@ -146,12 +146,18 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         workflows=workflows,
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        **_activity_options(settings),
+    )
+
+
+def _activity_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         # Heartbeats carry cancellations back: an import that fails or is cancelled waits
         # for its chunks to stop (WAIT_CANCELLATION_COMPLETED), so tell them within seconds.
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
-        default_heartbeat_throttle_interval=timedelta(seconds=2),
-    )
+        "max_heartbeat_throttle_interval": timedelta(seconds=2),
+        "default_heartbeat_throttle_interval": timedelta(seconds=2),
+    }
 
 
 def build_chunk_worker(
@@ -169,9 +175,7 @@ def build_chunk_worker(
         task_queue=chunking_task_queue(task_queue or settings.temporal_task_queue),
         activities=[_import_activities(services).download_and_chunk],
         max_concurrent_activities=settings.worker_max_concurrent_chunkers,
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
-        default_heartbeat_throttle_interval=timedelta(seconds=2),
+        **_activity_options(settings),
     )
 
 

@@ -38,11 +38,14 @@ def _file(n: int) -> tuple[bytes, int]:
 def _failures(history: Any) -> list[str]:
     """Activities that timed out, failed or needed a retry, and download-and-chunk re-runs
     (a chunk declared lost after waiting is rebuilt from the blob)."""
-    out, chunkings = [], 0
+    out, chunkings, names = [], 0, {}
     for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
         started = e.activity_task_started_event_attributes
         if e.HasField("activity_task_started_event_attributes") and started.attempt != 1:
-            out.append(f"attempt {started.attempt}")
+            name = names[started.scheduled_event_id]
+            out.append(f"{name} attempt {started.attempt}: {started.last_failure.message}")
         if e.HasField("activity_task_timed_out_event_attributes"):
             out.append("timed out")
         if e.HasField("activity_task_failed_event_attributes"):
