@@ -35,27 +35,32 @@ def _file(n: int) -> tuple[bytes, int]:
     return csv_bytes(rows), len(valid)
 
 
+# The activities that wait for each other: process-batch for the chunks download-and-chunk
+# writes. A retried attempt of one of them means a wait ran out.
+WAITING_PAIR = {"process-batch", "download-and-chunk"}
+
+
 def _failures(history: Any) -> list[str]:
-    """Activities that timed out, failed or needed a retry, and download-and-chunk re-runs
-    (a chunk declared lost after waiting is rebuilt from the blob)."""
+    """Activities that failed or timed out for good, retried attempts of the waiting pair,
+    and download-and-chunk re-runs (a chunk declared lost after waiting is rebuilt)."""
     out, chunkings, names = [], 0, {}
     for e in history.events:
         if e.HasField("activity_task_scheduled_event_attributes"):
-            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            names[e.event_id] = name
+            chunkings += name == "download-and-chunk"
         started = e.activity_task_started_event_attributes
         if e.HasField("activity_task_started_event_attributes") and started.attempt != 1:
             name = names[started.scheduled_event_id]
-            out.append(f"{name} attempt {started.attempt}: {started.last_failure.message}")
+            # The others (fetch-import, finalize, request-slot) wait for nothing, so their
+            # retries are no starvation: on a machine at load 7, 2 of 17 runs had one (a
+            # fetch-import past its 30 s start-to-close), which its retry policy absorbed.
+            if name in WAITING_PAIR:
+                out.append(f"{name} attempt {started.attempt}: {started.last_failure.message}")
         if e.HasField("activity_task_timed_out_event_attributes"):
             out.append("timed out")
         if e.HasField("activity_task_failed_event_attributes"):
             out.append(e.activity_task_failed_event_attributes.failure.message)
-        if (
-            e.HasField("activity_task_scheduled_event_attributes")
-            and e.activity_task_scheduled_event_attributes.activity_type.name
-            == "download-and-chunk"
-        ):
-            chunkings += 1
     if chunkings != 1:
         out.append(f"download-and-chunk scheduled {chunkings} times")
     return out
