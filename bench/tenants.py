@@ -238,6 +238,8 @@ def _phase(stack: BenchStack, args: argparse.Namespace, queue: str, name: str, r
 
         res = asyncio.run(go())
     res["peak_rss_mb"] = round(sampler.peak_rss / 2**20)
+    # The worker's CPU (with its chunker processes): many small imports are bound by it.
+    res["worker_cpu_s"] = round(sampler.cpu_seconds, 1)
     print(f"[tenants] {name}: {json.dumps(res, default=str)}", flush=True)
     return res
 
