@@ -197,7 +197,9 @@ async def _burst(t: Tenants, parts: list[Part]) -> dict[str, Any]:
         if (why := await t.exact(wid, res, p))
     ]
     rows = sum(p.rows for p in parts)
+    slowest = max(done, key=lambda d: d[1])[2]
     return {
+        "slowest_history_ms": breakdown(await slowest.fetch_history()),
         "wall_s": wall,
         "rows_per_s": rows / wall,
         "median_s": statistics.median(each),
