@@ -145,7 +145,7 @@ class Tenants:
 
     async def run_import(self, wid: str, import_id: str) -> tuple[dict[str, Any], float, Any]:
         """Confirm, wait: the result, seconds from confirm to result, the handle."""
-        from folksjobs.imports.uploads import confirm_import
+        from folksjobs.confirm import confirm_import
         from folksjobs.models import ImportResult
 
         t0 = time.perf_counter()

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
-from folksjobs.imports.uploads import confirm_import
 from tests.conftest import Stack, make_settings, running_worker
 from tests.importing import contacts, csv_bytes, upload
 
