@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     s3_presign_seconds: int = 3600
     # Where the dev stack keeps its state (Postgres data, Temporal db, Valkey dump).
     state_dir: Path = ROOT / "var"
+    # The ports of the PostgreSQL and Valkey the dev stack starts when the URLs are unset.
+    dev_postgres_port: Annotated[int, Field(ge=1, le=65535)] = 54329
+    dev_valkey_port: Annotated[int, Field(ge=1, le=65535)] = 63799
 
     # --- Email ----------------------------------------------------------------------
     email_backend: str = Field("outbox", pattern="^(outbox|http)$")

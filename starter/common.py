@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-from folksjobs.settings import Settings
+from starter.errors import USAGE
+
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def ui_link(settings: Settings, workflow_id: str) -> str:
@@ -29,6 +32,6 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = USAGE) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)

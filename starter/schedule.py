@@ -9,23 +9,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
-
-from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
-from folksjobs.digest import schedules
-from folksjobs.digest.stats import digest_week
-from folksjobs.infra.temporal import connect
-from folksjobs.models import (
-    WF_WEEKLY_DIGEST,
-    WeeklyDigestInput,
-    WeeklyDigestResult,
-    digest_workflow_id,
-)
-from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail, ui_link
+
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +71,11 @@ def _aware_datetime(text: str) -> datetime:
 
 
 async def schedule_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from folksjobs.digest import schedules
+    from folksjobs.infra.temporal import connect
+
     want = schedules.DigestSchedule.from_settings(settings)
     sid = args.schedule_id or want.schedule_id
     client = await connect(settings)
@@ -167,6 +161,18 @@ def _show_text(d: dict[str, Any]) -> str:
 
 
 async def digest_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
+    from folksjobs.digest.stats import digest_week
+    from folksjobs.infra.temporal import connect
+    from folksjobs.models import (
+        WF_WEEKLY_DIGEST,
+        WeeklyDigestInput,
+        WeeklyDigestResult,
+        digest_workflow_id,
+    )
+
     try:
         require_enabled(settings, job_by_workflow(WF_WEEKLY_DIGEST))
     except JobDisabled as e:
