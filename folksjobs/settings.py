@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     chunk_wait_seconds: float = 120.0
     error_samples_max: int = 10
     error_report_threshold: float = 0.05
+    # An upload nobody confirmed is discarded (record and file) after this long, by the
+    # hourly discard-stale-uploads Schedule.
+    pending_upload_ttl_seconds: Annotated[float, Field(gt=0)] = 24 * 3600
+    discard_uploads_cron: str = "15 * * * *"
+    discard_uploads_schedule_id: str = "discard-stale-uploads"
     # At most this many imports run at once per workspace; the rest wait in order (spec 003).
     imports_per_workspace_limit: Annotated[int, Field(ge=1)] = 5
     # Chunks handled by one workflow run before continue-as-new. It bounds the history, and
@@ -116,6 +121,7 @@ class Settings(BaseSettings):
     job_export_enabled: bool = True
     job_welcome_enabled: bool = True
     job_digest_enabled: bool = True
+    job_discard_uploads_enabled: bool = True
 
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20

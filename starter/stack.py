@@ -22,7 +22,7 @@ from folksjobs.devtools.devstack import (
     TemporalDevServer,
     ensure_port_free,
 )
-from folksjobs.digest.schedules import ensure_digest_schedule
+from folksjobs.digest.schedules import ensure_digest_schedule, ensure_discard_uploads_schedule
 from folksjobs.infra import db
 from folksjobs.infra.logsafe import redact
 from folksjobs.infra.temporal import connect
@@ -33,6 +33,7 @@ log = logging.getLogger("folksjobs.stack")
 # Called with (settings, client) once the stack is up; jobs add their setup (schedules).
 on_stack_ready: list[Callable[[Settings, Client], Awaitable[None]]] = [
     ensure_digest_schedule,  # the weekly-digest Schedule, when job_digest_enabled
+    ensure_discard_uploads_schedule,  # the hourly sweep of unconfirmed uploads
 ]
 
 
