@@ -26,6 +26,8 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
         STATE_DIR=str(settings.state_dir),
         GRAVATAR_ENABLED="false",
     )
+    if settings.payload_encryption_keys is not None:
+        env["PAYLOAD_ENCRYPTION_KEYS"] = settings.payload_encryption_keys.get_secret_value()
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
