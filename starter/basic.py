@@ -52,10 +52,11 @@ async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
         s = await seed.seed_demo(pool)
     finally:
         await pool.close()
+    tags = ", ".join(f"{name} ({n} contacts)" for name, n in s.tags.items())
     emit(
         args,
-        {"user_id": s.user_id, "workspace_id": s.workspace_id},
-        f"workspace {s.workspace_id}, owner user {s.user_id}",
+        {"user_id": s.user_id, "workspace_id": s.workspace_id, "tags": s.tags},
+        f"workspace {s.workspace_id}, owner user {s.user_id}, tags {tags}",
     )
 
 
