@@ -220,5 +220,9 @@ async def confirm_import(
     event = ImportCsvConfirmed(
         import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
     )
-    started = await dispatch(client, settings, event)
+    # The UI's summary line names what a person recognises: the file, and where it goes.
+    summary = (
+        f"CSV import of {rec.file_name} ({rec.total_rows:,} rows) into workspace {workspace_id}"
+    )
+    started = await dispatch(client, settings, event, summary=summary)
     return client.get_workflow_handle(started.workflow_id)
