@@ -65,9 +65,10 @@ async def test_running_import_shows_its_progress(
             return await real.process_batch(job)
 
         gate = GateActivities({IMPORT_GATE: 5})
-        activities = [real.fetch_import, held_chunking, held_batch, real.find_missing_chunks,
-                      real.finalize, real.mark_failed, gate.request_slot,
-                      gate.find_closed_holders]  # fmt: skip
+        activities: list[Callable[..., Any]] = [
+            real.fetch_import, held_chunking, held_batch, real.find_missing_chunks,
+            real.finalize, real.mark_failed, gate.request_slot, gate.find_closed_holders,
+        ]  # fmt: skip
         async with Worker(client, task_queue=task_queue, workflows=[ProcessCsv, SlotGate],
                           activities=activities):  # fmt: skip
             up = await upload(s, settings, tenant.workspace_id, tenant.user_id, data,
@@ -89,5 +90,5 @@ async def test_running_import_shows_its_progress(
             assert details == "process-batch · chunk 1/3 · 10 / 30 rows · 0 failed"
             assert await chunking_progress(client, handle.id) is None  # chunking is over
             chunk_two_may_run.set()
-            result = await handle.result()
+            result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
     assert result["status"] == "completed" and result["inserted"] == 30
