@@ -81,6 +81,8 @@ async def test_readme_walkthrough_runs_verbatim(settings: Settings, tmp_path: Pa
     seen: list[str] = []
     try:
         export = await asyncio.wait_for(_read_until(dev.stdout, "export ", seen), 180)
+        assert any(x.split() == ["Encryption", "off", "(PAYLOAD_ENCRYPTION_KEYS", "unset)"]
+                   for x in seen), seen  # fmt: skip
         # The same names the README exports; the values are this stack's.
         assert export.split("=")[0] == lines[1].split("=")[0]
         script = ["set -euo pipefail", export]
