@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
 from starter.common import emit, fail, ui_link
@@ -100,7 +100,7 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     upload_s = time.monotonic() - t0
     show_preview(out, up, upload_s)
     if not args.yes and not _ask(f"Import {up.total_rows:,} rows into workspace {args.workspace}?"):
-        return _left_pending(args, up)
+        _left_pending(args, up)
     try:
         handle = await confirm_import(client, services.pool, settings, args.workspace, up.import_id)
     except MappingError as e:
@@ -146,7 +146,7 @@ def _ask(question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _left_pending(args: argparse.Namespace, up: UploadResult) -> dict[str, Any]:
+def _left_pending(args: argparse.Namespace, up: UploadResult) -> NoReturn:
     """Not confirmed (no terminal to ask, or "no"): the upload waits as a pending import."""
     why = "answered no" if sys.stdin.isatty() else "no terminal to ask and no --yes"
     data = {"import_id": up.import_id, "status": "pending", "total_rows": up.total_rows,
@@ -310,8 +310,10 @@ async def pending_cmd(
             fail(f"import {import_id} is {rec.status}, not pending: nothing to {verb} "
                  f"(see `python -m starter import status {import_id}`)")  # fmt: skip
         if verb == "discard":
-            await imports_repo.discard_pending(services.pool, rec.workspace_id, import_id,
-                                               services.blob.delete)  # fmt: skip
+            if not await imports_repo.discard_pending(services.pool, rec.workspace_id,
+                                                      import_id, services.blob.delete):  # fmt: skip
+                fail(f"import {import_id} was confirmed or discarded meanwhile: "
+                     f"see `python -m starter import status {import_id}`")  # fmt: skip
             emit(args, {"import_id": import_id, "status": "discarded"},
                  f"import {import_id} discarded (record and file deleted)")  # fmt: skip
             return
