@@ -69,6 +69,11 @@ async def test_encrypted_import_is_readable_in_the_ui(
         assert "binary/encrypted" not in text
         # Activity summaries (ids only) are payloads too: decoded, readable.
         assert "process-batch • chunk 1 of 1" in text
+        # With encryption on, the summary names the file (it is encrypted like a payload).
+        desc = await client.get_workflow_handle(f"import-{up.import_id}").describe()
+        assert await desc.static_summary() == (
+            f"CSV import contacts.csv (7 rows) into workspace {tenant.workspace_id}"
+        )
     finally:
         await runner.cleanup()
         server.stop()

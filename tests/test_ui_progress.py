@@ -77,7 +77,7 @@ async def test_running_import_shows_its_progress(
                                           up.import_id)  # fmt: skip
             desc = await handle.describe()
             assert await desc.static_summary() == (
-                f"CSV import of people.csv (30 rows) into workspace {tenant.workspace_id}"
+                f"CSV import {up.import_id} (30 rows) into workspace {tenant.workspace_id}"
             )
             # Chunking has not written a chunk: that is the stage, with its own count.
             progress = await _until(lambda: handle.query("progress"),
