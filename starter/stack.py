@@ -109,7 +109,7 @@ def ui_codec_args(settings: Settings) -> list[str]:
     if settings.payload_encryption_keys is None:
         return []
     host, _, port = settings.codec_server_bind.rpartition(":")
-    host = "localhost" if host in ("", "0.0.0.0", "127.0.0.1") else host
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     return ["--ui-codec-endpoint", f"http://{host}:{port}"]
 
 
