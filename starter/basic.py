@@ -70,7 +70,7 @@ async def welcome(args: argparse.Namespace, settings: Settings) -> None:
         parse_event,
         route_of,
     )
-    from folksjobs.infra.temporal import connect
+    from starter.common import connect
 
     # The same path as `dispatch user/signed.up`: flag check, id rules, summary in the UI.
     try:

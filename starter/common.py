@@ -11,7 +11,17 @@ from urllib.parse import quote
 from starter.errors import USAGE
 
 if TYPE_CHECKING:
+    from temporalio.client import Client
+
     from folksjobs.settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    """Temporal for a command: a person hears within ~2 s that it is not running, where
+    the worker and the dev stack wait patiently for a server that is still starting."""
+    from folksjobs.infra import temporal
+
+    return await temporal.connect(settings, attempts=4)
 
 
 def ui_link(settings: Settings, workflow_id: str) -> str:

@@ -55,7 +55,7 @@ async def dispatch_cmd(args: argparse.Namespace, settings: Settings) -> None:
         parse_event,
         route_of,
     )
-    from folksjobs.infra.temporal import connect
+    from starter.common import connect
 
     # Everything that can be refused is checked before connecting: nothing starts.
     try:

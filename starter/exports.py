@@ -115,13 +115,13 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
     from folksjobs.exports import repo as exports
     from folksjobs.infra import db
-    from folksjobs.infra.temporal import connect
     from folksjobs.models import (
         WF_PROCESS_EXPORT,
         ExportResult,
         ProcessExportInput,
         export_workflow_id,
     )
+    from starter.common import connect
 
     if not args.workspace:
         fail("--workspace is required (or `export status ID`)")
@@ -183,8 +183,8 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
     from folksjobs.exports import repo as exports
     from folksjobs.infra import db
-    from folksjobs.infra.temporal import connect
     from folksjobs.models import ExportProgress, export_workflow_id
+    from starter.common import connect
 
     owner = await db.create_owner_pool(_dsn(settings), max_size=1)
     try:
@@ -227,8 +227,8 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
 async def cancel_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from temporalio.service import RPCError
 
-    from folksjobs.infra.temporal import connect
     from folksjobs.models import export_workflow_id
+    from starter.common import connect
 
     client = await connect(settings)
     handle = client.get_workflow_handle(export_workflow_id(args.export_id))

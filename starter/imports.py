@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> None:
-    from folksjobs.infra.temporal import connect
     from folksjobs.services import open_services
+    from starter.common import connect
 
     verb = args.target[0]
     if verb in ID_VERBS and len(args.target) == 2:
@@ -291,8 +291,8 @@ async def pending_cmd(
     from folksjobs.imports import repo as imports_repo
     from folksjobs.imports.mapping import MappingError, apply_overrides
     from folksjobs.imports.uploads import UploadRefused, confirm_import
-    from folksjobs.infra.temporal import connect
     from folksjobs.services import open_services
+    from starter.common import connect
 
     try:
         UUID(import_id)

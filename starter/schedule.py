@@ -77,7 +77,7 @@ async def schedule_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from temporalio.service import RPCError, RPCStatusCode
 
     from folksjobs.digest import schedules
-    from folksjobs.infra.temporal import connect
+    from starter.common import connect
 
     sweep = args.schedule_id == settings.discard_uploads_schedule_id
     if sweep:
@@ -174,13 +174,13 @@ async def digest_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
     from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
     from folksjobs.digest.stats import digest_week
-    from folksjobs.infra.temporal import connect
     from folksjobs.models import (
         WF_WEEKLY_DIGEST,
         WeeklyDigestInput,
         WeeklyDigestResult,
         digest_workflow_id,
     )
+    from starter.common import connect
 
     try:
         require_enabled(settings, job_by_workflow(WF_WEEKLY_DIGEST))

@@ -128,3 +128,13 @@ async def test_wrong_or_missing_encryption_keys_and_a_failed_workflow(
         proc = await asyncio.to_thread(starter, settings, "-v", *ghost, "--wait",
                                        env=settings_env(keyed))  # fmt: skip
         assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+async def test_temporal_not_running_says_how_to_start_it(settings: Settings) -> None:
+    env = settings_env(settings, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    proc = await asyncio.to_thread(starter, settings, "import", "status", str(uuid.uuid4()),
+                                   env=env)  # fmt: skip
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    assert "cannot reach Temporal at 127.0.0.1:" in line
+    assert "start the dev stack with `python -m starter dev`" in line
