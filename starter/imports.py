@@ -161,8 +161,8 @@ def _left_pending(args: argparse.Namespace, up: UploadResult) -> NoReturn:
 async def watch(client: Client, workflow_id: str, total: int, out: Console) -> dict[str, Any]:
     """A live bar from the `progress` query until the run (and its continuations) ends.
 
-    While download-and-chunk runs, the bar follows its heartbeat (chunks and rows written
-    to Redis), not the chunks processed, which stay at 0 until the first chunk is in.
+    download-and-chunk has its own line, fed by its heartbeat (rows written to Redis),
+    above the rows processed.
     """
     from rich.progress import (
         BarColumn,
@@ -182,22 +182,34 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
     ]  # fmt: skip
     t0 = time.monotonic()
     with Progress(*columns, console=out, transient=False) as bar:
+        # Chunking runs alongside the chunks it has written: one line each, so the rows
+        # processed never read "0/N" for the whole time the file is being chunked.
+        chunk_task = bar.add_task("chunk", total=total or 1, stage="download-and-chunk",
+                                  rate="-")  # fmt: skip
         task = bar.add_task("import", total=total or 1, stage="starting", rate="-")
+        chunking = True
         result_task = asyncio.ensure_future(handle.result())
         while not result_task.done():
             try:
-                p = await handle.query("progress")
-                done = p["counts"]["processed_rows"]
-                stage = p["stage"]
-                if done == 0 and stage in ("process-batch", "download-and-chunk"):
+                if chunking:
                     chunked = await chunking_progress(client, workflow_id)
                     if chunked is not None:
-                        stage, done = "download-and-chunk", chunked
+                        rate = chunked / max(time.monotonic() - t0, 1e-6)
+                        bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
+                    elif bar.tasks[task].fields["stage"] not in ("starting", "fetch-import"):
+                        chunking = False
+                        rate = total / max(time.monotonic() - t0, 1e-6)
+                        bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
+                p = await handle.query("progress")
+                done = p["counts"]["processed_rows"]
+                # Until chunk 1 is in Redis, the chunk line above is where things move.
+                stage = "waiting for chunk" if p["stage"] == "download-and-chunk" else p["stage"]
                 rate = done / max(time.monotonic() - t0, 1e-6)
                 bar.update(task, completed=done, stage=stage, rate=f"{rate:,.0f}")
             except Exception:  # the run may be between continue-as-new runs: ask again
                 pass
             await asyncio.wait({result_task}, timeout=0.5)
+        bar.update(chunk_task, completed=total)
         try:
             result: dict[str, Any] = result_task.result()
         except WorkflowFailureError as e:
