@@ -11,6 +11,7 @@ import traceback
 # clients (Temporal, asyncpg, anthropic, aioboto3, ...) inside the function that needs
 # them, so `--help` answers at once (tests/test_cli.py, bench/cli_times.py).
 from starter import (
+    api,
     basic,
     codec_server,
     contract,
@@ -23,7 +24,9 @@ from starter import (
     schedule,
 )
 
-COMMANDS = [dev, demo, basic, imports, exports, schedule, dispatch, contract, codec_server]
+COMMANDS = [
+    dev, demo, basic, imports, exports, schedule, dispatch, api, contract, codec_server
+]  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote
 
 from starter.errors import USAGE
 
@@ -25,10 +24,10 @@ async def connect(settings: Settings) -> Client:
 
 
 def ui_link(settings: Settings, workflow_id: str) -> str:
-    return (
-        f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-        f"/workflows/{quote(workflow_id, safe='')}"
-    )
+    # Imported when called: folksjobs.infra.ui loads the Temporal SDK, which --help skips.
+    from folksjobs.infra.ui import run_link
+
+    return run_link(settings, workflow_id)
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:

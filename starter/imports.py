@@ -78,8 +78,9 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
                       services: Services, path: Path) -> dict[str, Any]:  # fmt: skip
     from rich.console import Console
 
+    from folksjobs.confirm import confirm_import
     from folksjobs.imports.mapping import MappingError
-    from folksjobs.imports.uploads import UploadRefused, confirm_import, upload_csv
+    from folksjobs.imports.uploads import UploadRefused, upload_csv
 
     out = Console(stderr=True) if args.json else Console()
     if not path.is_file():  # noqa: ASYNC240 - one stat before a long upload
@@ -300,9 +301,10 @@ async def pending_cmd(
     args: argparse.Namespace, settings: Settings, verb: str, import_id: str
 ) -> None:
     """`import confirm ID [--map ...]` and `import discard ID`: a pending upload's two ends."""
+    from folksjobs.confirm import confirm_import
     from folksjobs.imports import repo as imports_repo
     from folksjobs.imports.mapping import MappingError, apply_overrides
-    from folksjobs.imports.uploads import UploadRefused, confirm_import
+    from folksjobs.imports.uploads import UploadRefused
     from folksjobs.services import open_services
     from starter.common import connect
 

@@ -72,6 +72,7 @@ async def test_readme_walkthrough_runs_verbatim(settings: Settings, tmp_path: Pa
         STATE_DIR=tmp_path / "var",
         BLOB_URL=tmp_path / "blobs",
         OUTBOX_DIR=tmp_path / "outbox",
+        API_BIND=f"127.0.0.1:{free_port()}",
     )
     dev = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "starter", "dev", cwd=ROOT, env=env,

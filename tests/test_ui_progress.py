@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from folksjobs.models import ChunkJob, ChunkPlan, ChunkPlanResult, ChunkResult
 from folksjobs.services import open_services
 from starter.imports import chunking_progress

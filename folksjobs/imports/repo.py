@@ -160,6 +160,21 @@ async def discard_pending(
     return True
 
 
+async def set_mapping(
+    pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str]
+) -> bool:
+    """A pending import's new mapping; False when it is no longer pending."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        done = await conn.fetchval(
+            """UPDATE imports SET column_mapping = $3
+               WHERE id = $1 AND workspace_id = $2 AND status = 'pending' RETURNING 1""",
+            uuid.UUID(import_id),
+            uuid.UUID(workspace_id),
+            mapping,
+        )
+    return bool(done)
+
+
 async def confirm(
     pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str], workflow_id: str
 ) -> bool:
