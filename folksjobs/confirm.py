@@ -50,7 +50,12 @@ async def confirm_import(
     event = ImportCsvConfirmed(
         import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
     )
-    started = await dispatch(client, settings, event, pool=pool)
+    # The UI's summary line names what a person recognises: the file, and where it goes.
+    # A file name can be personal data ("jane.doe contacts.csv"), so it is only named when
+    # payloads, summaries included, are encrypted; otherwise the import id stands for it.
+    what = rec.file_name if settings.payload_encryption_keys is not None else import_id
+    summary = f"CSV import {what} ({rec.total_rows:,} rows) into workspace {workspace_id}"
+    started = await dispatch(client, settings, event, summary=summary, pool=pool)
     if not started.started and not await _runs_for(client, started, event):
         # The id is this import's by contract; a run under it for other ids can do nothing
         # for this import (check-import refuses it), and may sit on a task queue no worker
@@ -59,7 +64,7 @@ async def confirm_import(
             await client.get_workflow_handle(wid, run_id=started.run_id).terminate(
                 f"squatted the id of import {import_id} with other ids"
             )
-        started = await dispatch(client, settings, event, pool=pool)
+        started = await dispatch(client, settings, event, summary=summary, pool=pool)
     return client.get_workflow_handle(started.workflow_id)
 
 

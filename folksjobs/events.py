@@ -130,7 +130,7 @@ ROUTES: dict[str, Route] = {
             search_attributes=lambda e: ui.job_attributes(
                 workspace_id=str(e.workspace_id), import_id=str(e.import_id), status="queued"
             ),
-            summary=lambda e: f"CSV import {e.import_id}",
+            summary=lambda e: f"CSV import {e.import_id} into workspace {e.workspace_id}",
         ),
         Route(
             data=ExportCsvConfirmed,
@@ -230,7 +230,10 @@ async def dispatch(
     *,
     task_queue: str | None = None,
     pool: asyncpg.Pool | None = None,
+    summary: str | None = None,
 ) -> Dispatched:
+    """`summary`: the UI's summary line when the caller knows more than the event (the
+    uploaded file's name); by default the route's."""
     route = route_of(event)
     check_enabled(settings, route)
     if pool is not None:
@@ -246,7 +249,7 @@ async def dispatch(
             id_conflict_policy=ID_CONFLICT_POLICY,
             id_reuse_policy=ID_REUSE_POLICY,
             search_attributes=route.search_attributes(event),
-            static_summary=route.summary(event),
+            static_summary=summary or route.summary(event),
             static_details=f"event `{route.name}`, job `{route.job.job}`",
         )
     except WorkflowAlreadyStartedError as e:

@@ -1,9 +1,11 @@
 """Histories recorded before a workflow change replay against today's code.
 
-`tests/histories/before-i19-*.json`: an import across a continue-as-new (both runs), its
-workspace gate, an export and a welcome email, recorded on the code before issue 19
-(check-import before the gate, the gate's confirmation order, the export's membership
-check). A change that would break a run in flight fails here.
+Every file in `tests/histories/`: `process_csv_before_chunking_queue` (a 5-row import in
+2-row chunks, recorded before download-and-chunk had its own task queue) and
+`before-i19-*` (an import across a continue-as-new, both runs, its workspace gate, an
+export and a welcome email, recorded before issue 19's check-import before the gate, the
+gate's confirmation order and the export's membership check). A change that would break a
+run in flight fails here.
 """
 
 from __future__ import annotations

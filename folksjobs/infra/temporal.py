@@ -65,6 +65,10 @@ CONVERTER = dataclasses.replace(
 )
 
 
+class TemporalUnreachable(RuntimeError):
+    """No Temporal server answered at TEMPORAL_ADDRESS."""
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """pydantic JSON payloads (ValidatingPayloadConverter); encrypted by the payload codec
     when keys are configured.
@@ -105,4 +109,7 @@ async def connect(
         except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
             last = e
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"cannot reach Temporal at {settings.temporal_address}: {last}")
+    raise TemporalUnreachable(
+        f"cannot reach Temporal at {settings.temporal_address} ({last}): start the dev stack "
+        "with `python -m starter dev`, or set TEMPORAL_ADDRESS to a running server"
+    )
