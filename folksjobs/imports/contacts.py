@@ -19,16 +19,16 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
-from folksjobs.imports.addresses import email_problem, normalise_email
+from folksjobs.imports.addresses import parse_email
 
 MAX_FIELD = 10_000
 
 
 def _check_email(v: str) -> str:
-    v = normalise_email(v)
-    if problem := email_problem(v):
+    email, problem = parse_email(v)
+    if problem:
         raise ValueError(problem)
-    return v
+    return email
 
 
 # Checked inside pydantic-core (no Python call per field): PostgreSQL cannot store NUL.
