@@ -65,12 +65,12 @@ def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
     for i, target in enumerate(mapping):
         if not target:
             continue
-        value = cells[i].strip() if i < len(cells) else ""
+        value = cells[i] if i < len(cells) else ""
         if target.startswith("custom:"):
             if value:
-                custom[target[7:]] = value
+                custom[target[7:]] = value  # verbatim: spaces, a lone space, line breaks
         else:
-            out[target] = value or None
+            out[target] = value.strip() or None
     if out.get("email") is None:
         out["email"] = ""
     out["custom_fields"] = custom
@@ -93,7 +93,9 @@ def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
         return MappedRow(row, None, reason if where == "email" else f"{where}: {reason}")
 
 
-Values = tuple[str, ...]  # (email, first, last, company, phone, *custom), stripped, "" = empty
+# (email, first, last, company, phone, *custom): the four standard fields stripped of
+# surrounding whitespace as CRMs do, custom fields verbatim; "" = empty.
+Values = tuple[str, ...]
 
 
 class Mapper:
@@ -101,8 +103,9 @@ class Mapper:
 
     `map` is exactly `validate`, faster: a row whose email was found valid when the file
     was chunked, with no cell over the length limit, no NUL and no cells past the
-    header, is only picked by column index and stripped. Every other row goes through
-    `validate`, which words its error (or accepts it; the quick checks are conservative).
+    header, is only picked by column index (its standard fields stripped). Every other
+    row goes through `validate`, which words its error (or accepts it; the quick checks
+    are conservative).
     Empty cells stay "" and become NULL (or an absent custom key) in the upsert.
     """
 
@@ -137,9 +140,9 @@ class Mapper:
                 and max(map(len, cells)) <= MAX_FIELD
                 and "\x00" not in "".join(cells)
             ):
-                padded = cells + pad[len(cells) :]
+                picked = pick(cells + pad[len(cells) :])
                 rows.append(row)
-                values.append((email, *map(strip, pick(padded))))
+                values.append((email, *map(strip, picked[:4]), *picked[4:]))
                 continue
             m = validate(row, cells, self.mapping)
             if m.contact is None:

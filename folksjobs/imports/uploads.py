@@ -23,6 +23,7 @@ from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.csvstream import (
     CsvFormat,
     CsvRefused,
+    cap_warnings,
     detect_format,
     fallback_count,
     iter_records,
@@ -111,7 +112,7 @@ def _scan(
     reset_fallback_count()
     text = open_text(io.BufferedReader(tee, buffer_size=READ_SIZE), fmt)
     records = iter_records(text, fmt, settings.csv_field_size_limit)
-    header = read_header(records)
+    header = read_header(records, settings.csv_max_columns)
     preview: list[list[str]] = []
     rows = 0
     for rec in records:
@@ -122,13 +123,20 @@ def _scan(
     while tee.readinto(memoryview(bytearray(READ_SIZE))):
         pass
     warnings = list(header.warnings)
+    if fmt.header_line > 1:
+        warnings.insert(0, f"the header row is line {fmt.header_line}; the lines before it "
+                           "(blank, sep= or notes) are skipped")  # fmt: skip
+    if fmt.detected:
+        warnings.insert(0, f"the file is not UTF-8: read as {fmt.encoding}; if accented "
+                           "characters look wrong, upload again with the right encoding "
+                           "(--encoding)")  # fmt: skip
     if n := fallback_count():
         warnings.append(
-            f"{n:,} byte{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} not valid UTF-8 "
-            "and read as Windows-1252 (cp1252); "
+            f"{n:,} byte{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} not valid "
+            f"{fmt.encoding} and read as Windows-1252 (cp1252); "
             "check accented characters, or save the file as CSV UTF-8"
         )
-    return header.names, warnings, preview, rows
+    return header.names, cap_warnings(warnings), preview, rows
 
 
 async def upload_csv(
@@ -140,12 +148,14 @@ async def upload_csv(
     workspace_id: str,
     user_id: str,
     overrides: list[str] | None = None,
+    encoding: str | None = None,
 ) -> UploadResult:
+    """`encoding` overrides the detected one (a Python codec name: cp1252, shift_jis ...)."""
     import_id = str(uuid.uuid4())
     key = import_key(workspace_id, import_id)
     head = source.read(settings.preview_bytes)
     try:
-        fmt = detect_format(head, settings.binary_sniff_bytes)
+        fmt = detect_format(head, settings.binary_sniff_bytes, encoding)
     except CsvRefused as e:
         raise UploadRefused(str(e)) from e
     writer = await blob.open_writer(key)
