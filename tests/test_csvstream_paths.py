@@ -71,7 +71,7 @@ def test_chunker_frames_carry_every_row_once(tmp_path: Path) -> None:
     lines = [b"email,name\n"] + [b"U%d@Example.com ,n%d\n" % (i % 150, i) for i in range(400)]
     path = tmp_path / "f.csv"
     path.write_bytes(b"".join(lines))
-    spec = chunker.ChunkSpec("utf-8", ",", False, 4096, 0, 200, str(path))
+    spec = chunker.ChunkSpec("utf-8", ",", False, 4096, [0], 200, str(path))
     with path.open("rb") as raw:
         frames = list(chunker.frames(raw, spec))
     assert [f[0] for f in frames] == [0, 1] and frames[-1][1] == 400

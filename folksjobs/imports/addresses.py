@@ -62,9 +62,32 @@ def parse_email(raw: str) -> tuple[str, str | None]:
     return f"{v.local_part.lower()}@{v.domain.lower()}", None
 
 
-def email_of(cells: list[str], email_index: int) -> str | None:
-    """The normalised email of a row if it is valid, for dedup; None when it is not."""
-    if email_index >= len(cells):
-        return None
-    email, problem = parse_email(cells[email_index])
+# Google Contacts writes every address of one kind into one cell, separated by this.
+MULTI = " ::: "
+
+
+def choose_email(cells: list[str], columns: list[int]) -> tuple[str, str | None]:
+    """A row's email: the first valid address of its email columns (mapping.email_columns),
+    in order, each cell split at " ::: ". ("", why) when none is valid: why the first
+    non-empty candidate is not, or "missing email"."""
+    first_problem: str | None = None
+    for i in columns:
+        if i >= len(cells):
+            continue
+        cell = cells[i]
+        for candidate in cell.split(MULTI) if MULTI in cell else (cell,):
+            email, problem = parse_email(candidate)
+            if problem is None:
+                return email, None
+            if first_problem is None and problem != "missing email":
+                first_problem = problem
+    return "", first_problem or "missing email"
+
+
+def email_of(cells: list[str], columns: list[int]) -> str | None:
+    """The normalised email of a row if it has a valid one, for dedup; None when not."""
+    if len(columns) == 1 and columns[0] < len(cells) and MULTI not in cells[columns[0]]:
+        email, problem = parse_email(cells[columns[0]])  # the common case, one call
+    else:
+        email, problem = choose_email(cells, columns)
     return None if problem else email

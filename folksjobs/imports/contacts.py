@@ -17,18 +17,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
-from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 
-from folksjobs.imports.addresses import parse_email
+from folksjobs.imports.addresses import MULTI, choose_email
+from folksjobs.imports.mapping import email_columns
 
 MAX_FIELD = 10_000
-
-
-def _check_email(v: str) -> str:
-    email, problem = parse_email(v)
-    if problem:
-        raise ValueError(problem)
-    return email
 
 
 # Checked inside pydantic-core (no Python call per field): PostgreSQL cannot store NUL.
@@ -41,7 +35,7 @@ _REASONS = {
 
 
 class ContactRow(BaseModel):
-    email: Annotated[str, AfterValidator(_check_email)]
+    email: str  # normalised and judged by addresses.choose_email before the model
     first_name: Text = None
     last_name: Text = None
     company: Text = None
@@ -58,8 +52,13 @@ class MappedRow:
     error: str | None = None
 
 
-def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
-    """Cells -> the fields of a ContactRow, by column index (ragged rows: missing = empty)."""
+def map_cells(
+    cells: list[str], mapping: list[str], email: str, multi_key: str | None = None
+) -> dict[str, object]:
+    """Cells -> the fields of a ContactRow, by column index (ragged rows: missing = empty).
+
+    `multi_key`: the custom field that keeps the email column's cell verbatim when it
+    holds several addresses (Google's " ::: "), so the ones not chosen are not lost."""
     out: dict[str, object] = {}
     custom: dict[str, str] = {}
     for i, target in enumerate(mapping):
@@ -69,28 +68,37 @@ def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
         if target.startswith("custom:"):
             if value:
                 custom[target[7:]] = value  # verbatim: spaces, a lone space, line breaks
+        elif target == "email":
+            if multi_key and MULTI in value:
+                custom[multi_key] = value
         else:
             out[target] = value.strip() or None
-    if out.get("email") is None:
-        out["email"] = ""
+    out["email"] = email
     out["custom_fields"] = custom
     return out
 
 
-def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
+def validate(
+    row: int, cells: list[str], mapping: list[str], multi_key: str | None = None
+) -> MappedRow:
     if len(cells) > len(mapping) and any(c.strip() for c in cells[len(mapping) :]):
         # Values past the header's last column belong to no field: fail the row rather
         # than drop them silently (empty trailing cells, from trailing delimiters, are fine).
         return MappedRow(
             row, None, f"row has {len(cells)} cells but the header has {len(mapping)} columns"
         )
+    email, problem = choose_email(cells, email_columns(mapping))
+    if problem:
+        return MappedRow(row, None, problem)
     try:
-        return MappedRow(row, ContactRow.model_validate(map_cells(cells, mapping)))
+        return MappedRow(
+            row, ContactRow.model_validate(map_cells(cells, mapping, email, multi_key))
+        )
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         reason = _REASONS.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
-        return MappedRow(row, None, reason if where == "email" else f"{where}: {reason}")
+        return MappedRow(row, None, f"{where}: {reason}")
 
 
 # (email, first, last, company, phone, *custom): the four standard fields stripped of
@@ -102,25 +110,32 @@ class Mapper:
     """A column mapping compiled once per import, for the rows that need no pydantic.
 
     `map` is exactly `validate`, faster: a row whose email was found valid when the file
-    was chunked, with no cell over the length limit, no NUL and no cells past the
-    header, is only picked by column index (its standard fields stripped). Every other
-    row goes through `validate`, which words its error (or accepts it; the quick checks
-    are conservative).
-    Empty cells stay "" and become NULL (or an absent custom key) in the upsert.
+    was chunked, with no cell over the length limit, no NUL, no cells past the header
+    and no " ::: " list in its email cell, is only picked by column index (its standard
+    fields stripped). Every other row goes through `validate`, which words its error (or
+    accepts it; the quick checks are conservative). Empty cells stay "" and become NULL
+    (or an absent custom key) in the upsert.
     """
 
-    def __init__(self, mapping: list[str]) -> None:
+    def __init__(self, mapping: list[str], headers: list[str] | None = None) -> None:
         self.mapping = mapping
         self.width = len(mapping)
         targets = [t for t in mapping if t]
         self.custom_keys = list(dict.fromkeys(t[7:] for t in targets if t.startswith("custom:")))
+        # The email column's own header, as the custom field for its address lists.
+        self.multi_key: str | None = None
+        if headers and "email" in mapping:
+            self.multi_key = headers[mapping.index("email")]
+            if self.multi_key not in self.custom_keys:
+                self.custom_keys.append(self.multi_key)
         standard = ["first_name", "last_name", "company", "phone"]
         # A field mapped from two columns merges them (map_cells): rare, left to pydantic.
         self.fast = len(targets) == len(set(targets))
         index = {t: i for i, t in enumerate(mapping) if t}
+        self._email_col = index.get("email", -1)
         self._cols = [index.get(f, -1) for f in standard]
-        self._cols += [index[f"custom:{k}"] for k in self.custom_keys]
-        self._pad = [""] * (self.width + 1)  # index -1: an unmapped standard field
+        self._cols += [index.get(f"custom:{k}", -1) for k in self.custom_keys]
+        self._pad = [""] * (self.width + 1)  # index -1: an unmapped field
 
     def map(
         self, items: Iterable[tuple[int, list[str], str | None]]
@@ -132,6 +147,7 @@ class Mapper:
         cols, width, pad, fast = self._cols, self.width, self._pad, self.fast
         pick = operator.itemgetter(*cols) if cols else (lambda _: ())
         strip = str.strip
+        at = self._email_col
         for row, cells, email in items:
             if (
                 fast
@@ -139,12 +155,13 @@ class Mapper:
                 and len(cells) <= width
                 and max(map(len, cells)) <= MAX_FIELD
                 and "\x00" not in "".join(cells)
+                and (at >= len(cells) or MULTI not in cells[at])
             ):
                 picked = pick(cells + pad[len(cells) :])
                 rows.append(row)
                 values.append((email, *map(strip, picked[:4]), *picked[4:]))
                 continue
-            m = validate(row, cells, self.mapping)
+            m = validate(row, cells, self.mapping, self.multi_key)
             if m.contact is None:
                 failures.append((row, m.error or "invalid row"))
             else:
