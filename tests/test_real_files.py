@@ -294,3 +294,51 @@ async def test_values_are_stored_and_exported_verbatim(
         r = by_email[f"u{i}@example.com"]
         assert (r["first_name"], r["company"], r["note"]) == (f"Ann {i}", "Acme", note), i
         assert r.get("empty", "") == ""
+
+
+async def test_google_address_lists_and_fallback_email_columns(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
+) -> None:
+    data = (
+        b"First Name,Last Name,E-mail 1 - Label,E-mail 1 - Value,E-mail 2 - Label,"
+        b"E-mail 2 - Value\n"
+        b"Ann,Lee,* Home,not an address ::: ANN@example.com ::: ann2@example.com,Work,"
+        b"ann@work.example.com\n"
+        b"Bob,Ng,,,Work,bob@example.com\n"
+        b"Cy,Ho,,nope,,also-nope\n"
+    )
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert any("first valid address of 'E-mail 1 - Value', 'E-mail 2 - Value'" in w
+               for w in up.warnings)  # fmt: skip
+    assert (result["inserted"], result["failed"]) == (2, 1)
+    assert result["error_samples"][0]["row"] == 4
+    # The first non-empty candidate ("nope") is the one the reason is about.
+    assert result["error_samples"][0]["reason"] == (
+        "invalid email address: An email address must have an @-sign."
+    )
+    stored = await contacts(owner_pool, tenant.workspace_id)
+    custom = {e: c["custom_fields"] for e, c in stored.items()}
+    custom = {e: v if isinstance(v, dict) else json.loads(v) for e, v in custom.items()}
+    assert custom["ann@example.com"] == {
+        "E-mail 1 - Label": "* Home",
+        "E-mail 1 - Value": "not an address ::: ANN@example.com ::: ann2@example.com",
+        "E-mail 2 - Label": "Work",
+        "E-mail 2 - Value": "ann@work.example.com",
+    }
+    assert custom["bob@example.com"] == {"E-mail 2 - Label": "Work",
+                                         "E-mail 2 - Value": "bob@example.com"}  # fmt: skip
+
+
+async def test_no_email_column_is_said_at_upload_and_stays_pending(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    data = b"Name,Contact\nAnn,ann@example.com\n"
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, data)
+    assert "no column maps to email (headers: Name, Contact); closest: Contact" in up.warnings[0]
+    assert (await import_row(owner_pool, up.import_id))["status"] == "pending"

@@ -55,7 +55,8 @@ _SYNONYMS: dict[str, list[str]] = {
         "phone", "phone number", "telephone", "tel", "mobile", "cell", "phone_number",
         "mobile phone", "mobile number", "phone 1 - value", "phone mobile",
         "person - phone", "person - phone - work", "person - phone - mobile",
-        "primary phone", "business phone", "work phone", "mobiltelefon",
+        "primary phone", "business phone", "work phone", "home phone", "phone home",
+        "phone work", "phone other", "mobiltelefon",
         "telefon geschaftlich", "tel. mobile", "telephone mobile", "telephone bureau",
         "telefono movil", "telefono del trabajo", "telefono", "cellulare",
         "telefono ufficio", "mobiele telefoon", "telefoon op werk", "telefoon", "telemovel",
@@ -104,6 +105,24 @@ def closest_email_headers(headers: list[str], preview: list[list[str]]) -> list[
         if h not in out and difflib.get_close_matches(_norm(h), _EMAIL_NAMES, n=1, cutoff=0.6):
             out.append(h)
     return out[:5]
+
+
+def mapping_notes(headers: list[str], mapping: list[str], preview: list[list[str]]) -> list[str]:
+    """What the preview says about the email column(s), before anyone confirms."""
+    columns = email_columns(mapping)
+    if not columns:
+        closest = closest_email_headers(headers, preview)
+        return [
+            f"no column maps to email (headers: {', '.join(headers[:50])}"
+            f"{', ...' if len(headers) > 50 else ''}); "
+            + (f"closest: {', '.join(closest)}; " if closest else "")
+            + "the import stays pending until one is mapped: --map 'Header=email'"
+        ]
+    if len(columns) > 1:
+        names = ", ".join(repr(headers[i]) for i in columns)
+        return [f"email: the first valid address of {names}, per row; the other columns "
+                "stay as custom fields"]  # fmt: skip
+    return []
 
 
 class MappingError(ValueError):

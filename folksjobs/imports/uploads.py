@@ -31,7 +31,12 @@ from folksjobs.imports.csvstream import (
     read_header,
     reset_fallback_count,
 )
-from folksjobs.imports.mapping import apply_overrides, suggest_mapping, validate_mapping
+from folksjobs.imports.mapping import (
+    apply_overrides,
+    mapping_notes,
+    suggest_mapping,
+    validate_mapping,
+)
 from folksjobs.infra.blob import BlobStore, BlobWriter, import_key
 from folksjobs.models import import_workflow_id
 from folksjobs.settings import Settings
@@ -136,7 +141,7 @@ def _scan(
             f"{fmt.encoding} and read as Windows-1252 (cp1252); "
             "check accented characters, or save the file as CSV UTF-8"
         )
-    return header.names, cap_warnings(warnings), preview, rows
+    return header.names, warnings, preview, rows
 
 
 async def upload_csv(
@@ -170,6 +175,7 @@ async def upload_csv(
         await writer.abort()
         raise
     mapping = apply_overrides(headers, suggest_mapping(headers), overrides or [])
+    warnings = cap_warnings([*mapping_notes(headers, mapping, preview), *warnings])
     try:
         await imports_repo.create(
             pool,
