@@ -154,11 +154,12 @@ def _utf16_without_bom(sample: bytes) -> str | None:
 
 
 def _is_utf8(head: bytes) -> bool:
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
+    """UTF-8, perhaps with a few stray bytes: more valid multi-byte characters than bytes
+    that do not decode. Such a file stays UTF-8 (the stray bytes read as cp1252, counted
+    in a warning); reading it as a legacy encoding would garble every valid character."""
+    text = head[: head.rfind(b"\n") + 1 or len(head)].decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    return bad == 0 or sum(1 for c in text if "\x7f" < c != "\ufffd") > bad
 
 
 def _legacy_encoding(head: bytes) -> str:

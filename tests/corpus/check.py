@@ -106,10 +106,10 @@ def mismatches(expect: dict[str, Any], got: Outcome) -> list[str]:
         if contact is None:
             bad.append(f"{email} was not stored")
             continue
-        stored = contact.get("custom_fields") or {}
-        stored = json.loads(stored) if isinstance(stored, str) else stored
-        if stored != fields:
-            bad.append(f"{email} custom fields: expected {fields!r}, stored {stored!r}")
+        kept = contact.get("custom_fields") or {}
+        kept = json.loads(kept) if isinstance(kept, str) else kept
+        if kept != fields:
+            bad.append(f"{email} custom fields: expected {fields!r}, stored {kept!r}")
     values = [v for c in got.contacts for v in _values(c)]
     for wanted in expect.get("values_present", []):
         if not any(wanted in v for v in values):
