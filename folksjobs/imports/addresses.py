@@ -23,18 +23,15 @@ MAX_EMAIL = 254
 # Lower case only: the address is lower-cased first.
 _ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
 _FAST = re.compile(
-    rf"(?=[^@]{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+    rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+([a-z]{{2,63}})"
 )
 # Leading/trailing spaces and tabs are what a spreadsheet leaves around a value; any other
 # character (NBSP, line separators, zero-width) stays for email-validator to judge.
 _PAD = " \t"
-
-
-def _special_use(domain: str) -> bool:
-    return any(
-        domain == d or domain.endswith("." + d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES
-    )
+# The special-use names are single labels today (arpa, invalid, local, localhost, onion,
+# test): a set lookup of the TLD. A longer one, should a release add it, goes the slow way.
+_SPECIAL_TLDS = frozenset(d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if "." not in d)
+_SPECIAL_LONGER = any("." in d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
 def parse_email(raw: str) -> tuple[str, str | None]:
@@ -46,13 +43,15 @@ def parse_email(raw: str) -> tuple[str, str | None]:
     email = raw.strip(_PAD)
     if not email:
         return "", "missing email"
-    if email.isascii():
+    if email.isascii() and not _SPECIAL_LONGER:
         lower = email.lower()
+        m = _FAST.fullmatch(lower)
         if (
-            len(lower) <= MAX_EMAIL
-            and _FAST.fullmatch(lower)
+            m is not None
+            and len(lower) <= MAX_EMAIL
+            and lower.index("@") <= 64
             and "--" not in lower
-            and not _special_use(lower.rpartition("@")[2])
+            and m.group(1) not in _SPECIAL_TLDS
         ):
             return lower, None
     try:
