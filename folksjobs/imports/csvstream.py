@@ -12,6 +12,8 @@ these same functions, so both see the same records with the same numbers.
   are skipped; the line it starts on is reported.
 - Delimiter: the one of `, ; TAB |` that reads the head most consistently (data rows as
   wide as the header), so `;` or `,` inside header names do not mislead it.
+- vCard (.vcf): detected by its first line, read by folksjobs.imports.vcard as records
+  of a fixed header, so everything after this module treats it as a CSV.
 - Records: Python's csv in strict mode, `newline=''` (CR-only files work), an explicit
   field-size limit; a malformed record becomes a row failure with its reason, numbered by
   record (row 1 is the header), and the reader goes on with the next line.
@@ -27,6 +29,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
+
+from folksjobs.imports import vcard
 
 DELIMITERS = [",", ";", "\t", "|"]
 _FALLBACK_ERRORS = "folksjobs-cp1252"
@@ -129,6 +133,8 @@ def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = N
         encoding = "utf-8" if _is_utf8(head) else _legacy_encoding(head)
         detected = encoding != "utf-8"
     text = _decode_head(head, encoding)
+    if vcard.is_vcard(text):
+        return CsvFormat(encoding, vcard.VCARD, detected=detected)
     best: tuple[tuple[float, int, int], str, bool, int] | None = None
     for d in DELIMITERS:
         score, sep_line, line = _score(text, d)
@@ -360,6 +366,10 @@ def iter_cells(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[list
     the exact path, which feeds csv line by line and remembers each record's lines so
     that it can replay them; after that record the fast path resumes.
     """
+    if fmt.delimiter == vcard.VCARD:
+        for item in vcard.iter_cells(text, field_limit):
+            yield item if isinstance(item, list) else Malformed(item)
+        return
     csv.field_size_limit(field_limit)
     lines = _Lines(text)
 
