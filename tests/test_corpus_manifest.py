@@ -24,7 +24,7 @@ KEYS = {
 ISSUE_GROUPS = {
     "encoding", "line endings", "quoting", "shape", "emails", "hostile",
     # issue 15: a class per rule
-    "verbatim", "records", "header", "legacy encodings", "email validator", "exports",
+    "verbatim", "records", "header", "legacy encodings", "email validator", "exports", "vcard",
 }  # fmt: skip
 
 

@@ -633,6 +633,25 @@ add("outlook_french.csv", "exports",
                '"Mme","Zoé","Dupont","Société X","01 02","zoe@example.com"'), "cp1252"),
     encoding="cp1252", delimiter=None, note="Outlook FR, written in cp1252 as it does")
 
+# vCard: the same pipeline, a fixed mapping.
+VCF = ("BEGIN:VCARD\r\nVERSION:3.0\r\nN:Lee;Ann;;;\r\nFN:Ann Lee\r\nORG:Acme;Sales\r\n"
+       "EMAIL;type=INTERNET;type=pref:ann@example.com\r\nEMAIL;type=WORK:ann@work.example.com"
+       "\r\nTEL;type=CELL:+1 555 0100\r\nNOTE:met at the fair\\, 2023\r\n"
+       "PHOTO;ENCODING=b;TYPE=JPEG:/9j/4AAQ\r\n END:VCARD is not this line\r\nEND:VCARD\r\n"
+       "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Bob Ng\r\nEMAIL:bob@example.com\r\nEND:VCARD\r\n"
+       "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:No Email\r\nEND:VCARD\r\n")
+add("contacts.vcf", "vcard",
+    imported(3, failed=1, failed_records=[3], reason_contains="email",
+             contacts={"ann@example.com": {"first_name": "Ann", "last_name": "Lee",
+                                           "company": "Acme", "phone": "+1 555 0100"},
+                       "bob@example.com": {"first_name": "Bob Ng"}},
+             custom={"ann@example.com": {"Email": "ann@example.com ::: ann@work.example.com",
+                                         "Full Name": "Ann Lee", "Department": "Sales",
+                                         "Note": "met at the fair, 2023"},
+                     "bob@example.com": {"Full Name": "Bob Ng"}}),
+    text(VCF), delimiter=None,
+    note="Apple 3.0 and 4.0 cards; the photo (and its folded line) is not imported")
+
 
 # fmt: on
 # --- the manifest -----------------------------------------------------------------------
