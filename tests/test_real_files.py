@@ -174,7 +174,7 @@ LEGACY = {
 def test_a_legacy_encoding_is_detected_and_decodes_exactly(encoding: str) -> None:
     text = LEGACY[encoding]
     fmt = detect_format(text.encode(encoding))
-    assert fmt.detected and codecs.lookup(fmt.encoding) == codecs.lookup(encoding)
+    assert fmt.legacy and codecs.lookup(fmt.encoding) == codecs.lookup(encoding)
     want = [line.split(",") for line in text.splitlines()]
     assert cells(text.encode(encoding)) == want
 

@@ -89,8 +89,8 @@ class CsvFormat:
     # Where the header starts (1-based physical line), for the preview: blank lines, a
     # sep= line or a preamble may come before it. Readers find it again by the same rule.
     header_line: int = 1
-    # Not UTF-8 and named by charset-normalizer, or by the user: the preview says so.
-    detected: bool = False
+    # Not Unicode: named by charset-normalizer or by the user; the preview says so.
+    legacy: bool = False
 
     def to_record(self) -> dict[str, object]:
         return {"encoding": self.encoding, "delimiter": self.delimiter, "sep_line": self.sep_line}
@@ -108,13 +108,11 @@ def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = N
     `encoding` (the user's override) wins over any detection."""
     if not head:
         raise CsvRefused("The file is empty: there is no header row and no data.")
-    detected = False
     if encoding:
         try:
             encoding = codecs.lookup(encoding).name
         except LookupError:
             raise CsvRefused(f"Unknown encoding {encoding!r}.") from None
-        detected = True
     elif head.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
     elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -131,10 +129,10 @@ def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = N
                 f"{sniff_bytes // 1024} KB), not a CSV text file. {_HINT}"
             )
         encoding = "utf-8" if _is_utf8(head) else _legacy_encoding(head)
-        detected = encoding != "utf-8"
+    legacy = not encoding.startswith("utf")
     text = _decode_head(head, encoding)
     if vcard.is_vcard(text):
-        return CsvFormat(encoding, vcard.VCARD, detected=detected)
+        return CsvFormat(encoding, vcard.VCARD, legacy=legacy)
     best: tuple[tuple[float, int, int], str, bool, int] | None = None
     for d in DELIMITERS:
         score, sep_line, line = _score(text, d)
@@ -144,7 +142,7 @@ def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = N
     _, delimiter, sep_line, line = best
     if best[0][2] < 2:  # one column whatever the delimiter
         delimiter, sep_line, line = ",", *_score(text, ",")[1:]
-    return CsvFormat(encoding, delimiter, sep_line, line, detected)
+    return CsvFormat(encoding, delimiter, sep_line, line, legacy)
 
 
 def _utf16_without_bom(sample: bytes) -> str | None:

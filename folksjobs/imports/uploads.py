@@ -131,7 +131,7 @@ def _scan(
     if fmt.header_line > 1:
         warnings.insert(0, f"the header row is line {fmt.header_line}; the lines before it "
                            "(blank, sep= or notes) are skipped")  # fmt: skip
-    if fmt.detected:
+    if fmt.legacy:
         warnings.insert(0, f"the file is not UTF-8: read as {fmt.encoding}; if accented "
                            "characters look wrong, upload again with the right encoding "
                            "(--encoding)")  # fmt: skip
