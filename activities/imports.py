@@ -155,6 +155,7 @@ class ImportActivities:
             email_columns=email_columns(rec.column_mapping),
             chunk_rows=plan.chunk_rows,
             path=None if local is None else str(local),
+            email_test_domains=self.settings.email_test_domains,
         )
 
         async def store(frame: chunker.Frame) -> None:
@@ -260,7 +261,7 @@ class ImportActivities:
         rec = await self._record(job.workspace_id, job.import_id)
         chunk = chunker.unpack(raw)
         del raw
-        mapper = Mapper(rec.column_mapping, rec.headers)
+        mapper = Mapper(rec.column_mapping, rec.headers, self.settings.email_test_domains)
         size, total = job.sub_batch_rows, len(chunk.cells)
         for b, start in enumerate(range(0, total, size)):
             stop = min(start + size, total)

@@ -193,3 +193,16 @@ def test_one_person_one_spelling() -> None:
     assert parse_email("User@XN--BCHER-KVA.DE") == parse_email("user@bücher.de")
     assert parse_email("user@bücher.de") == ("user@bücher.de", None)
     assert parse_email("   ") == ("", "missing email")
+
+
+def test_the_test_domain_setting_matches_email_validators_test_environment() -> None:
+    assert parse_email("ann@mail.test", allow_test=True) == ("ann@mail.test", None)
+    assert parse_email("ann@mail.test")[1]
+    assert parse_email("ann@x.localhost", allow_test=True)[1]
+    for a in tricky(2500, seed=19):
+        try:
+            validate_email(a.strip(" \t"), check_deliverability=False, test_environment=True)
+            theirs = True
+        except EmailNotValidError:
+            theirs = False
+        assert (parse_email(a, allow_test=True)[1] is None) == theirs, a

@@ -342,3 +342,16 @@ async def test_no_email_column_is_said_at_upload_and_stays_pending(
         up = await upload(services, settings, tenant.workspace_id, tenant.user_id, data)
     assert "no column maps to email (headers: Name, Contact); closest: Contact" in up.warnings[0]
     assert (await import_row(owner_pool, up.import_id))["status"] == "pending"
+
+
+async def test_the_test_domain_setting_reaches_the_chunker_and_the_mapper(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
+) -> None:
+    data = b'email,name\nann@mail.test,Ann\n"bob@x.test ::: b",Bob\ncy@x.localhost,Cy\n'
+    settings = make_settings(stack, temporal_task_queue=task_queue, email_test_domains=True)
+    async with running_worker(client, settings, task_queue) as services:
+        _, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert (result["inserted"], result["failed"]) == (2, 1)
+    assert set(await contacts(owner_pool, tenant.workspace_id)) == {"ann@mail.test", "bob@x.test"}

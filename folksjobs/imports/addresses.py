@@ -34,11 +34,13 @@ _SPECIAL_TLDS = frozenset(d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if
 _SPECIAL_LONGER = any("." in d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
-def parse_email(raw: str) -> tuple[str, str | None]:
+def parse_email(raw: str, allow_test: bool = False) -> tuple[str, str | None]:
     """(normalised address, None), or ("", why it is not a valid address).
 
     Normalised: the local part NFC and lower-cased, the domain in its Unicode spelling,
-    so user@xn--bcher-kva.de and USER@bücher.de are one contact.
+    so user@xn--bcher-kva.de and USER@bücher.de are one contact. `allow_test`: the
+    special-use `.test` domain is accepted (Settings.email_test_domains, for development
+    data; email-validator's test_environment).
     """
     email = raw.strip(_PAD)
     if not email:
@@ -51,11 +53,11 @@ def parse_email(raw: str) -> tuple[str, str | None]:
             and len(lower) <= MAX_EMAIL
             and lower.index("@") <= 64
             and "--" not in lower
-            and m.group(1) not in _SPECIAL_TLDS
+            and (m.group(1) not in _SPECIAL_TLDS or (allow_test and m.group(1) == "test"))
         ):
             return lower, None
     try:
-        v = validate_email(email, check_deliverability=False)
+        v = validate_email(email, check_deliverability=False, test_environment=allow_test)
     except EmailNotValidError as e:
         return "", f"invalid email address: {e}"
     return f"{v.local_part.lower()}@{v.domain.lower()}", None
@@ -65,7 +67,9 @@ def parse_email(raw: str) -> tuple[str, str | None]:
 MULTI = " ::: "
 
 
-def choose_email(cells: list[str], columns: list[int]) -> tuple[str, str | None]:
+def choose_email(
+    cells: list[str], columns: list[int], allow_test: bool = False
+) -> tuple[str, str | None]:
     """A row's email: the first valid address of its email columns (mapping.email_columns),
     in order, each cell split at " ::: ". ("", why) when none is valid: why the first
     non-empty candidate is not, or "missing email"."""
@@ -75,7 +79,7 @@ def choose_email(cells: list[str], columns: list[int]) -> tuple[str, str | None]
             continue
         cell = cells[i]
         for candidate in cell.split(MULTI) if MULTI in cell else (cell,):
-            email, problem = parse_email(candidate)
+            email, problem = parse_email(candidate, allow_test)
             if problem is None:
                 return email, None
             if first_problem is None and problem != "missing email":
@@ -83,10 +87,10 @@ def choose_email(cells: list[str], columns: list[int]) -> tuple[str, str | None]
     return "", first_problem or "missing email"
 
 
-def email_of(cells: list[str], columns: list[int]) -> str | None:
+def email_of(cells: list[str], columns: list[int], allow_test: bool = False) -> str | None:
     """The normalised email of a row if it has a valid one, for dedup; None when not."""
     if len(columns) == 1 and columns[0] < len(cells) and MULTI not in cells[columns[0]]:
-        email, problem = parse_email(cells[columns[0]])  # the common case, one call
+        email, problem = parse_email(cells[columns[0]], allow_test)  # the common case
     else:
-        email, problem = choose_email(cells, columns)
+        email, problem = choose_email(cells, columns, allow_test)
     return None if problem else email

@@ -79,7 +79,11 @@ def map_cells(
 
 
 def validate(
-    row: int, cells: list[str], mapping: list[str], multi_key: str | None = None
+    row: int,
+    cells: list[str],
+    mapping: list[str],
+    multi_key: str | None = None,
+    allow_test: bool = False,
 ) -> MappedRow:
     if len(cells) > len(mapping) and any(c.strip() for c in cells[len(mapping) :]):
         # Values past the header's last column belong to no field: fail the row rather
@@ -87,7 +91,7 @@ def validate(
         return MappedRow(
             row, None, f"row has {len(cells)} cells but the header has {len(mapping)} columns"
         )
-    email, problem = choose_email(cells, email_columns(mapping))
+    email, problem = choose_email(cells, email_columns(mapping), allow_test)
     if problem:
         return MappedRow(row, None, problem)
     try:
@@ -117,8 +121,11 @@ class Mapper:
     (or an absent custom key) in the upsert.
     """
 
-    def __init__(self, mapping: list[str], headers: list[str] | None = None) -> None:
+    def __init__(
+        self, mapping: list[str], headers: list[str] | None = None, allow_test: bool = False
+    ) -> None:
         self.mapping = mapping
+        self.allow_test = allow_test  # Settings.email_test_domains
         self.width = len(mapping)
         targets = [t for t in mapping if t]
         self.custom_keys = list(dict.fromkeys(t[7:] for t in targets if t.startswith("custom:")))
@@ -161,7 +168,7 @@ class Mapper:
                 rows.append(row)
                 values.append((email, *map(strip, picked[:4]), *picked[4:]))
                 continue
-            m = validate(row, cells, self.mapping, self.multi_key)
+            m = validate(row, cells, self.mapping, self.multi_key, self.allow_test)
             if m.contact is None:
                 failures.append((row, m.error or "invalid row"))
             else:
