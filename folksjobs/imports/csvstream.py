@@ -53,6 +53,10 @@ class CsvRefused(ValueError):
     """The file cannot be imported at all; the message says why, for a person."""
 
 
+class NotCsvText(CsvRefused):
+    """The bytes are a binary format (an archive, a PDF, NUL bytes), not text at all."""
+
+
 # --- decoding -----------------------------------------------------------------------
 
 _fallback_counts = threading.local()
@@ -100,6 +104,15 @@ class CsvFormat:
 # of preference when it finds several equally plausible: a short Western head decodes
 # cleanly as cp1252, cp1250 and latin-1 alike, and cp1252 is what Excel writes there.
 LEGACY_ENCODINGS = ["cp1252", "cp1250", "cp1251", "latin_1", "shift_jis", "gb18030"]
+# What a user may name (--encoding, the API's `encoding`): text encodings only, never one
+# of Python's bytes-to-bytes codecs (zlib, base64 ...), by their codecs.lookup names.
+ENCODINGS = [
+    codecs.lookup(e).name
+    for e in ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", *LEGACY_ENCODINGS,
+              "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "iso8859-2",
+              "iso8859-5", "iso8859-7", "iso8859-9", "iso8859-15", "koi8-r", "mac-roman",
+              "euc-jp", "euc-kr", "big5", "gbk"]
+]  # fmt: skip
 
 
 def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = None) -> CsvFormat:
@@ -112,7 +125,12 @@ def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = N
         try:
             encoding = codecs.lookup(encoding).name
         except LookupError:
-            raise CsvRefused(f"Unknown encoding {encoding!r}.") from None
+            encoding = f"unknown: {encoding}"
+        if encoding not in ENCODINGS:
+            raise CsvRefused(
+                f"Unknown encoding {encoding.removeprefix('unknown: ')!r}; "
+                f"use one of {', '.join(ENCODINGS)}."
+            )
     elif head.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
     elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -122,9 +140,9 @@ def detect_format(head: bytes, sniff_bytes: int = 8192, encoding: str | None = N
     else:
         for sig, what in _BINARY_SIGNATURES:
             if head.startswith(sig):
-                raise CsvRefused(f"This file is {what}, not a CSV text file. {_HINT}")
+                raise NotCsvText(f"This file is {what}, not a CSV text file. {_HINT}")
         if b"\x00" in head[:sniff_bytes]:
-            raise CsvRefused(
+            raise NotCsvText(
                 "This file looks binary (it has NUL bytes in its first "
                 f"{sniff_bytes // 1024} KB), not a CSV text file. {_HINT}"
             )
