@@ -249,12 +249,18 @@ async def upsert(
         5, [avatars.get(e) or "" for e in columns[0]] if avatars else [""] * len(ordered)
     )
     custom: list[Sequence[str]] = columns[6:]
+    if any(not any(c) for c in custom):
+        # A custom column empty in every row of this sub-batch sets no key: not sent (a
+        # sparse export, or the email column's address-list field, rarely used).
+        kept = [i for i, c in enumerate(custom) if any(c)]
+        custom_keys = [custom_keys[i] for i in kept]
+        custom = [custom[i] for i in kept]
     as_json = len(custom_keys) > MAX_CUSTOM_COLUMNS
     if as_json:
         custom = [[
-            json.dumps({k: v for k, v in zip(custom_keys, row[5:], strict=True) if v},
+            json.dumps({k: v for k, v in zip(custom_keys, row, strict=True) if v},
                        ensure_ascii=False)
-            for row in ordered
+            for row in zip(*custom, strict=True)
         ]]  # fmt: skip
     sent = columns[:6] + custom
     joined = [SEP.join(c) for c in sent]
