@@ -20,10 +20,18 @@ WF_SEND_WELCOME = "SendWelcome"
 WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
 WF_IMPORT_GATE = "WorkspaceImportGate"
+WF_DISCARD_STALE_UPLOADS = "DiscardStaleUploads"
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def chunking_task_queue(task_queue: str) -> str:
+    """download-and-chunk's own queue beside `task_queue`, served by its own slots in the
+    same worker process: process-batch waits for the chunks it writes, so the two must
+    never compete for one pool of slots (worker.py)."""
+    return f"{task_queue}-chunking"
 
 
 def import_workflow_id(import_id: str) -> str:
@@ -408,6 +416,22 @@ class GateState(Model):
     limit: int
     holders: list[str]
     waiting: list[str]
+
+
+# --- discard-stale-uploads (Schedule, hourly) ------------------------------------------
+
+# The Schedule's action id; Temporal appends the scheduled time.
+DISCARD_UPLOADS_WORKFLOW_ID = "discard-stale-uploads"
+
+
+class DiscardStaleUploadsInput(Model):
+    # None: the worker's PENDING_UPLOAD_TTL_SECONDS.
+    older_than_seconds: float | None = None
+
+
+class DiscardStaleUploadsResult(Model):
+    workspaces: int
+    discarded: int
 
 
 ImportCursor.model_rebuild()
