@@ -20,6 +20,7 @@ from folksjobs.imports import chunker, dedup
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.chunker import ChunkSpec
 from folksjobs.imports.contacts import Mapper, Values, upsert
+from folksjobs.imports.mapping import email_columns
 from folksjobs.imports.repo import ImportRow
 from folksjobs.infra import metrics, rediskeys
 from folksjobs.infra.blob import BlobNotFound, BlobStore
@@ -195,9 +196,10 @@ class ImportActivities:
             delimiter=rec.delimiter,
             sep_line=rec.sep_line,
             field_limit=self.settings.csv_field_size_limit,
-            email_index=rec.column_mapping.index("email"),
+            email_columns=email_columns(rec.column_mapping),
             chunk_rows=plan.chunk_rows,
             path=None if local is None else str(local),
+            email_test_domains=self.settings.email_test_domains,
         )
 
         async def store(frame: chunker.Frame) -> None:
@@ -303,7 +305,7 @@ class ImportActivities:
         rec = await self._record(job.workspace_id, job.import_id)
         chunk = chunker.unpack(raw)
         del raw
-        mapper = Mapper(rec.column_mapping)
+        mapper = Mapper(rec.column_mapping, rec.headers, self.settings.email_test_domains)
         size, total = job.sub_batch_rows, len(chunk.cells)
         for b, start in enumerate(range(0, total, size)):
             stop = min(start + size, total)

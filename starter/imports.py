@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--map", action="append", default=[], metavar="HEADER=FIELD",
                    help="override the suggested mapping: email, first_name, last_name, "
                    "company, phone, custom:<name> or skip")  # fmt: skip
+    p.add_argument("--encoding", help="the file's encoding when detection gets it wrong "
+                   "(a Python codec name: cp1252, cp1250, shift_jis, gb18030 ...)")  # fmt: skip
     p.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
     p.add_argument("--no-wait", action="store_true", help="start and return at once")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -102,7 +104,7 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     try:
         with path.open("rb") as fh, out.status(f"uploading {path.name} ..."):
             up = await upload_csv(services.pool, services.blob, settings, fh, path.name,
-                                  args.workspace, user, args.map)  # fmt: skip
+                                  args.workspace, user, args.map, args.encoding)  # fmt: skip
     except (UploadRefused, MappingError) as e:
         fail(str(e))
     upload_s = time.monotonic() - t0

@@ -69,7 +69,9 @@ async def test_small_file_end_to_end(
         1,
         0,
     )
-    assert result["error_samples"] == [{"row": 4, "reason": "invalid email address"}]
+    assert result["error_samples"] == [
+        {"row": 4, "reason": "invalid email address: An email address must have an @-sign."}
+    ]
     got = await contacts(owner_pool, tenant.workspace_id)
     assert set(got) == {"ann@example.com", "bob@example.com", "carol@example.com"}
     assert got["ann@example.com"]["company"] == "Acme, Inc."
