@@ -11,7 +11,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import ActivityClass
 from activities.errors import email_error
+from folksjobs import errors
 from folksjobs.exports import repo as exports
 from folksjobs.infra import metrics
 from folksjobs.infra.blob import BlobStore, BlobWriter, export_key
@@ -46,7 +48,7 @@ async def _abort(writer: BlobWriter) -> None:
         log.warning("could not discard a partial export file: %s", e)
 
 
-class ExportActivities:
+class ExportActivities(ActivityClass):
     def __init__(
         self, pool: asyncpg.Pool, blob: BlobStore, sender: EmailSender, settings: Settings
     ) -> None:
@@ -74,7 +76,7 @@ class ExportActivities:
                     f"export {job.export_id} does not exist in workspace {job.workspace_id}"
                     if status is None
                     else f"export {job.export_id} is already {status}",
-                    type="InvalidExport",
+                    type=errors.INVALID_EXPORT,
                     non_retryable=True,
                 )
             tag_ids: list[str] | None = None
@@ -221,13 +223,13 @@ class ExportActivities:
         if rec is None or rec["blob_key"] is None:
             raise ApplicationError(
                 f"export {job.export_id} has no file to announce",
-                type="InvalidExport",
+                type=errors.INVALID_EXPORT,
                 non_retryable=True,
             )
         try:
             user = await get_user(self.pool, job.user_id)
         except UserNotFound as e:
-            raise ApplicationError(str(e), type="UserNotFound", non_retryable=True) from e
+            raise ApplicationError(str(e), type=errors.USER_NOT_FOUND, non_retryable=True) from e
         msg = emails.export_completed(
             user.email,
             rec["row_count"],
@@ -259,3 +261,12 @@ class ExportActivities:
                 failure.error[:4000],
                 failure.cancelled,
             )
+
+    ACTIVITIES = (
+        resolve_tag_filter,
+        upload_empty,
+        resolve_export_metadata,
+        stream_export,
+        send_notification,
+        mark_failed,
+    )

@@ -15,7 +15,9 @@ from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import ActivityClass
 from activities.errors import email_error
+from folksjobs import errors
 from folksjobs.imports import chunker, dedup
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.chunker import ChunkSpec
@@ -70,7 +72,7 @@ async def _heartbeating(work: Awaitable[T], every: float = 2.0) -> T:
     return task.result()
 
 
-class ImportActivities:
+class ImportActivities(ActivityClass):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -94,7 +96,7 @@ class ImportActivities:
         if rec is None:
             raise ApplicationError(
                 f"import {import_id} not found in workspace {workspace_id}",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
         return rec
@@ -107,12 +109,12 @@ class ImportActivities:
         if rec.status != "processing":
             raise ApplicationError(
                 f"Invalid import state: {rec.status} (expected processing)",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
         if "email" not in rec.column_mapping:
             raise ApplicationError(
-                "no column is mapped to email", type="InvalidImport", non_retryable=True
+                "no column is mapped to email", type=errors.INVALID_IMPORT, non_retryable=True
             )
         s = self.settings
         return ImportRecord(
@@ -203,7 +205,7 @@ class ImportActivities:
             raise ApplicationError(
                 f"the CSV chunker exited with status {proc.returncode}: "
                 f"{err.splitlines()[-1] if err else 'no message'}",
-                type="ChunkerFailed",
+                type=errors.CHUNKER_FAILED,
             )
 
         proc = await asyncio.create_subprocess_exec(
@@ -233,7 +235,7 @@ class ImportActivities:
             raise ApplicationError(
                 f"the stored file has {rows:,} rows but {rec.total_rows:,} were uploaded: "
                 "it is truncated or was replaced; upload it again",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
         await self.redis.set(
@@ -244,7 +246,7 @@ class ImportActivities:
     def _missing_blob(self, rec: ImportRow) -> ApplicationError:
         return ApplicationError(
             f"the uploaded file of import {rec.id} is missing from the blob store; upload it again",
-            type="InvalidImport",
+            type=errors.INVALID_IMPORT,
             non_retryable=True,
         )
 
@@ -295,7 +297,7 @@ class ImportActivities:
             if lost:
                 raise ApplicationError(
                     f"chunk {job.chunk_index} is no longer in Redis (expired or flushed)",
-                    type="ChunkMissing",
+                    type=errors.CHUNK_MISSING,
                     non_retryable=True,
                 )
             if first or n != last_seen:
@@ -304,7 +306,7 @@ class ImportActivities:
                 raise ApplicationError(
                     f"chunk {job.chunk_index} did not appear within "
                     f"{self.settings.chunk_wait_seconds:.0f} s of chunking progress",
-                    type="ChunkMissing",
+                    type=errors.CHUNK_MISSING,
                     non_retryable=True,
                 )
             activity.heartbeat("waiting for chunk")
@@ -421,7 +423,7 @@ class ImportActivities:
         if t.rows != rec.total_rows:
             raise ApplicationError(
                 f"ledger holds {t.rows:,} rows, the file {rec.total_rows:,}",
-                type="LedgerMismatch",
+                type=errors.LEDGER_MISMATCH,
                 non_retryable=True,
             )
         samples = await imports_repo.first_error_samples(
@@ -542,3 +544,12 @@ class ImportActivities:
             )
         except Exception as e:  # best effort: must never hide the import's own error
             log.error("import %s: failure email not sent (%s)", f.import_id, type(e).__name__)
+
+    ACTIVITIES = (
+        fetch_import,
+        download_and_chunk,
+        process_batch,
+        find_missing_chunks,
+        finalize,
+        mark_failed,
+    )

@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from folksjobs import errors
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
 from folksjobs.infra.blob import build_blob_store
@@ -67,12 +68,6 @@ def _dsn(settings: Settings) -> str:
         fail("DATABASE_URL is not set (start the dev stack with `python -m starter dev`)")
     assert settings.database_url
     return settings.database_url
-
-
-def _root_message(e: BaseException) -> str:
-    while getattr(e, "cause", None) is not None:
-        e = e.cause  # type: ignore[attr-defined]
-    return str(e)
 
 
 async def _download_location(settings: Settings, blob_key: str) -> str:
@@ -151,7 +146,7 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
             print(f"export {export_id}  {data['ui']}")
             await _watch(handle)
     except WorkflowFailureError as e:
-        fail(f"export {export_id} failed: {_root_message(e)}", code=1)
+        fail(f"export {export_id} failed: {errors.root_message(e)}", code=1)
     result = await handle.result()
     location = await _download_location(settings, result.blob_key)
     data.update(

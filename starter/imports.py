@@ -25,6 +25,7 @@ from folksjobs.imports.mapping import MappingError
 from folksjobs.imports.uploads import UploadRefused, UploadResult, confirm_import, upload_csv
 from folksjobs.infra.temporal import connect
 from folksjobs.models import import_workflow_id
+from folksjobs.notify.directory import WorkspaceNotFound, workspace_owner
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings
 from starter.common import emit, fail, ui_link
@@ -71,11 +72,10 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     out = Console(stderr=True) if args.json else Console()
     if not path.is_file():  # noqa: ASYNC240 - one stat before a long upload
         fail(f"{path}: no such file")
-    user = args.user or await services.pool.fetchval(
-        "SELECT owner_user_id::text FROM workspaces WHERE id = $1::uuid", args.workspace
-    )
-    if not user:
-        fail(f"workspace {args.workspace} not found")
+    try:
+        user = args.user or await workspace_owner(services.pool, args.workspace)
+    except WorkspaceNotFound as e:
+        fail(str(e))
     t0 = time.monotonic()
     try:
         with path.open("rb") as fh, out.status(f"uploading {path.name} ..."):

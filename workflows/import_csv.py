@@ -28,6 +28,8 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
+    from folksjobs import errors
+    from folksjobs.catalog import job_by_workflow
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_CSV,
@@ -47,15 +49,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gate import held_slot
 
 RETRY = RetryPolicy(
-    maximum_attempts=4,
+    maximum_attempts=job_by_workflow(WF_PROCESS_CSV).attempts,
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=[
-        "InvalidImport",
-        "ChunkMissing",
-        "LedgerMismatch",
-        "EmailPermanentFailure",
+        errors.INVALID_IMPORT,
+        errors.CHUNK_MISSING,
+        errors.LEDGER_MISMATCH,
+        errors.EMAIL_PERMANENT_FAILURE,
     ],
 )
 MAX_RECHUNKS = 3
@@ -100,11 +102,11 @@ class ProcessCsv:
                 await self._cancelled(inp)
                 raise
             self.stage = "failed"
-            message = _root_message(e)
+            message = errors.root_message(e)
             set_job_attributes(status="failed")
             await self._mark_failed(inp, message)
             raise ApplicationError(
-                f"import failed: {message}", type="ImportFailed", non_retryable=True
+                f"import failed: {message}", type=errors.IMPORT_FAILED, non_retryable=True
             ) from e
 
     async def _run(self, inp: ProcessCsvInput) -> ImportResult:
@@ -125,7 +127,7 @@ class ProcessCsv:
         try:
             result = await self._finalize(inp, cursor)
         except ActivityError as e:
-            if not (isinstance(e.cause, ApplicationError) and e.cause.type == "LedgerMismatch"):
+            if not errors.failed_with(e, errors.LEDGER_MISMATCH):
                 raise
             # The database lost commits it had acknowledged (a crash with
             # synchronous_commit=off): the ledger says which chunks; redo just those.
@@ -258,7 +260,7 @@ class ProcessCsv:
                     summary=f"chunk {i + 1} of {cursor.chunk_count}",
                 )
             except ActivityError as e:
-                if not (isinstance(e.cause, ApplicationError) and e.cause.type == "ChunkMissing"):
+                if not errors.failed_with(e, errors.CHUNK_MISSING):
                     raise
             # The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
             # once for all the chunks that noticed in the same generation.
@@ -267,7 +269,7 @@ class ProcessCsv:
                     if cursor.rechunks >= MAX_RECHUNKS:
                         raise ApplicationError(
                             f"chunks were lost {cursor.rechunks} times; giving up",
-                            type="ChunksLost",
+                            type=errors.CHUNKS_LOST,
                             non_retryable=True,
                         )
                     if self.chunking is not None and not self.chunking.done():
@@ -292,9 +294,3 @@ class ProcessCsv:
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RETRY,
         )
-
-
-def _root_message(e: BaseException) -> str:
-    while e.__cause__ is not None or getattr(e, "cause", None) is not None:
-        e = getattr(e, "cause", None) or e.__cause__  # type: ignore[assignment]
-    return str(e) or type(e).__name__

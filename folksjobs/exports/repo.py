@@ -37,6 +37,7 @@ import asyncpg
 
 from folksjobs.exports.csvsafe import FORMULA_PREFIXES, PLAIN_NUMBER, neutralise
 from folksjobs.infra.db import tenant_tx
+from folksjobs.notify.directory import WorkspaceNotFound, workspace_owner
 
 STANDARD_COLUMNS = (
     "email",
@@ -267,17 +268,6 @@ async def copy_rows(
 # --- the export record --------------------------------------------------------------
 
 
-async def workspace_owner(pool: asyncpg.Pool, workspace_id: str) -> str:
-    try:
-        wid = uuid.UUID(workspace_id)
-    except ValueError as e:
-        raise InvalidExportRequest(f"workspace id {workspace_id!r} is not a UUID") from e
-    owner = await pool.fetchval("SELECT owner_user_id FROM workspaces WHERE id = $1", wid)
-    if owner is None:
-        raise InvalidExportRequest(f"workspace {workspace_id} does not exist")
-    return str(owner)
-
-
 async def create_export(
     pool: asyncpg.Pool, workspace_id: str, user_id: str | None, tag_names: Sequence[str]
 ) -> tuple[str, str]:
@@ -286,7 +276,10 @@ async def create_export(
     The user defaults to the workspace's owner; every named tag must exist in the
     workspace (a typo would otherwise silently export nothing).
     """
-    owner = await workspace_owner(pool, workspace_id)
+    try:
+        owner = await workspace_owner(pool, workspace_id)
+    except WorkspaceNotFound as e:
+        raise InvalidExportRequest(str(e)) from e
     user = user_id or owner
     try:
         uid = uuid.UUID(user)

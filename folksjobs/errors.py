@@ -1,0 +1,50 @@
+"""The error type names that cross Temporal, and how a failure is told to a person.
+
+An activity raises `ApplicationError(msg, type=<one of these>)`; a workflow names them in
+its retry policy's non-retryable types and in the branches that react to one (ChunkMissing
+re-chunks, LedgerMismatch repairs); tests and the fault run match on them. Other services
+and operators see them in the Temporal UI, so a name never changes once released.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from temporalio.exceptions import ApplicationError
+
+# process-csv
+INVALID_IMPORT: Final = "InvalidImport"  # missing, not processing, no email column, bad blob
+CHUNK_MISSING: Final = "ChunkMissing"  # a chunk left Redis before it was committed
+LEDGER_MISMATCH: Final = "LedgerMismatch"  # the database lost commits it had acknowledged
+CHUNKER_FAILED: Final = "ChunkerFailed"  # the chunker process died (retried)
+CHUNKS_LOST: Final = "ChunksLost"  # ChunkMissing more often than MAX_RECHUNKS
+IMPORT_FAILED: Final = "ImportFailed"  # the workflow's own failure, after mark-failed
+
+# process-export
+INVALID_EXPORT: Final = "InvalidExport"
+
+# weekly-digest
+WORKSPACE_NOT_FOUND: Final = "WorkspaceNotFound"
+OWNER_NOT_FOUND: Final = "OwnerNotFound"
+INVALID_DIGEST_INPUT: Final = "InvalidDigestInput"
+
+# any job that emails someone
+USER_NOT_FOUND: Final = "UserNotFound"
+EMAIL_PERMANENT_FAILURE: Final = "EmailPermanentFailure"  # the provider refused: never retried
+EMAIL_SEND_FAILED: Final = "EmailSendFailed"  # transient: retried
+
+
+def failed_with(e: BaseException, kind: str) -> bool:
+    """Whether `e` is, or directly wraps (an ActivityError's cause), an ApplicationError
+    of type `kind`. Only one level: a timeout's or a child's own causes are not the step's
+    failure."""
+    cause = e if isinstance(e, ApplicationError) else getattr(e, "cause", None)
+    return isinstance(cause, ApplicationError) and cause.type == kind
+
+
+def root_message(e: BaseException) -> str:
+    """The innermost cause's message: an ActivityError says only "Activity task failed",
+    a WorkflowFailureError "Workflow execution failed"; the reason is at the chain's end."""
+    while (cause := getattr(e, "cause", None) or e.__cause__) is not None:
+        e = cause
+    return str(e) or type(e).__name__
