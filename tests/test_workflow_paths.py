@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.base import ActivityClass
 from activities.exports import ExportActivities
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
@@ -103,9 +104,11 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-def mocks(fakes: dict[str, Callable[..., Any]], cls: type[Any]) -> list[Callable[..., Any]]:
-    assert sorted(fakes) == sorted(cls.names()), f"mocks do not match {cls.__name__}.ACTIVITIES"
-    return list(fakes.values())
+def mocks(cls: type[ActivityClass], *fakes: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """The fakes, checked to stand for exactly the activities `cls` registers."""
+    names = [activity._Definition.must_from_callable(f).name or "" for f in fakes]
+    assert sorted(names) == sorted(cls.names()), f"mocks do not match {cls.__name__}.ACTIVITIES"
+    return list(fakes)
 
 
 def gate_mocks() -> list[Callable[..., Any]]:
@@ -120,8 +123,7 @@ def gate_mocks() -> list[Callable[..., Any]]:
     async def find_closed_holders(holders: list[str]) -> list[str]:
         return []
 
-    return mocks({"request-slot": request_slot, "find-closed-holders": find_closed_holders},
-                 GateActivities)  # fmt: skip
+    return mocks(GateActivities, request_slot, find_closed_holders)
 
 
 @contextlib.asynccontextmanager
@@ -139,6 +141,21 @@ async def worker(
         default_heartbeat_throttle_interval=timedelta(milliseconds=100),
     ):
         yield queue
+
+
+async def run_recorded(
+    env: WorkflowEnvironment,
+    activities: list[Callable[..., Any]],
+    start: Callable[[WorkflowEnvironment, str], Awaitable[WorkflowHandle[Any, Any]]],
+    name: str,
+) -> Any:
+    """Start a run on a fresh worker and return its result, recording its history."""
+    async with worker(env, activities) as queue:
+        handle = await start(env, queue)
+        try:
+            return await handle.result()
+        finally:
+            await record(env.client, handle, name)
 
 
 async def record(client: Client, handle: WorkflowHandle[Any, Any], name: str) -> None:
@@ -182,6 +199,11 @@ async def cancel_while_held(
 
 def fails_with(kind: str, message: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def database_down() -> ApplicationError:
+    """What a mark-failed that cannot reach its database raises."""
+    return fails_with("DatabaseDown", "the database is unreachable")
 
 
 # --- process-csv ----------------------------------------------------------------------
@@ -279,30 +301,21 @@ class FakeImport:
             self.calls.append(("mark-failed", f))
             self.ledger_at_mark_failed = set(self.ledger)
             if self.mark_failed_fails:
-                raise fails_with("DatabaseDown", "the database is unreachable")
+                raise database_down()
 
-        return mocks({
-            "fetch-import": fetch_import, "download-and-chunk": download_and_chunk,
-            "process-batch": process_batch, "find-missing-chunks": find_missing_chunks,
-            "finalize": finalize, "mark-failed": mark_failed,
-        }, ImportActivities)  # fmt: skip
+        return mocks(ImportActivities, fetch_import, download_and_chunk, process_batch,
+                     find_missing_chunks, finalize, mark_failed)  # fmt: skip
 
 
 async def start_import(env: WorkflowEnvironment, queue: str) -> WorkflowHandle[Any, Any]:
-    import_id = str(uuid.uuid4())
-    inp = ProcessCsvInput(import_id=import_id, workspace_id=str(uuid.uuid4()), user_id="u")
+    inp = ProcessCsvInput(import_id=str(uuid.uuid4()), workspace_id=str(uuid.uuid4()), user_id="u")
     return await env.client.start_workflow(
-        ProcessCsv.run, inp, id=f"import-{import_id}", task_queue=queue
+        ProcessCsv.run, inp, id=f"import-{inp.import_id}", task_queue=queue
     )
 
 
 async def run_import(env: WorkflowEnvironment, fake: FakeImport, name: str) -> ImportResult:
-    async with worker(env, fake.activities()) as queue:
-        handle = await start_import(env, queue)
-        try:
-            result: ImportResult = await handle.result()
-        finally:
-            await record(env.client, handle, name)
+    result: ImportResult = await run_recorded(env, fake.activities(), start_import, name)
     return result
 
 
@@ -483,30 +496,23 @@ class FakeExport:
         async def mark_failed(f: ExportFailure) -> None:
             self.calls.append(("mark-export-failed", f))
             if self.mark_failed_fails:
-                raise fails_with("DatabaseDown", "the database is unreachable")
+                raise database_down()
 
-        return mocks({
-            "resolve-tag-filter": resolve_tag_filter, "upload-empty": upload_empty,
-            "resolve-export-metadata": resolve_export_metadata, "stream-export": stream_export,
-            "send-notification": send_notification, "mark-export-failed": mark_failed,
-        }, ExportActivities)  # fmt: skip
+        return mocks(ExportActivities, resolve_tag_filter, upload_empty, resolve_export_metadata,
+                     stream_export, send_notification, mark_failed)  # fmt: skip
 
 
 async def start_export(env: WorkflowEnvironment, queue: str) -> WorkflowHandle[Any, Any]:
-    export_id = str(uuid.uuid4())
-    inp = ProcessExportInput(export_id=export_id, workspace_id=str(uuid.uuid4()), user_id="u")
+    inp = ProcessExportInput(
+        export_id=str(uuid.uuid4()), workspace_id=str(uuid.uuid4()), user_id="u"
+    )
     return await env.client.start_workflow(
-        ProcessExport.run, inp, id=f"export-{export_id}", task_queue=queue
+        ProcessExport.run, inp, id=f"export-{inp.export_id}", task_queue=queue
     )
 
 
 async def run_export(env: WorkflowEnvironment, fake: FakeExport, name: str) -> ExportResult:
-    async with worker(env, fake.activities()) as queue:
-        handle = await start_export(env, queue)
-        try:
-            result: ExportResult = await handle.result()
-        finally:
-            await record(env.client, handle, name)
+    result: ExportResult = await run_recorded(env, fake.activities(), start_export, name)
     return result
 
 
