@@ -312,9 +312,8 @@ class ImportActivities(ActivityClass):
                 parsed.append((row, c, emails[i]))
         valid_rows, values, invalid = mapper.map(parsed)
         failures += invalid
-        avatars = await _heartbeating(
-            self.gravatar.avatars([v[0] for v in values]), 2.0, lambda: "gravatar"
-        )
+        lookup = self.gravatar.avatars([v[0] for v in values])
+        avatars = await _heartbeating(lookup, 2.0, lambda: "gravatar")
 
         async def commit(row_by_row: bool) -> None:
             async with tenant_tx(self.pool, job.workspace_id) as conn:

@@ -4,6 +4,7 @@ why."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,3 +57,23 @@ async def test_a_child_that_dies_says_why() -> None:
     bad = dataclasses.replace(_spec(None), encoding="no-such-codec")
     with pytest.raises(chunker.ChunkerFailed, match=r"exited with status 1: .*no-such-codec"):
         await _chunk(bad, _bytes(CSV))
+
+
+@pytest.mark.parametrize("via", ["path", "stdin"])
+async def test_a_store_that_fails_ends_the_child_at_once(tmp_path: Path, via: str) -> None:
+    """Redis failing mid-chunking: the error comes back, and the child is gone, even when
+    it had filled the pipe (it once hung here, waiting for a child whose pipe was full)."""
+    data = b"email,name\n" + b"".join(
+        b"u%d@example.com,%s\n" % (i, b"x" * 60) for i in range(60_000)
+    )
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    spec = dataclasses.replace(_spec(path if via == "path" else None), chunk_rows=1000)
+
+    async def store(frame: chunker.Frame) -> None:
+        await asyncio.sleep(0.5)  # the child fills the pipe meanwhile
+        raise ConnectionError("Connection closed by server.")
+
+    source = None if via == "path" else _bytes(data, 1 << 16)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(chunker.run(spec, source, store), 30)

@@ -19,6 +19,7 @@ non-zero exit with the reason on stderr. This module writes them (`main`) and re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import marshal
 import os
@@ -191,16 +192,32 @@ async def run(
     reading = asyncio.ensure_future(_read(proc, store))
     try:
         await asyncio.wait({reading})
-        if feeder is not None:
-            await feeder  # a source that failed mid-read says so, not "truncated"
+        # A source that failed mid-read says so, not "truncated"; a feeder still writing
+        # after the reader failed waits on a child nobody reads, so it is not waited for.
+        if feeder is not None and (feeder.done() or reading.exception() is None):
+            await feeder
         return reading.result()
     finally:
-        if proc.returncode is None:
+        await _stop(proc, reading, feeder)
+
+
+async def _stop(proc: asyncio.subprocess.Process, *tasks: asyncio.Future[Any] | None) -> None:
+    """End the child and what talks to it. The process counts as ended (`wait`) only once
+    its pipes are closed, and a reader that stopped early (Redis failing mid-store) leaves
+    stdout paused and full: the pipes are read to their end, or `wait` hangs forever."""
+    pending = [t for t in tasks if t is not None and not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    if proc.stdin is not None:
+        proc.stdin.close()  # a feeder cancelled before it ran never closed it
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        await proc.wait()
-        for t in (reading, feeder):
-            if t is not None and not t.done():
-                t.cancel()
+    assert proc.stdout is not None and proc.stderr is not None
+    await asyncio.gather(proc.stdout.read(), proc.stderr.read())
+    await proc.wait()
 
 
 async def _feed(proc: asyncio.subprocess.Process, source: AsyncIterable[bytes]) -> None:
