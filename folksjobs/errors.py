@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from temporalio.exceptions import ApplicationError
-
 # process-csv
 INVALID_IMPORT: Final = "InvalidImport"  # missing, not processing, no email column, bad blob
 CHUNK_MISSING: Final = "ChunkMissing"  # a chunk left Redis before it was committed
@@ -37,14 +35,26 @@ EMAIL_SEND_FAILED: Final = "EmailSendFailed"  # transient: retried
 def failed_with(e: BaseException, kind: str) -> bool:
     """Whether `e` is, or directly wraps (an ActivityError's cause), an ApplicationError
     of type `kind`. Only one level: a timeout's or a child's own causes are not the step's
-    failure."""
-    cause = e if isinstance(e, ApplicationError) else getattr(e, "cause", None)
-    return isinstance(cause, ApplicationError) and cause.type == kind
+    failure. (Read by its `type` attribute, the one ApplicationError has, so the CLI can
+    import this module without loading Temporal.)"""
+    cause = e if getattr(e, "type", None) is not None else getattr(e, "cause", None)
+    return getattr(cause, "type", None) == kind
+
+
+def root_cause(e: BaseException) -> BaseException:
+    """The innermost cause of a failure chain (WorkflowFailureError -> ActivityError ->
+    ApplicationError ...): where the reason is; the outer ones only say "failed"."""
+    seen: set[int] = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        cause = getattr(e, "cause", None) or e.__cause__
+        if cause is None:
+            break
+        e = cause
+    return e
 
 
 def root_message(e: BaseException) -> str:
-    """The innermost cause's message: an ActivityError says only "Activity task failed",
-    a WorkflowFailureError "Workflow execution failed"; the reason is at the chain's end."""
-    while (cause := getattr(e, "cause", None) or e.__cause__) is not None:
-        e = cause
-    return str(e) or type(e).__name__
+    """The root cause's message, or its type's name when it has none."""
+    root = root_cause(e)
+    return str(root) or type(root).__name__

@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+import traceback
 
-from folksjobs.infra import logsafe
-from folksjobs.infra.logs import setup_logging
-from folksjobs.settings import get_settings
+# Only argparse is imported before a command runs: each command module imports its
+# clients (Temporal, asyncpg, anthropic, aioboto3, ...) inside the function that needs
+# them, so `--help` answers at once (tests/test_cli.py, bench/cli_times.py).
 from starter import (
+    api,
     basic,
     codec_server,
     contract,
     demo,
     dev,
     dispatch,
+    errors,
     exports,
     imports,
     schedule,
 )
 
-COMMANDS = [dev, demo, basic, imports, exports, schedule, dispatch, contract, codec_server]
+COMMANDS = [
+    dev, demo, basic, imports, exports, schedule, dispatch, api, contract, codec_server
+]  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m starter", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p = argparse.ArgumentParser(prog="python -m starter", description=__doc__,
+                                epilog=errors.EPILOG)  # fmt: skip
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log at INFO level and print tracebacks")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -34,12 +42,27 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    settings = get_settings()
-    # Same formats as the worker (LOG_FORMAT), emails masked; on stderr, so --json stays clean.
-    setup_logging("INFO" if args.verbose else "WARNING", settings.log_format)
-    # After setup_logging, which replaces the handlers: secrets and URL passwords too.
-    logsafe.install(settings=settings)
     try:
+        from folksjobs.infra import logsafe
+        from folksjobs.infra.logs import setup_logging
+        from folksjobs.settings import get_settings
+
+        settings = get_settings()
+        # Same formats as the worker (LOG_FORMAT), emails masked; on stderr, so --json
+        # stays clean.
+        setup_logging("INFO" if args.verbose else "WARNING", settings.log_format)
+        # After setup_logging, which replaces the handlers: secrets and URL passwords too.
+        logsafe.install(settings=settings)
         asyncio.run(args.run(args, settings))
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(errors.INTERRUPTED) from None
+    except SystemExit:
+        raise
+    except Exception as e:
+        if args.verbose:
+            traceback.print_exc()
+        from folksjobs.infra.logsafe import redact
+
+        code, line = errors.explain(e)
+        print(f"error: {redact(line)}", file=sys.stderr)
+        raise SystemExit(code) from None

@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
-
-from folksjobs import errors
-from folksjobs.exports import repo as exports
-from folksjobs.infra import db
-from folksjobs.infra.blob import build_blob_store
-from folksjobs.infra.temporal import connect
-from folksjobs.models import (
-    WF_PROCESS_EXPORT,
-    ExportProgress,
-    ExportResult,
-    ProcessExportInput,
-    export_workflow_id,
-)
-from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail, ui_link
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
+
+    from folksjobs.settings import Settings
 
 POLL_SECONDS = 0.5
 
@@ -72,6 +59,8 @@ def _dsn(settings: Settings) -> str:
 
 async def _download_location(settings: Settings, blob_key: str) -> str:
     """For a person: the local path, or the s3:// key with a presigned download URL."""
+    from folksjobs.infra.blob import build_blob_store
+
     store = build_blob_store(settings)
     try:
         return await store.location(blob_key)
@@ -81,6 +70,17 @@ async def _download_location(settings: Settings, blob_key: str) -> str:
 
 async def _watch(handle: WorkflowHandle[Any, Any]) -> None:
     """A progress bar fed by the workflow's `progress` query until it finishes."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from temporalio.service import RPCError
+
+    from folksjobs.models import ExportProgress
+
     result = asyncio.ensure_future(handle.result())
     columns = (
         TextColumn("[bold]{task.description:<24}"),
@@ -104,28 +104,32 @@ async def _watch(handle: WorkflowHandle[Any, Any]) -> None:
 
 
 async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    from folksjobs import errors
+    from folksjobs.catalog import JobDisabled
+    from folksjobs.confirm import start_export
+    from folksjobs.exports import repo as exports
+    from folksjobs.infra import db
+    from folksjobs.models import ExportResult
+    from starter.common import connect
+
     if not args.workspace:
         fail("--workspace is required (or `export status ID`)")
+    client = await connect(settings)
     pool = await db.create_pool(_dsn(settings), max_size=2)
+    # The event export/csv.confirmed, started as the HTTP API starts it (folksjobs.confirm).
     try:
-        export_id, user_id = await exports.create_export(pool, args.workspace, args.user, args.tag)
-    except exports.InvalidExportRequest as e:
+        export_id, started = await start_export(
+            client, pool, settings, args.workspace, args.user, args.tag
+        )
+    except (exports.InvalidExportRequest, JobDisabled) as e:
         fail(str(e))
         raise
     finally:
         await pool.close()
-    client = await connect(settings)
-    wid = export_workflow_id(export_id)
-    handle = await client.start_workflow(
-        WF_PROCESS_EXPORT,
-        ProcessExportInput(export_id=export_id, workspace_id=args.workspace, user_id=user_id),
-        id=wid,
-        task_queue=settings.temporal_task_queue,
-        result_type=ExportResult,
-        # A repeated start of the same export joins the running workflow, never a second one.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
+    wid = started.workflow_id
+    handle = client.get_workflow_handle(wid, run_id=started.run_id, result_type=ExportResult)
     data: dict[str, Any] = {
         "export_id": export_id,
         "workflow_id": wid,
@@ -159,6 +163,14 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.client import Client, WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from folksjobs.exports import repo as exports
+    from folksjobs.infra import db
+    from folksjobs.models import ExportProgress, export_workflow_id
+    from starter.common import connect
+
     owner = await db.create_owner_pool(_dsn(settings), max_size=1)
     try:
         record = await exports.get_export(owner, args.export_id)
@@ -198,6 +210,11 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def cancel_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.service import RPCError
+
+    from folksjobs.models import export_workflow_id
+    from starter.common import connect
+
     client = await connect(settings)
     handle = client.get_workflow_handle(export_workflow_id(args.export_id))
     try:

@@ -21,23 +21,50 @@ from pathlib import Path
 from folksjobs.infra.search_attributes import REGISTRATION
 
 
+class StackError(RuntimeError):
+    """A dev-stack server cannot start; the message names the cause and the fix."""
+
+
+def ensure_port_free(port: int, what: str, setting: str) -> None:
+    """Refuse a port something already listens on: waiting for it would find the other
+    server and report success."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise StackError(
+                f"port {port} ({what}) is already in use: stop what listens there "
+                f"(`ss -ltnp 'sport = :{port}'` shows it; often a `starter dev` still "
+                f"running) or set {setting} to another port"
+            ) from None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    where = f"; its log: {log}" if log else ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before listening")
+            raise StackError(
+                f"the server for port {port} exited with code {proc.returncode} before "
+                f"listening{where}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+    raise StackError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s{where}")
 
 
 def temporal_cli() -> str:
@@ -90,9 +117,10 @@ class TemporalDevServer:
         for name, kind in REGISTRATION.items():
             args += ["--search-attribute", f"{name}={kind}"]
         args += self.extra_args
-        log = open(self.state_dir / "temporal.log", "ab")  # noqa: SIM115
+        log_path = self.state_dir / "temporal.log"
+        log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, timeout, self.proc)
+        wait_for_port(self.port, timeout, self.proc, log_path)
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -169,22 +197,28 @@ class EmbeddedPostgres:
             f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=on "
             "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
         )
-        self._run(
-            [
-                self._bin("pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                opts,
-                "-l",
-                str(self._log),
-                "start",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        try:
+            self._run(
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self._log),
+                    "start",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        except subprocess.CalledProcessError as e:
+            raise StackError(
+                f"PostgreSQL did not start on port {self.port} (pg_ctl exit {e.returncode}); "
+                f"its log: {self._log}"
+            ) from e
         self._ensure_database()
 
     def _ensure_database(self) -> None:
@@ -252,7 +286,7 @@ class EmbeddedValkey:
             str(self.data_dir / "valkey.log"),
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, timeout, self.proc)
+        wait_for_port(self.port, timeout, self.proc, self.data_dir / "valkey.log")
 
     def stop(self) -> None:
         _stop(self.proc)
