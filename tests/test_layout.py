@@ -28,9 +28,6 @@ LAYERS: list[set[str]] = [
     {"folksjobs.api"},
     {"folksjobs.devtools"},
 ]  # fmt: skip
-# Known and owned: confirm_import (start the workflow) leaves uploads.py when issue 14
-# item 5 splits reading the upload from starting the import; then delete this entry.
-ALLOWED_UPWARD = {("folksjobs.imports.uploads", "folksjobs.events")}
 # The application around the package: folksjobs never reaches up into it.
 APPLICATION = ("activities", "workflows", "starter", "worker", "tests", "bench")
 
@@ -79,9 +76,7 @@ def test_no_module_imports_upward() -> None:
         f"{m} (layer {layer(m)}) imports {dep} (layer {layer(dep)})"
         for m in MODULES
         for dep in imports_of(m)
-        if dep.split(".")[0] == "folksjobs"
-        and layer(dep) > layer(m)
-        and (m, dep) not in ALLOWED_UPWARD
+        if dep.split(".")[0] == "folksjobs" and layer(dep) > layer(m)
     ]
     assert upward == []
 
