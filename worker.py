@@ -80,7 +80,7 @@ def _export(s: Services) -> list[Callable[..., Any]]:
 
 
 def _uploads(s: Services) -> list[Callable[..., Any]]:
-    return [UploadActivities(s.pool, s.blob, s.settings).discard_stale_uploads]
+    return UploadActivities(s.pool, s.blob, s.settings).activities()
 
 
 JOBS: list[Job] = [
