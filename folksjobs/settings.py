@@ -138,6 +138,9 @@ class Settings(BaseSettings):
 
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20
+    # download-and-chunk runs on its own queue with these slots (one CSV parser process
+    # each), so chunking is never stuck behind process-batch attempts waiting for it.
+    worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4
     worker_graceful_shutdown_seconds: float = 30.0
     metrics_bind: str | None = None
     log_level: str = "INFO"

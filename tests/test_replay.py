@@ -6,6 +6,9 @@ The histories in tests/histories/ come from tests/test_workflow_paths.py (every 
 ProcessCsv and ProcessExport the mocks reach, including each run of a continue-as-new
 chain), recorded with `FOLKSJOBS_RECORD_HISTORIES=1` before a change to the workflows.
 Record new ones when a path is added; keep the old ones, they are the runs in flight.
+process_csv_before_chunking_queue.json is a 5-row import in 2-row chunks recorded before
+download-and-chunk had its own task queue: the run in flight keeps its queue
+(workflow.patched).
 """
 
 from __future__ import annotations

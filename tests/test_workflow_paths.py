@@ -66,6 +66,7 @@ from folksjobs.models import (
     SlotRequest,
     StreamExportJob,
     TagFilter,
+    chunking_task_queue,
 )
 from workflows.export_csv import ProcessExport
 from workflows.gate import granted_signal
@@ -131,15 +132,16 @@ async def worker(
     env: WorkflowEnvironment, activities: list[Callable[..., Any]]
 ) -> AsyncIterator[str]:
     queue = f"paths-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[ProcessCsv, ProcessExport],
-        activities=[*activities, *gate_mocks()],
-        # As worker.py: cancellations reach a heartbeating activity within a moment.
-        max_heartbeat_throttle_interval=timedelta(milliseconds=100),
-        default_heartbeat_throttle_interval=timedelta(milliseconds=100),
-    ):
+    # As worker.py: cancellations reach a heartbeating activity within a moment.
+    beat = timedelta(milliseconds=100)
+    async with (
+        Worker(env.client, task_queue=queue, workflows=[ProcessCsv, ProcessExport],
+               activities=[*activities, *gate_mocks()], max_heartbeat_throttle_interval=beat,
+               default_heartbeat_throttle_interval=beat),
+        # download-and-chunk has a queue of its own (worker.build_chunk_worker).
+        Worker(env.client, task_queue=chunking_task_queue(queue), activities=activities,
+               max_heartbeat_throttle_interval=beat, default_heartbeat_throttle_interval=beat),
+    ):  # fmt: skip
         yield queue
 
 

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         ImportResult,
         MissingChunks,
         ProcessCsvInput,
+        chunking_task_queue,
     )
     from workflows.gate import held_slot
 
@@ -71,6 +72,9 @@ RETRY = RetryPolicy(
 MAX_RECHUNKS = 3
 # Runs that reached mark-failed before this change let its failure replace the import's.
 MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
+# download-and-chunk on its own queue (models.chunking_task_queue); runs started before
+# this change keep scheduling it on the workflow's queue.
+PATCH_CHUNKING_QUEUE = "chunking-task-queue"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -194,6 +198,9 @@ class ProcessCsv:
     async def _download_and_chunk(
         self, inp: ProcessCsvInput, cursor: ImportCursor
     ) -> ChunkPlanResult:
+        queue = None
+        if workflow.patched(PATCH_CHUNKING_QUEUE):
+            queue = chunking_task_queue(workflow.info().task_queue)
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
             ChunkPlan(
@@ -202,6 +209,7 @@ class ProcessCsv:
                 chunk_rows=cursor.options.chunk_rows,
                 generation=cursor.rechunks,
             ),
+            task_queue=queue,
             start_to_close_timeout=timedelta(hours=2),
             # Heartbeats every second: a dead worker is noticed in seconds.
             heartbeat_timeout=timedelta(seconds=10),
