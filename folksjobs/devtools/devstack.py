@@ -18,12 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SEARCH_ATTRIBUTES = {
-    "WorkspaceId": "Keyword",
-    "ImportId": "Keyword",
-    "ExportId": "Keyword",
-    "JobStatus": "Keyword",
-}
+from folksjobs.infra.search_attributes import REGISTRATION
 
 
 class StackError(RuntimeError):
@@ -119,7 +114,7 @@ class TemporalDevServer:
             args += ["--headless"]
         if self.metrics_port:
             args += ["--metrics-port", str(self.metrics_port)]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in REGISTRATION.items():
             args += ["--search-attribute", f"{name}={kind}"]
         args += self.extra_args
         log_path = self.state_dir / "temporal.log"
