@@ -36,6 +36,20 @@ def test_loading_the_cli_imports_no_client_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_services_load_anthropic_only_with_a_key() -> None:
+    # `import status` and the other commands that open the services pay no ~2 s import
+    # of the Anthropic SDK when there is no key to use it with.
+    code = (
+        "import sys; from folksjobs.notify.ai import Summarizer; "
+        "from folksjobs.settings import Settings; "
+        "Summarizer(Settings(anthropic_api_key=None)); "
+        "print('anthropic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == "False"
+
+
 def test_every_command_has_help_and_the_exit_codes_are_documented() -> None:
     p = parser()
     assert "exit codes: 0 done; 1 the job failed" in (p.epilog or "")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from anthropic import AsyncAnthropic
+from typing import TYPE_CHECKING
 
 from folksjobs.settings import Settings
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +31,18 @@ class Summarizer:
         self.timeout = settings.ai_timeout_seconds
         self.model = settings.anthropic_model
         key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-        self.client = (
-            AsyncAnthropic(
+        self.client: AsyncAnthropic | None = None
+        if key:
+            # Imported only when a key is set: the SDK takes ~2 s to import, which every
+            # CLI command that opens the services (`import status`, ...) would otherwise pay.
+            from anthropic import AsyncAnthropic
+
+            self.client = AsyncAnthropic(
                 api_key=key,
                 base_url=settings.anthropic_base_url,
                 timeout=self.timeout,
                 max_retries=0,
             )
-            if key
-            else None
-        )
         self.sem = asyncio.Semaphore(settings.ai_concurrency)
 
     async def summarize(
