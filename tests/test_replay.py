@@ -1,0 +1,68 @@
+"""Replay: every recorded history (tests/histories/) against today's workflow code.
+
+A change to workflow code that would break a run already in flight (a command added,
+removed or reordered without `workflow.patched`) fails here, not in production. The
+histories are recorded by `python -m tests.histories.record`; see docs/change-policy.md.
+No server is needed: the Replayer runs the workflow code against the saved events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
+from worker import all_workflows
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+INDEX: dict[str, dict[str, str]] = json.loads((HISTORIES / "index.json").read_text())
+
+
+def load(file: str) -> WorkflowHistory:
+    return WorkflowHistory.from_json(INDEX[file]["workflow_id"], (HISTORIES / file).read_text())
+
+
+def test_corpus_covers_every_workflow_and_every_file_is_indexed() -> None:
+    on_disk = {p.name for p in HISTORIES.glob("*.json")} - {"index.json"}
+    assert on_disk == set(INDEX)
+    assert len(INDEX) >= 12
+    registered = {getattr(wf, "__temporal_workflow_definition").name for wf in all_workflows()}
+    assert {entry["workflow_type"] for entry in INDEX.values()} == registered
+
+
+async def test_every_history_replays() -> None:
+    histories = {f: load(f) for f in sorted(INDEX)}
+    file_of = {h.run_id: f for f, h in histories.items()}
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for h in histories.values():
+            yield h
+
+    replayer = Replayer(workflows=all_workflows(), data_converter=pydantic_data_converter)
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    failures = {file_of[run_id]: str(err) for run_id, err in results.replay_failures.items()}
+    assert not failures, f"histories that no longer replay: {failures}"
+
+
+@workflow.defn(name=WF_PROCESS_CSV, sandboxed=False)
+class ProcessCsvRewritten:
+    """A change that is not replay-safe: the first command is a timer, not an activity."""
+
+    @workflow.run
+    async def run(self, inp: ProcessCsvInput) -> ImportResult:
+        await workflow.sleep(1)
+        raise AssertionError("unreachable on replay")
+
+
+async def test_a_change_that_is_not_replay_safe_is_caught() -> None:
+    replayer = Replayer(workflows=[ProcessCsvRewritten], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(
+        load("import-continue-as-new.run1.json"), raise_on_replay_failure=False
+    )
+    assert result.replay_failure is not None
