@@ -175,19 +175,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             )
 
 
-def main() -> None:
-    settings = get_settings()
+async def serve(settings: Settings) -> None:
+    """The worker as a process: its logging, until SIGTERM or SIGINT."""
     setup_logging(settings.log_level, settings.log_format)
     logsafe.install(settings=settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(settings, stop)
 
-    async def _run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
 
-    asyncio.run(_run())
+def main() -> None:
+    asyncio.run(serve(get_settings()))
 
 
 if __name__ == "__main__":

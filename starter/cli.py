@@ -1,10 +1,15 @@
-"""`python -m starter COMMAND`: one CLI for the stack and the jobs."""
+"""`folksjobs COMMAND` (or `python -m starter COMMAND`): one CLI for the stack and the jobs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
+import traceback
+from typing import NoReturn
 
+from folksjobs import __version__
 from folksjobs.infra import logsafe
 from folksjobs.infra.logs import setup_logging
 from folksjobs.settings import get_settings
@@ -24,7 +29,8 @@ COMMANDS = [dev, demo, basic, imports, exports, schedule, dispatch, contract, co
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m starter", description=__doc__)
+    p = argparse.ArgumentParser(prog="folksjobs", description=__doc__)
+    p.add_argument("--version", action="version", version=f"folksjobs {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
@@ -43,3 +49,25 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(args.run(args, settings))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+def run(argv: list[str] | None = None) -> NoReturn:
+    """The `folksjobs` console script and `python -m starter`: main(), then a hard exit."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's Rust threads can crash CPython's finalization (segfault/abort in
+    # about 1 exit of 15: temporalio/sdk-python#300); every command has finished and flushed
+    # its output by now, so the process ends without finalizing.
+    os._exit(code)
