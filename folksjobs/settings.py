@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = 20
     worker_graceful_shutdown_seconds: float = 30.0
     metrics_bind: str | None = None
+    # OpenTelemetry traces (the otel extra): exported to the standard OTEL_EXPORTER_OTLP_*
+    # endpoint, service named by OTEL_SERVICE_NAME (folksjobs/infra/tracing.py).
+    tracing_enabled: bool = False
     log_level: str = "INFO"
     # text, or json: one object a line with workflow/run/activity/workspace ids.
     log_format: Literal["text", "json"] = "text"

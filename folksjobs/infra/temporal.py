@@ -10,6 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 
+from folksjobs.infra import tracing
 from folksjobs.settings import Settings
 
 
@@ -38,6 +39,7 @@ async def connect(
 ) -> Client:
     """Connect, waiting a little for a server that is still starting."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    interceptors = tracing.interceptors(settings)
     last: Exception | None = None
     for _ in range(attempts):
         try:
@@ -48,6 +50,7 @@ async def connect(
                 tls=settings.temporal_tls or bool(api_key),
                 api_key=api_key,
                 runtime=runtime,
+                interceptors=interceptors,
             )
         except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
             last = e
