@@ -30,6 +30,7 @@ from folksjobs.infra import logsafe
 from folksjobs.infra.logs import setup_logging
 from folksjobs.infra.metrics import build_runtime
 from folksjobs.infra.temporal import connect
+from folksjobs.infra.versioning import deployment_config
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from workflows.export_csv import ProcessExport
@@ -143,6 +144,7 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         # for its chunks to stop (WAIT_CANCELLATION_COMPLETED), so tell them within seconds.
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         default_heartbeat_throttle_interval=timedelta(seconds=2),
+        deployment_config=deployment_config(settings),
     )
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from folksjobs import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -117,6 +119,10 @@ class Settings(BaseSettings):
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20
     worker_graceful_shutdown_seconds: float = 30.0
+    # Worker Deployment versioning (docs/deploys.md): set the deployment name to turn it on;
+    # every release is one version, named by the build id (default: the package version).
+    worker_deployment_name: str | None = None
+    worker_build_id: str = __version__
     metrics_bind: str | None = None
     # OpenTelemetry traces (the otel extra): exported to the standard OTEL_EXPORTER_OTLP_*
     # endpoint, service named by OTEL_SERVICE_NAME (folksjobs/infra/tracing.py).
