@@ -36,6 +36,7 @@ from folksjobs.settings import Settings, get_settings
 from workflows.export_csv import ProcessExport
 from workflows.gate import IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
+from workflows.pinned import PINNED
 from workflows.send_welcome import SendWelcome
 from workflows.weekly_digest import WeeklyDigest
 
@@ -127,6 +128,9 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         workflows += job.workflows
         activities += job.activities(services)
     queue = task_queue or settings.temporal_task_queue
+    versioning = deployment_config(settings)
+    if versioning is not None:
+        workflows = [PINNED.get(wf, wf) for wf in workflows]
     log.info(
         "registering jobs %s on task queue %r (disabled: %s)",
         [j.name for j in jobs],
@@ -144,7 +148,7 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         # for its chunks to stop (WAIT_CANCELLATION_COMPLETED), so tell them within seconds.
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         default_heartbeat_throttle_interval=timedelta(seconds=2),
-        deployment_config=deployment_config(settings),
+        deployment_config=versioning,
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -61,9 +61,7 @@ RETRY = RetryPolicy(
 MAX_RECHUNKS = 3
 
 
-# An import can outlive a release: with worker versioning on, a run stays on the version
-# that started it (folksjobs/infra/versioning.py).
-@workflow.defn(name=WF_PROCESS_CSV, versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn(name=WF_PROCESS_CSV)
 class ProcessCsv:
     def __init__(self) -> None:
         self.import_id = ""

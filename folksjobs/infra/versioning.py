@@ -5,7 +5,8 @@ Off unless WORKER_DEPLOYMENT_NAME is set. Then the worker registers as version
 and Temporal routes by it: a run of a PINNED workflow (ProcessCsv: an import can outlive a
 release, across continue-as-new) stays on the version that started it, so its code never
 changes under it; every other workflow is AUTO_UPGRADE and moves to the current version at
-its next task, which the replay corpus keeps safe. The rollout is in docs/deploys.md.
+its next task, which the replay corpus keeps safe. The pinned forms are in
+workflows/pinned.py (worker.py registers them instead); the rollout is in docs/deploys.md.
 """
 
 from __future__ import annotations
@@ -32,6 +33,6 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     return WorkerDeploymentConfig(
         version=version,
         use_worker_versioning=True,
-        # Workflows that declare no behavior of their own (all but ProcessCsv).
+        # Workflows without a pinned form (workflows/pinned.py): all but ProcessCsv.
         default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
     )
