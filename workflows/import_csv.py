@@ -59,6 +59,10 @@ RETRY = RetryPolicy(
     ],
 )
 MAX_RECHUNKS = 3
+# docs/deploys.md: chunk tasks are created as the window frees (runs started after this
+# change); runs in flight before it keep creating them all up front. The old branch can go
+# once no run started before the change is open (deprecate_patch first).
+CHUNKS_AS_SLOTS_FREE = "chunks-as-slots-free"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -214,6 +218,9 @@ class ProcessCsv:
     async def _process(
         self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: Sequence[int], count: bool = True
     ) -> None:
+        if workflow.patched(CHUNKS_AS_SLOTS_FREE):
+            await self._process_as_slots_free(inp, cursor, indexes, count)
+            return
         window = asyncio.Semaphore(max(1, cursor.options.parallel_chunks))
 
         async def one(i: int) -> None:
@@ -234,6 +241,46 @@ class ProcessCsv:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _process_as_slots_free(
+        self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: Sequence[int], count: bool
+    ) -> None:
+        """Like the branch above, but a chunk's task is created only when a slot is free: a
+        run holds `parallel_chunks` tasks at a time, not one per chunk of the run."""
+        window = max(1, cursor.options.parallel_chunks)
+        pending = iter(indexes)
+        running: list[asyncio.Task[None]] = []
+        # A failed chunking must stop the chunks waiting for it.
+        chunking = [self.chunking] if self.chunking is not None else []
+
+        async def one(i: int) -> None:
+            r = await self._chunk(inp, cursor, i)
+            if count:
+                # Each chunk's ledger totals are added exactly once: the activity's result.
+                self.counts.add(r)
+                cursor.chunks_done += 1
+
+        try:
+            while True:
+                while len(running) < window and (i := next(pending, None)) is not None:
+                    running.append(asyncio.create_task(one(i)))
+                if not running:
+                    return
+                done, _ = await workflow.wait(
+                    [*running, *chunking], return_when=asyncio.FIRST_COMPLETED
+                )
+                # In creation order (`done` is a set), so a replay raises the same failure.
+                for t in [t for t in running if t in done]:
+                    running.remove(t)
+                    t.result()
+                for c in [c for c in chunking if c in done]:
+                    chunking.remove(c)
+                    c.result()
+        except BaseException:
+            for left in [*running, *chunking]:
+                left.cancel()
+            await asyncio.gather(*running, *chunking, return_exceptions=True)
             raise
 
     async def _chunk(self, inp: ProcessCsvInput, cursor: ImportCursor, i: int) -> ChunkResult:

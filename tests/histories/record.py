@@ -9,9 +9,11 @@ from the first run to the last, and writes one file per run plus `index.json` (f
 workflow id, type, scenario, the commit it was recorded on). `tests/test_replay.py`
 replays them all against today's workflow code.
 
-Record again only to ADD paths. A file recorded before a workflow change is the proof that
-the change is replay-safe, so existing files are never rewritten (pass --overwrite to do it
-on purpose, e.g. for a scenario whose old history is kept under another name).
+Record again only to ADD histories. A file recorded before a workflow change is the proof
+that the change is replay-safe, so existing files are never rewritten (--overwrite does, on
+purpose). After a workflow change, record its paths again beside the old files:
+
+    python -m tests.histories.record --only import-continue-as-new --suffix chunks-as-slots-free
 """
 
 from __future__ import annotations
@@ -366,7 +368,9 @@ def _commit() -> str:
     return out.stdout.strip() + ("+dirty-workflows" if dirty.returncode else "")
 
 
-async def record(names: list[str], out: Path, index: dict[str, Any], overwrite: bool) -> list[str]:
+async def record(
+    names: list[str], out: Path, index: dict[str, Any], overwrite: bool, suffix: str = ""
+) -> list[str]:
     commit = _commit()
     written: list[str] = []
     with tempfile.TemporaryDirectory(prefix="folksjobs-record-") as tmp:
@@ -387,8 +391,8 @@ async def record(names: list[str], out: Path, index: dict[str, Any], overwrite: 
                 for rec in await SCENARIOS[name](ctx, f"record-{uuid.uuid4().hex[:8]}"):
                     histories = await runs(client, rec.workflow_id)
                     for n, h in enumerate(histories, start=1):
-                        suffix = f".run{n}" if len(histories) > 1 else ""
-                        file = f"{rec.scenario}{suffix}.json"
+                        run = f".run{n}" if len(histories) > 1 else ""
+                        file = f"{rec.scenario}{suffix and '@' + suffix}{run}.json"
                         if (out / file).exists() and not overwrite:
                             print(f"  {file} exists, kept")
                             continue
@@ -416,11 +420,13 @@ def main() -> None:
     p.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="repeatable")
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--overwrite", action="store_true", help="rewrite files that exist")
+    p.add_argument("--suffix", default="", help="name@SUFFIX.json: after a workflow change")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     index_path = args.out / INDEX
     index: dict[str, Any] = json.loads(index_path.read_text()) if index_path.exists() else {}
-    written = asyncio.run(record(args.only or list(SCENARIOS), args.out, index, args.overwrite))
+    names = args.only or list(SCENARIOS)
+    written = asyncio.run(record(names, args.out, index, args.overwrite, args.suffix))
     index_path.write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
     print(f"{len(written)} histories written to {args.out}")
 
