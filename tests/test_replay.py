@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 
 from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
 from worker import all_workflows
+from workflows.import_csv import CHUNKS_AS_SLOTS_FREE
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, dict[str, str]] = json.loads((HISTORIES / "index.json").read_text())
@@ -66,3 +67,17 @@ async def test_a_change_that_is_not_replay_safe_is_caught() -> None:
         load("import-continue-as-new.run1.json"), raise_on_replay_failure=False
     )
     assert result.replay_failure is not None
+
+
+def test_the_corpus_holds_both_sides_of_the_patch() -> None:
+    """Runs recorded before `chunks-as-slots-free` (no marker: the old branch on replay) and
+    after it (the marker: the new branch); docs/deploys.md says when the old one can go."""
+    marked = {
+        f: any(CHUNKS_AS_SLOTS_FREE.encode() in e.SerializeToString() for e in load(f).events)
+        for f, entry in INDEX.items()
+        if entry["workflow_type"] == WF_PROCESS_CSV
+    }
+    assert {f for f, m in marked.items() if m} == {
+        f for f in marked if "@chunks-as-slots-free" in f
+    }
+    assert not all(marked.values())
