@@ -68,11 +68,11 @@ async def test_rolling_upgrade_keeps_imports_pinned_and_moves_new_runs(
             worker_build_id=build,
             import_chunk_rows=1,
             import_parallel_chunks=1,
-            import_chunks_per_run=20,
+            import_chunks_per_run=15,
         )
         for build in ("1.0", "2.0")
     )
-    rows = [["email"]] + [[f"v{i}@example.com"] for i in range(60)]
+    rows = [["email"]] + [[f"v{i}@example.com"] for i in range(45)]
     async with running_worker(client, v1, task_queue) as services:
         await make_current(client, v1)
         up = await upload(services, v1, tenant.workspace_id, tenant.user_id, csv_bytes(rows))
@@ -89,8 +89,8 @@ async def test_rolling_upgrade_keeps_imports_pinned_and_moves_new_runs(
             )  # fmt: skip
             await welcome.result()
             result: dict[str, Any] = await imp.result()  # type: ignore[assignment]
-    assert result["inserted"] == 60
-    # Its latest run (60 chunks, 20 a run) continued from an earlier one and is still on 1.0.
+    assert result["inserted"] == 45
+    # Its latest run (45 chunks, 15 a run) continued from an earlier one and is still on 1.0.
     started = (await imp.fetch_history()).events[0].workflow_execution_started_event_attributes
     assert started.continued_execution_run_id
     assert await versioning(imp) == (VersioningBehavior.VERSIONING_BEHAVIOR_PINNED, "1.0")
