@@ -131,6 +131,7 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
     versioning = deployment_config(settings)
     if versioning is not None:
         workflows = [PINNED.get(wf, wf) for wf in workflows]
+        log.info("worker deployment version %s", versioning.version.to_canonical_string())
     log.info(
         "registering jobs %s on task queue %r (disabled: %s)",
         [j.name for j in jobs],
