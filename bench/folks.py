@@ -144,7 +144,8 @@ def run_import(
 
 
 async def _import(settings: Any, csv: Path, workspace_id: str, user_id: str) -> dict[str, Any]:
-    from folksjobs.imports.uploads import confirm_import, upload_csv
+    from folksjobs.confirm import confirm_import
+    from folksjobs.imports.uploads import upload_csv
     from folksjobs.infra import db
     from folksjobs.infra.blob import build_blob_store
     from folksjobs.infra.temporal import connect

@@ -116,6 +116,19 @@ class Settings(BaseSettings):
     job_welcome_enabled: bool = True
     job_digest_enabled: bool = True
 
+    # --- HTTP API (folksjobs/api, `python -m starter api`) ----------------------------
+    api_bind: str = "127.0.0.1:8080"
+    # A request's whole body must arrive within this time, so a client that trickles
+    # one byte a second cannot hold an upload slot for ever (408).
+    api_read_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # The longest request line or header (431/400), and the largest JSON body (413).
+    api_max_header_bytes: Annotated[int, Field(ge=1024)] = 8190
+    api_max_json_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    # Uploads in flight at once per API key, across API processes (Redis); one more gets 429.
+    api_uploads_per_key: Annotated[int, Field(ge=1)] = 4
+    # How often the progress stream (/v1/imports/{id}/events) reads the import's state.
+    api_progress_seconds: Annotated[float, Field(gt=0)] = 1.0
+
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20
     worker_graceful_shutdown_seconds: float = 30.0

@@ -14,6 +14,7 @@ from folksjobs.infra import logsafe
 from folksjobs.infra.logs import setup_logging
 from folksjobs.settings import get_settings
 from starter import (
+    api,
     basic,
     codec_server,
     contract,
@@ -25,7 +26,9 @@ from starter import (
     schedule,
 )
 
-COMMANDS = [dev, demo, basic, imports, exports, schedule, dispatch, contract, codec_server]
+COMMANDS = [
+    dev, demo, basic, imports, exports, schedule, dispatch, api, contract, codec_server
+]  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,16 +6,10 @@ import argparse
 import json
 import sys
 from typing import Any
-from urllib.parse import quote
 
-from folksjobs.settings import Settings
+from folksjobs.infra.ui import run_link as ui_link
 
-
-def ui_link(settings: Settings, workflow_id: str) -> str:
-    return (
-        f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-        f"/workflows/{quote(workflow_id, safe='')}"
-    )
+__all__ = ["add_json_flag", "emit", "fail", "ui_link"]
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from folksjobs.api import keys
 from folksjobs.devtools import seed
 from folksjobs.devtools.samples import write_demo_csv
 from folksjobs.infra import db
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
 from starter.imports import import_file
-from starter.stack import describe, dev_stack
+from starter.stack import console_url, describe, dev_stack
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +47,10 @@ async def demo(args: argparse.Namespace, settings: Settings) -> None:
         )
         async with open_services(live, pool_size=2) as services:
             summary = await import_file(opts, live, client, services, path)
+            _, secret = await keys.create(services.pool, s.workspace_id, "demo console")
         if not args.json:
             print(f"emails: {live.outbox_dir}")
+            print(f"console: {console_url(live)}  key {secret}")
+            print("  (`python -m starter dev` keeps the stack and the console up)")
         if summary.get("status") != "completed":
             raise SystemExit(1)

@@ -13,20 +13,15 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from folksjobs.catalog import JobDisabled
+from folksjobs.confirm import start_export
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
 from folksjobs.infra.blob import build_blob_store
 from folksjobs.infra.temporal import connect
-from folksjobs.models import (
-    WF_PROCESS_EXPORT,
-    ExportProgress,
-    ExportResult,
-    ProcessExportInput,
-    export_workflow_id,
-)
+from folksjobs.models import ExportProgress, ExportResult, export_workflow_id
 from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail, ui_link
 
@@ -111,26 +106,20 @@ async def _watch(handle: WorkflowHandle[Any, Any]) -> None:
 async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
     if not args.workspace:
         fail("--workspace is required (or `export status ID`)")
+    client = await connect(settings)
     pool = await db.create_pool(_dsn(settings), max_size=2)
+    # The event export/csv.confirmed, started as the HTTP API starts it (folksjobs.confirm).
     try:
-        export_id, user_id = await exports.create_export(pool, args.workspace, args.user, args.tag)
-    except exports.InvalidExportRequest as e:
+        export_id, started = await start_export(
+            client, pool, settings, args.workspace, args.user, args.tag
+        )
+    except (exports.InvalidExportRequest, JobDisabled) as e:
         fail(str(e))
         raise
     finally:
         await pool.close()
-    client = await connect(settings)
-    wid = export_workflow_id(export_id)
-    handle = await client.start_workflow(
-        WF_PROCESS_EXPORT,
-        ProcessExportInput(export_id=export_id, workspace_id=args.workspace, user_id=user_id),
-        id=wid,
-        task_queue=settings.temporal_task_queue,
-        result_type=ExportResult,
-        # A repeated start of the same export joins the running workflow, never a second one.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
+    wid = started.workflow_id
+    handle = client.get_workflow_handle(wid, run_id=started.run_id, result_type=ExportResult)
     data: dict[str, Any] = {
         "export_id": export_id,
         "workflow_id": wid,

@@ -21,8 +21,9 @@ from rich.progress import (
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.imports.mapping import MappingError
-from folksjobs.imports.uploads import UploadRefused, UploadResult, confirm_import, upload_csv
+from folksjobs.imports.uploads import UploadRefused, UploadResult, upload_csv
 from folksjobs.infra.temporal import connect
 from folksjobs.models import import_workflow_id
 from folksjobs.services import Services, open_services

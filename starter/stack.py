@@ -1,4 +1,5 @@
-"""The development stack: Temporal (UI on :8233), PostgreSQL, Valkey, migrations, worker.
+"""The development stack: Temporal (UI on :8233), PostgreSQL, Valkey, migrations, worker,
+and the HTTP API with its console on API_BIND (:8080).
 
 Servers keep their state under STATE_DIR (default ./var), so a second start finds the
 same imports, contacts and workflow histories. DATABASE_URL / REDIS_URL, when set, are
@@ -16,6 +17,7 @@ from urllib.parse import urlparse
 
 from temporalio.client import Client
 
+from folksjobs.api.app import serving, split_bind
 from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
 from folksjobs.digest.schedules import ensure_digest_schedule
 from folksjobs.infra import db
@@ -75,8 +77,15 @@ async def dev_stack(
             from worker import run_worker as _run
 
             worker_task = asyncio.create_task(_run(settings, stop))
+        host, port = split_bind(settings.api_bind)
         try:
-            yield settings, client
+            async with contextlib.AsyncExitStack() as api:
+                try:
+                    await api.enter_async_context(serving(settings, client, host=host, port=port))
+                except OSError as e:
+                    # The jobs do not need the console: a taken port costs only the console.
+                    log.warning("the API and console did not start on %s: %s", settings.api_bind, e)
+                yield settings, client
         finally:
             stop.set()
             if worker_task is not None:
@@ -90,6 +99,7 @@ async def dev_stack(
 def describe(settings: Settings) -> list[tuple[str, str]]:
     return [
         ("Temporal UI", settings.temporal_ui_url),
+        ("Console", console_url(settings)),
         ("Temporal gRPC", settings.temporal_address),
         # A password in a URL stays out of terminals and CI logs.
         ("PostgreSQL", redact(settings.database_url or "-")),
@@ -97,3 +107,8 @@ def describe(settings: Settings) -> list[tuple[str, str]]:
         ("Blob store", settings.blob_url),
         ("Outbox", str(settings.outbox_dir)),
     ]
+
+
+def console_url(settings: Settings) -> str:
+    host, port = split_bind(settings.api_bind)
+    return f"http://{host}:{port}/"

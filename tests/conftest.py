@@ -141,3 +141,7 @@ async def tenant(owner_pool: asyncpg.Pool) -> Tenant:
     uid = await seed.create_user(owner_pool, email, "Test Owner")
     wid = await seed.create_workspace(owner_pool, uid, "Test workspace")
     return Tenant(uid, wid, email)
+
+
+# The HTTP API's session fixture, shared by the API and browser tests.
+from tests.apiserver import api_server  # noqa: E402, F401

@@ -8,7 +8,8 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
-from folksjobs.imports.uploads import UploadResult, confirm_import, upload_csv
+from folksjobs.confirm import confirm_import
+from folksjobs.imports.uploads import UploadResult, upload_csv
 from folksjobs.services import Services
 from folksjobs.settings import Settings
 

@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.imports.mapping import MappingError
-from folksjobs.imports.uploads import UploadRefused, confirm_import, upload_csv
+from folksjobs.imports.uploads import UploadRefused, upload_csv
 from folksjobs.services import Services
 from folksjobs.settings import Settings
 from tests.conftest import Stack, make_settings, running_worker

@@ -22,7 +22,7 @@ DEPLOY = ROOT / "deploy"
 SETTINGS = {name.upper() for name in Settings.model_fields}
 # Starter commands that arrive with a job not merged on this branch yet: the check of a
 # command naming them is skipped (with this reason) until then.
-PENDING = {"api": "`folksjobs api` (`python -m starter api`) comes with the API helper's branch"}
+PENDING: dict[str, str] = {}
 K8S = DEPLOY / "k8s"
 K8S_VERSION = "1.33.0"
 
@@ -207,6 +207,7 @@ def test_manifests_run_folksjobs_commands_with_settings() -> None:
                 check_command(c["command"], f"k8s {name}/{c['name']}")
                 refs = {next(iter(r.values()))["name"] for r in c["envFrom"]}
                 assert refs == {"folksjobs-config", "folksjobs-secrets"}
+                assert not {e["name"] for e in c.get("env", [])} - SETTINGS, name
 
 
 def test_deployments_have_probes_and_the_worker_drains_within_its_grace_period() -> None:
@@ -218,6 +219,11 @@ def test_deployments_have_probes_and_the_worker_drains_within_its_grace_period()
             ports = {p["name"] for p in c["ports"]}
             for probe in ("readinessProbe", "livenessProbe"):
                 assert c[probe]["httpGet"]["port"] in ports, (name, probe)
+    [api] = deployments["folksjobs-api"]["spec"]["template"]["spec"]["containers"]
+    port = next(p["containerPort"] for p in api["ports"] if p["name"] == "http")
+    assert {e["name"]: e["value"] for e in api["env"]}["API_BIND"].endswith(f":{port}")
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     worker = deployments["folksjobs-worker"]["spec"]["template"]["spec"]
     drain = int(kind("ConfigMap")["folksjobs-config"]["data"]["WORKER_GRACEFUL_SHUTDOWN_SECONDS"])
     # SIGTERM starts the drain; Kubernetes SIGKILLs at the end of the grace period.

@@ -22,8 +22,8 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client, WorkflowFailureError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools.devstack import free_port, temporal_cli
-from folksjobs.imports.uploads import confirm_import
 from folksjobs.infra.codec import EncryptionCodec, new_key_entry
 from folksjobs.infra.codec_server import build_app
 from folksjobs.infra.temporal import connect

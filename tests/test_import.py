@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from folksjobs.infra import rediskeys
 from folksjobs.models import WF_PROCESS_CSV, ProcessCsvInput
 from tests.conftest import Stack, Tenant, make_settings, running_worker

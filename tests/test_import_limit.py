@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 import workflows.import_csv
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import csv_bytes, upload
 from workflows.gate import IMPORT_GATE, granted_signal

@@ -18,8 +18,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools.devstack import free_port
-from folksjobs.imports.uploads import UploadResult, confirm_import
+from folksjobs.imports.uploads import UploadResult
 from folksjobs.infra import rediskeys
 from folksjobs.services import Services
 from folksjobs.settings import Settings

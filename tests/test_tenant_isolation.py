@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.exports import repo as exports
 from folksjobs.imports import repo as imports_repo
-from folksjobs.imports.uploads import confirm_import
 from folksjobs.infra import db
 from folksjobs.models import (
     WF_PROCESS_CSV,

@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.histories.record import runs
 from tests.importing import contacts, csv_bytes, upload

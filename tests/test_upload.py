@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from folksjobs.imports.uploads import UploadRefused, upload_csv
+from folksjobs.imports.uploads import UploadRefused, upload_csv, upload_stream
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings
@@ -154,3 +156,31 @@ async def test_delimiters_and_sep_line(stack: Stack, tenant: Tenant) -> None:
         assert up.format.delimiter == delim
         assert up.headers == ["email", "name"]
         assert up.total_rows == 1
+
+
+async def test_an_async_source_in_uneven_pieces_is_the_same_upload(
+    stack: Stack, tenant: Tenant
+) -> None:
+    """The reading half takes any async byte source (an HTTP body arrives in pieces of any
+    size, the head may span several): the blob, rows and preview equal the file upload's."""
+    settings = make_settings(stack, preview_bytes=1000)
+    data = csv_bytes([["email", "name"]] + [[f"p{i}@example.com", f"Zoë {i}"] for i in range(500)])
+
+    async def pieces() -> AsyncIterator[bytes]:
+        i, sizes = 0, [1, 7, 300, 2, 4096, 13]
+        while i < len(data):
+            n = sizes[i % len(sizes)]
+            yield data[i : i + n]
+            i += n
+            await asyncio.sleep(0)
+
+    from_file = await _upload(settings, tenant, data)
+    async with open_services(settings, pool_size=2) as s:
+        streamed = await upload_stream(s.pool, s.blob, settings, pieces(), "a/b\\c.csv",
+                                       tenant.workspace_id, tenant.user_id)  # fmt: skip
+    assert (streamed.total_rows, streamed.preview, streamed.headers) == (
+        from_file.total_rows, from_file.preview, from_file.headers,
+    )  # fmt: skip
+    assert streamed.file_name == "c.csv"
+    blob = Path(settings.blob_url) / streamed.blob_key
+    assert blob.read_bytes() == data

@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from folksjobs import __version__
-from folksjobs.imports.uploads import confirm_import
+from folksjobs.confirm import confirm_import
 from folksjobs.infra.versioning import deployment_config
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
 from folksjobs.settings import Settings

@@ -278,6 +278,25 @@ async def workspace_owner(pool: asyncpg.Pool, workspace_id: str) -> str:
     return str(owner)
 
 
+async def tag_names(pool: asyncpg.Pool, workspace_id: str, tag_ids: Sequence[str]) -> list[str]:
+    """The names of a workspace's tags by id; an id that is not one of them is refused."""
+    try:
+        ids = [uuid.UUID(t) for t in tag_ids]
+    except ValueError as e:
+        raise InvalidExportRequest(f"tag_ids: {e}") from None
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id, name FROM tags WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+            uuid.UUID(workspace_id),
+            ids,
+        )
+    found = {str(r["id"]): r["name"] for r in rows}
+    unknown = [str(i) for i in ids if str(i) not in found]
+    if unknown:
+        raise InvalidExportRequest(f"tag_ids: no tag {', '.join(unknown)} in this workspace")
+    return [found[str(i)] for i in ids]
+
+
 async def create_export(
     pool: asyncpg.Pool, workspace_id: str, user_id: str | None, tag_names: Sequence[str]
 ) -> tuple[str, str]:
@@ -322,18 +341,34 @@ async def create_export(
     return export_id, str(uid)
 
 
+_RECORD = """id, workspace_id, user_id, status, tag_names, blob_key, row_count, file_bytes,
+    error_log, workflow_id, created_at, started_at, completed_at, duration_ms"""
+
+
+async def find_export(pool: asyncpg.Pool, workspace_id: str, export_id: str) -> dict[str, Any]:
+    """An export of one workspace; another workspace's id is not found, like a missing one."""
+    try:
+        eid = uuid.UUID(export_id)
+    except ValueError as e:
+        raise ExportNotFound(f"export id {export_id!r} is not a UUID") from e
+    async with tenant_tx(pool, workspace_id) as conn:
+        rec = await conn.fetchrow(
+            f"SELECT {_RECORD} FROM exports WHERE id = $1 AND workspace_id = $2",
+            eid,
+            uuid.UUID(workspace_id),
+        )
+    if rec is None:
+        raise ExportNotFound(f"export {export_id} does not exist")
+    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(rec).items()}
+
+
 async def get_export(owner: asyncpg.Pool, export_id: str) -> dict[str, Any]:
     """An export by id across workspaces: the operator's view (owner pool, no RLS)."""
     try:
         eid = uuid.UUID(export_id)
     except ValueError as e:
         raise ExportNotFound(f"export id {export_id!r} is not a UUID") from e
-    rec = await owner.fetchrow(
-        "SELECT id, workspace_id, user_id, status, tag_names, blob_key, row_count, file_bytes,"
-        " error_log, workflow_id, created_at, started_at, completed_at, duration_ms"
-        " FROM exports WHERE id = $1",
-        eid,
-    )
+    rec = await owner.fetchrow(f"SELECT {_RECORD} FROM exports WHERE id = $1", eid)
     if rec is None:
         raise ExportNotFound(f"export {export_id} does not exist")
     return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(rec).items()}

@@ -46,6 +46,10 @@ class CsvRefused(ValueError):
     """The file cannot be imported at all; the message says why, for a person."""
 
 
+class NotCsvText(CsvRefused):
+    """The bytes are a binary format (an archive, a PDF, NUL bytes), not text at all."""
+
+
 # --- decoding -----------------------------------------------------------------------
 
 _fallback_counts = threading.local()
@@ -96,9 +100,9 @@ def detect_format(head: bytes, sniff_bytes: int = 8192) -> CsvFormat:
         encoding = "utf-8"
         for sig, what in _BINARY_SIGNATURES:
             if head.startswith(sig):
-                raise CsvRefused(f"This file is {what}, not a CSV text file. {_HINT}")
+                raise NotCsvText(f"This file is {what}, not a CSV text file. {_HINT}")
         if b"\x00" in head[:sniff_bytes]:
-            raise CsvRefused(
+            raise NotCsvText(
                 "This file looks binary (it has NUL bytes in its first "
                 f"{sniff_bytes // 1024} KB), not a CSV text file. {_HINT}"
             )

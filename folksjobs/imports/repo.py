@@ -105,6 +105,21 @@ async def get(pool: asyncpg.Pool, workspace_id: str, import_id: str) -> ImportRo
     return ImportRow.from_record(r) if r else None
 
 
+async def set_mapping(
+    pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str]
+) -> bool:
+    """A pending import's new mapping; False when it is no longer pending."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        done = await conn.fetchval(
+            """UPDATE imports SET column_mapping = $3
+               WHERE id = $1 AND workspace_id = $2 AND status = 'pending' RETURNING 1""",
+            uuid.UUID(import_id),
+            uuid.UUID(workspace_id),
+            mapping,
+        )
+    return bool(done)
+
+
 async def confirm(
     pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str], workflow_id: str
 ) -> bool:

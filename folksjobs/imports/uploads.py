@@ -1,28 +1,35 @@
-"""The upload phase (spec 002 "Phase 1"): stream a CSV into the blob store, then confirm.
+"""The upload phase (spec 002 "Phase 1"): stream a CSV into the blob store.
 
 One pass over the bytes: they go to the blob store as they are read (never the whole
 file in memory), the byte limit is enforced on bytes actually read (the partial blob is
 deleted), and the same bytes are decoded and parsed as CSV records to count rows and
 take the header and preview rows. Only a complete, accepted upload creates an import.
+
+The bytes come from an async source (`ByteSource`): an HTTP request body streams into it
+as it arrives, and the CLI wraps a file with `file_source`. Parsing runs in a thread
+that pulls each piece through the event loop, so neither side ever blocks the loop.
+Starting the workflow is the confirm step's (folksjobs/confirm.py), not this module's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import re
+import unicodedata
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
-from uuid import UUID
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
 
-from folksjobs.events import ImportCsvConfirmed, dispatch
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.csvstream import (
     CsvFormat,
     CsvRefused,
+    NotCsvText,
     detect_format,
     fallback_count,
     iter_records,
@@ -30,16 +37,43 @@ from folksjobs.imports.csvstream import (
     read_header,
     reset_fallback_count,
 )
-from folksjobs.imports.mapping import apply_overrides, suggest_mapping, validate_mapping
+from folksjobs.imports.mapping import apply_overrides, suggest_mapping
 from folksjobs.infra.blob import BlobStore, BlobWriter, import_key
-from folksjobs.models import import_workflow_id
 from folksjobs.settings import Settings
 
 READ_SIZE = 1024 * 1024
 
+ByteSource = AsyncIterable[bytes]
+FILE_NAME_MAX = 120
+# The encodings the chunker reads (what detect_format can choose).
+ENCODINGS = ("utf-8", "utf-8-sig", "utf-16")
+
+
+def clean_file_name(name: str | None) -> str:
+    """The name a sender gave, made safe for the record, logs and the UI: no directories,
+    no control characters, no shell or markup specials, at most FILE_NAME_MAX characters."""
+    base = re.split(r"[\\/]", unicodedata.normalize("NFC", name or ""))[-1]
+    base = "".join(c for c in base if c.isprintable() and c not in '"<>|*?:;`$')
+    base = base.strip(" .")[:FILE_NAME_MAX].strip(" .")
+    return base or "upload.csv"
+
+
+async def file_source(fh: BinaryIO, size: int = READ_SIZE) -> AsyncIterator[bytes]:
+    """A file as a ByteSource; each read runs in a thread."""
+    while data := await asyncio.to_thread(fh.read, size):
+        yield data
+
 
 class UploadRefused(ValueError):
     """The upload was refused; nothing was stored."""
+
+
+class UploadTooLarge(UploadRefused):
+    """More bytes arrived than the upload limit allows (whatever the sender declared)."""
+
+
+class NotCsvUpload(UploadRefused):
+    """The content is binary (an archive, a PDF, an image), not CSV text."""
 
 
 @dataclass
@@ -58,46 +92,58 @@ class UploadResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class _TeeReader(io.RawIOBase):
-    """Reads the source, sends every byte to the blob writer, and stops past the limit."""
+class _Intake:
+    """Pulls the source's pieces on the event loop, counts them against the limit, and
+    sends each one to the blob writer (once one is open) before the parser sees it."""
 
-    def __init__(
-        self,
-        source: BinaryIO,
-        head: bytes,
-        writer: BlobWriter,
-        loop: asyncio.AbstractEventLoop,
-        limit: int,
-    ) -> None:
-        self.source = source
-        self.head: bytes | None = head
-        self.pending = b""
-        self.writer = writer
-        self.loop = loop
+    def __init__(self, source: ByteSource, limit: int) -> None:
+        self.pieces = aiter(source)
         self.limit = limit
         self.total = 0
+        self.unread: list[bytes] = []
+        self.writer: BlobWriter | None = None
+
+    async def _pull(self) -> bytes:
+        data = await anext(self.pieces, b"")
+        self.total += len(data)
+        if self.total > self.limit:
+            raise UploadTooLarge(
+                f"The file is larger than the {self.limit:,}-byte upload limit; "
+                "split it into smaller files."
+            )
+        return data
+
+    async def head(self, size: int) -> bytes:
+        """At least `size` bytes (fewer only at the end); kept to be read again."""
+        while sum(map(len, self.unread)) < size:
+            data = await self._pull()
+            if not data:
+                break
+            self.unread.append(data)
+        return b"".join(self.unread)
+
+    async def next_piece(self) -> bytes:
+        data = self.unread.pop(0) if self.unread else await self._pull()
+        if data and self.writer is not None:
+            await self.writer.write(data)
+        return data
+
+
+class _TeeReader(io.RawIOBase):
+    """The intake as a blocking file for the CSV parser's thread."""
+
+    def __init__(self, intake: _Intake, loop: asyncio.AbstractEventLoop) -> None:
+        self.intake = intake
+        self.loop = loop
+        self.pending = b""
 
     def readable(self) -> bool:
         return True
 
-    def _next_piece(self) -> bytes:
-        if self.head is not None:
-            data, self.head = self.head, None
-        else:
-            data = self.source.read(READ_SIZE)
-        if data:
-            self.total += len(data)
-            if self.total > self.limit:
-                raise UploadRefused(
-                    f"The file is larger than the {self.limit:,}-byte upload limit; "
-                    "split it into smaller files."
-                )
-            asyncio.run_coroutine_threadsafe(self.writer.write(data), self.loop).result()
-        return data
-
     def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
         if not self.pending:
-            self.pending = self._next_piece()
+            piece = asyncio.run_coroutine_threadsafe(self.intake.next_piece(), self.loop)
+            self.pending = piece.result()
         n = min(len(buf), len(self.pending))
         buf[:n] = self.pending[:n]
         self.pending = self.pending[n:]
@@ -141,15 +187,41 @@ async def upload_csv(
     user_id: str,
     overrides: list[str] | None = None,
 ) -> UploadResult:
+    """An upload from an open file (the CLI's)."""
+    return await upload_stream(
+        pool, blob, settings, file_source(source), file_name, workspace_id, user_id, overrides
+    )
+
+
+async def upload_stream(
+    pool: asyncpg.Pool,
+    blob: BlobStore,
+    settings: Settings,
+    source: ByteSource,
+    file_name: str,
+    workspace_id: str,
+    user_id: str,
+    overrides: list[str] | None = None,
+    encoding: str | None = None,
+) -> UploadResult:
+    """`encoding` overrides the detected one (ENCODINGS); the delimiter is still detected."""
+    if encoding is not None and encoding not in ENCODINGS:
+        raise UploadRefused(f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
     import_id = str(uuid.uuid4())
     key = import_key(workspace_id, import_id)
-    head = source.read(settings.preview_bytes)
+    file_name = clean_file_name(file_name)
+    intake = _Intake(source, settings.upload_max_bytes)
+    head = await intake.head(settings.preview_bytes)
     try:
-        fmt = detect_format(head, settings.binary_sniff_bytes)
+        fmt = detect_format(head[: settings.preview_bytes], settings.binary_sniff_bytes)
+    except NotCsvText as e:
+        raise NotCsvUpload(str(e)) from e
     except CsvRefused as e:
         raise UploadRefused(str(e)) from e
-    writer = await blob.open_writer(key)
-    tee = _TeeReader(source, head, writer, asyncio.get_running_loop(), settings.upload_max_bytes)
+    if encoding is not None:
+        fmt = dataclasses.replace(fmt, encoding=encoding)
+    writer = intake.writer = await blob.open_writer(key)
+    tee = _TeeReader(intake, asyncio.get_running_loop())
     try:
         headers, warnings, preview, rows = await asyncio.to_thread(_scan, tee, fmt, settings)
         size = await writer.commit()
@@ -194,31 +266,3 @@ async def upload_csv(
         fmt,
         warnings,
     )
-
-
-async def confirm_import(
-    client: Client,
-    pool: asyncpg.Pool,
-    settings: Settings,
-    workspace_id: str,
-    import_id: str,
-    mapping: list[str] | None = None,
-) -> WorkflowHandle[object, object]:
-    """The event import/csv.confirmed: pending -> processing, then start ProcessCsv.
-
-    The workflow id is the import id's, so a repeated confirmation finds the same run.
-    """
-    rec = await imports_repo.get(pool, workspace_id, import_id)
-    if rec is None:
-        raise UploadRefused(f"import {import_id} not found in workspace {workspace_id}")
-    chosen = mapping if mapping is not None else rec.column_mapping
-    validate_mapping(chosen)
-    wid = import_workflow_id(import_id)
-    await imports_repo.confirm(pool, workspace_id, import_id, chosen, wid)
-    # The event catalog starts it: deterministic id, duplicate-safe, job flag checked,
-    # search attributes and summary set, exactly as for a gRPC or `starter dispatch` caller.
-    event = ImportCsvConfirmed(
-        import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
-    )
-    started = await dispatch(client, settings, event)
-    return client.get_workflow_handle(started.workflow_id)

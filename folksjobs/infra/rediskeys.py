@@ -32,3 +32,8 @@ def gravatar(email_hash: str) -> str:
 
 def stats_pattern(workspace_id: str) -> str:
     return f"stats:{workspace_id}:*"
+
+
+def api_uploads(key_id: str) -> str:
+    """A sorted set: the uploads in flight with one API key, scored by their start time."""
+    return f"api:uploads:{key_id}"

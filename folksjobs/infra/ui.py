@@ -10,11 +10,13 @@ never an email address. Workflows call `set_job_attributes` as they move between
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from folksjobs.infra.search_attributes import EXPORT_ID, IMPORT_ID, JOB_STATUS, WORKSPACE_ID
+from folksjobs.settings import Settings
 
 KEYS = (WORKSPACE_ID, IMPORT_ID, EXPORT_ID, JOB_STATUS)
 
@@ -54,3 +56,11 @@ def set_job_attributes(
     if status is not None:
         # The "current details" line of the UI's workflow page.
         workflow.set_current_details(f"status: {status}")
+
+
+def run_link(settings: Settings, workflow_id: str) -> str:
+    """The run's page in the Temporal UI."""
+    return (
+        f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{quote(workflow_id, safe='')}"
+    )

@@ -24,9 +24,10 @@ import asyncpg
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
-from folksjobs.imports.uploads import confirm_import, upload_csv
+from folksjobs.imports.uploads import upload_csv
 from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.services import open_services

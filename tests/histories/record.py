@@ -34,10 +34,10 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
 from folksjobs.exports import repo as exports
-from folksjobs.imports.uploads import confirm_import
 from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.models import (
