@@ -24,6 +24,7 @@ from activities.digest import DigestActivities
 from activities.exports import ExportActivities
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
+from activities.uploads import UploadActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.catalog import JobSpec, job_by_name
 from folksjobs.infra import logsafe
@@ -33,6 +34,7 @@ from folksjobs.infra.temporal import connect
 from folksjobs.infra.versioning import deployment_config
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
+from workflows.discard_uploads import DiscardStaleUploads
 from workflows.export_csv import ProcessExport
 from workflows.gate import IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
@@ -94,11 +96,16 @@ def _export(s: Services) -> list[Callable[..., Any]]:
     ]
 
 
+def _uploads(s: Services) -> list[Callable[..., Any]]:
+    return [UploadActivities(s.pool, s.blob, s.settings).discard_stale_uploads]
+
+
 JOBS: list[Job] = [
     Job(job_by_name("process-csv"), [ProcessCsv], _import),
     Job(job_by_name("send-welcome"), [SendWelcome], _welcome),
     Job(job_by_name("process-export"), [ProcessExport], _export),
     Job(job_by_name("weekly-digest"), [WeeklyDigest], _digest),
+    Job(job_by_name("discard-stale-uploads"), [DiscardStaleUploads], _uploads),
 ]
 
 

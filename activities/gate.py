@@ -48,7 +48,8 @@ class GateActivities:
             task_queue=activity.info().task_queue,
             start_signal=ACQUIRE_SIGNAL,
             start_signal_args=[req.model_copy(update={"limit": limit})],
-            static_summary=f"{req.gate}: at most {limit} at once for {req.key}",
+            static_summary=f"{req.gate} for {req.key}: at most {limit} at once (a gate, not a "
+            "job: it waits for requests and ends when idle)",
         )  # fmt: skip
 
     @activity.defn(name="find-closed-holders")

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
 
 HEADER = "email,first_name,last_name,company,phone,plan,city,score\n"
 BLOCK = 65536
@@ -66,82 +65,75 @@ class Generated:
     seconds: float
 
 
-def _mix(idx: np.ndarray) -> np.ndarray:
+M64 = (1 << 64) - 1
+
+
+def _mix(j: int) -> int:
     """A cheap integer hash, so the names of row j are a function of j alone."""
-    x = idx.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return x ^ (x >> np.uint64(29))
+    x = (j * 0x9E3779B97F4A7C15) & M64
+    return x ^ (x >> 29)
 
 
-def _base_emails(idx: np.ndarray) -> list[str]:
-    m = _mix(idx)
-    f = (m % np.uint64(len(FIRST))).tolist()
-    la = ((m >> np.uint64(8)) % np.uint64(len(LAST))).tolist()
-    d = ((m >> np.uint64(16)) % np.uint64(len(DOMAIN))).tolist()
-    return [
-        f"{FIRST[a]}.{LAST[b]}{j}@{DOMAIN[c]}"
-        for a, b, c, j in zip(f, la, d, idx.tolist(), strict=True)
-    ]
+def _base_email(j: int) -> tuple[str, int, int]:
+    """Row j's own email, with its first and last name indexes."""
+    m = _mix(j)
+    f, la, d = m % len(FIRST), (m >> 8) % len(LAST), (m >> 16) % len(DOMAIN)
+    return f"{FIRST[f]}.{LAST[la]}{j}@{DOMAIN[d]}", f, la
 
 
-def _kind(seed: int, idx: np.ndarray) -> np.ndarray:
+def _kind(seed: int, j: int) -> float:
     """Uniform [0, 1) per row from (seed, index) alone (splitmix64), so a duplicate can
     tell whether the row it copies is itself plain without generating that row."""
-    with np.errstate(over="ignore"):
-        z = idx.astype(np.uint64) + np.uint64(seed % 2**32) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) / float(2**53)
-    return np.where(idx == 0, 1.0, u)  # row 0 is always plain
+    if j == 0:
+        return 1.0  # row 0 is always plain
+    z = (j + (seed % 2**32) * 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    z ^= z >> 31
+    return (z >> 11) / float(2**53)
 
 
-def _block(seed: int, block: int) -> tuple[list[str], int, int]:
-    """The lines of one block, with its duplicate and invalid row counts."""
-    rng = np.random.default_rng([seed, block])
+def _block(seed: int, block: int, keep: int = BLOCK) -> tuple[list[str], int, int]:
+    """The first `keep` lines of one block, with their duplicate and invalid row counts.
+
+    Only the standard library: the generator runs in the project's own environment."""
+    # A string seed is hashed (SHA-512) by `random`: the same stream on every platform.
+    rng = random.Random(f"{seed}:{block}")
     start = block * BLOCK
-    idx = np.arange(start, start + BLOCK, dtype=np.int64)
-    kind = _kind(seed, idx)
-    is_dup = kind < DUPLICATE_RATE
-    is_bad = (kind >= DUPLICATE_RATE) & (kind < DUPLICATE_RATE + INVALID_RATE)
-    # A duplicate copies a uniformly chosen earlier row (spread over the whole file); when
-    # that row is itself a duplicate or invalid, the nearest plain row before it instead,
-    # so every duplicate repeats an email that really is in the file.
-    src = np.where(is_dup, (rng.random(BLOCK) * idx).astype(np.int64), idx)
-    while True:
-        k = _kind(seed, src)
-        moved = is_dup & (k < DUPLICATE_RATE + INVALID_RATE)
-        if not moved.any():
-            break
-        src = np.where(moved, src - 1, src)
-    variant = rng.integers(0, 3, BLOCK).tolist()
-    bad_kind = rng.integers(0, len(INVALID), BLOCK).tolist()
-    company = rng.integers(0, len(COMPANY), BLOCK).tolist()
-    phone = rng.integers(2_000_000_000, 9_999_999_999, BLOCK).tolist()
-    no_phone = (rng.random(BLOCK) < 0.1).tolist()
-    plan = rng.integers(0, len(PLAN), BLOCK).tolist()
-    city = rng.integers(0, len(CITY), BLOCK).tolist()
-    score = rng.integers(0, 100, BLOCK).tolist()
-
-    emails = _base_emails(src)
-    m = _mix(src)
-    first = (m % np.uint64(len(FIRST))).tolist()
-    last = ((m >> np.uint64(8)) % np.uint64(len(LAST))).tolist()
-    for i in np.flatnonzero(is_dup).tolist():
-        v = variant[i]
-        if v == 1:
-            emails[i] = emails[i].upper() if i % 2 else emails[i].title()
-        elif v == 2:
-            emails[i] = f"  {emails[i]} "
-    for i in np.flatnonzero(is_bad).tolist():
-        emails[i] = INVALID[bad_kind[i]].format(FIRST[first[i]], start + i)
-
-    lines = [
-        f"{emails[i]},{FIRST[first[i]].title()},{LAST[last[i]].title()},{COMPANY[company[i]]},"
-        f"{'' if no_phone[i] else '+1' + str(phone[i])},{PLAN[plan[i]]},{CITY[city[i]]},"
-        f"{score[i]}\n"
-        for i in range(BLOCK)
-    ]
-    return lines, int(is_dup.sum()), int(is_bad.sum())
+    lines: list[str] = []
+    dups = bad = 0
+    for i in range(keep):
+        j = start + i
+        kind = _kind(seed, j)
+        # Drawn for every row, so a row's values never depend on the kinds before it.
+        pick, variant, bad_kind = rng.random(), rng.randrange(3), rng.randrange(len(INVALID))
+        company, plan, city = (rng.randrange(len(COMPANY)), rng.randrange(len(PLAN)),
+                               rng.randrange(len(CITY)))  # fmt: skip
+        phone = rng.randrange(2_000_000_000, 9_999_999_999)
+        no_phone, score = rng.random() < 0.1, rng.randrange(100)
+        src = j
+        if kind < DUPLICATE_RATE:
+            dups += 1
+            # A uniformly chosen earlier row (spread over the whole file); when that row is
+            # itself a duplicate or invalid, the nearest plain row before it instead, so
+            # every duplicate repeats an email that really is in the file.
+            src = int(pick * j)
+            while _kind(seed, src) < DUPLICATE_RATE + INVALID_RATE:
+                src -= 1
+        email, first, last = _base_email(src)
+        if kind < DUPLICATE_RATE:
+            if variant == 1:
+                email = email.upper() if i % 2 else email.title()
+            elif variant == 2:
+                email = f"  {email} "
+        elif kind < DUPLICATE_RATE + INVALID_RATE:
+            bad += 1
+            email = INVALID[bad_kind].format(FIRST[first], j)
+        lines.append(
+            f"{email},{FIRST[first].title()},{LAST[last].title()},{COMPANY[company]},"
+            f"{'' if no_phone else '+1' + str(phone)},{PLAN[plan]},{CITY[city]},{score}\n"
+        )
+    return lines, dups, bad
 
 
 def generate(rows: int, seed: int, out: Path) -> Generated:
@@ -154,24 +146,12 @@ def generate(rows: int, seed: int, out: Path) -> Generated:
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(HEADER)
         for block in range((rows + BLOCK - 1) // BLOCK):
-            lines, d, b = _block(seed, block)
-            keep = min(BLOCK, rows - block * BLOCK)
-            if keep < BLOCK:
-                lines = lines[:keep]
-                # Recount on the kept prefix so the reported figures match the file.
-                d, b = _count(seed, block, keep)
+            lines, d, b = _block(seed, block, min(BLOCK, rows - block * BLOCK))
             f.writelines(lines)
             dups += d
             bad += b
     tmp.replace(out)
     return Generated(rows, seed, out.stat().st_size, dups, bad, time.perf_counter() - t0)
-
-
-def _count(seed: int, block: int, keep: int) -> tuple[int, int]:
-    kind = _kind(seed, np.arange(block * BLOCK, block * BLOCK + keep, dtype=np.int64))
-    d = kind < DUPLICATE_RATE
-    b = (kind >= DUPLICATE_RATE) & (kind < DUPLICATE_RATE + INVALID_RATE)
-    return int(d.sum()), int(b.sum())
 
 
 def main(argv: list[str] | None = None) -> None:

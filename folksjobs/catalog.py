@@ -85,6 +85,19 @@ JOBS: tuple[JobSpec, ...] = (
         search_attributes=(),
         summary="Emails each active workspace owner a summary of the past week.",
     ),
+    JobSpec(
+        job="discard-stale-uploads",
+        workflow=models.WF_DISCARD_STALE_UPLOADS,
+        flag="job_discard_uploads_enabled",
+        trigger="schedule 15 * * * *",
+        input=models.DiscardStaleUploadsInput,
+        result=models.DiscardStaleUploadsResult,
+        workflow_id=f"{models.DISCARD_UPLOADS_WORKFLOW_ID}-<scheduled_time>",
+        retries=2,
+        search_attributes=(),
+        summary="Deletes uploads left pending longer than PENDING_UPLOAD_TTL_SECONDS, "
+        "with their files.",
+    ),
 )
 
 

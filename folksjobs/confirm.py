@@ -41,7 +41,12 @@ async def confirm_import(
     event = ImportCsvConfirmed(
         import_id=UUID(import_id), workspace_id=UUID(workspace_id), user_id=UUID(rec.user_id)
     )
-    started = await dispatch(client, settings, event)
+    # The UI's summary line names what a person recognises: the file, and where it goes.
+    # A file name can be personal data ("jane.doe contacts.csv"), so it is only named when
+    # payloads, summaries included, are encrypted; otherwise the import id stands for it.
+    what = rec.file_name if settings.payload_encryption_keys is not None else import_id
+    summary = f"CSV import {what} ({rec.total_rows:,} rows) into workspace {workspace_id}"
+    started = await dispatch(client, settings, event, summary=summary)
     return client.get_workflow_handle(started.workflow_id)
 
 

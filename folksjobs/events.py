@@ -119,7 +119,7 @@ ROUTES: dict[str, Route] = {
             search_attributes=lambda e: ui.job_attributes(
                 workspace_id=str(e.workspace_id), import_id=str(e.import_id), status="queued"
             ),
-            summary=lambda e: f"CSV import {e.import_id}",
+            summary=lambda e: f"CSV import {e.import_id} into workspace {e.workspace_id}",
         ),
         Route(
             data=ExportCsvConfirmed,
@@ -189,8 +189,15 @@ def check_enabled(settings: Settings, route: Route) -> None:
 
 
 async def dispatch(
-    client: Client, settings: Settings, event: EventData, *, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    event: EventData,
+    *,
+    task_queue: str | None = None,
+    summary: str | None = None,
 ) -> Dispatched:
+    """`summary`: the UI's summary line when the caller knows more than the event (the
+    uploaded file's name); by default the route's."""
     route = route_of(event)
     check_enabled(settings, route)
     queue = task_queue or settings.temporal_task_queue
@@ -204,7 +211,7 @@ async def dispatch(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=route.search_attributes(event),
-            static_summary=route.summary(event),
+            static_summary=summary or route.summary(event),
             static_details=f"event `{route.name}`, job `{route.job.job}`",
         )
     except WorkflowAlreadyStartedError as e:

@@ -20,6 +20,7 @@ WF_SEND_WELCOME = "SendWelcome"
 WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
 WF_IMPORT_GATE = "WorkspaceImportGate"
+WF_DISCARD_STALE_UPLOADS = "DiscardStaleUploads"
 
 
 class Model(BaseModel):
@@ -408,6 +409,22 @@ class GateState(Model):
     limit: int
     holders: list[str]
     waiting: list[str]
+
+
+# --- discard-stale-uploads (Schedule, hourly) ------------------------------------------
+
+# The Schedule's action id; Temporal appends the scheduled time.
+DISCARD_UPLOADS_WORKFLOW_ID = "discard-stale-uploads"
+
+
+class DiscardStaleUploadsInput(Model):
+    # None: the worker's PENDING_UPLOAD_TTL_SECONDS.
+    older_than_seconds: float | None = None
+
+
+class DiscardStaleUploadsResult(Model):
+    workspaces: int
+    discarded: int
 
 
 ImportCursor.model_rebuild()

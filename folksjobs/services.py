@@ -30,9 +30,13 @@ class Services:
     ai: Summarizer
 
 
+class MissingServiceUrls(RuntimeError):
+    """DATABASE_URL or REDIS_URL is not set."""
+
+
 def require_urls(settings: Settings) -> tuple[str, str]:
     if not settings.database_url or not settings.redis_url:
-        raise RuntimeError(
+        raise MissingServiceUrls(
             "DATABASE_URL and REDIS_URL must be set (or run `python -m starter dev`, "
             "which starts embedded PostgreSQL and Valkey and sets them)"
         )

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     s3_presign_seconds: int = 3600
     # Where the dev stack keeps its state (Postgres data, Temporal db, Valkey dump).
     state_dir: Path = ROOT / "var"
+    # The ports of the PostgreSQL and Valkey the dev stack starts when the URLs are unset.
+    dev_postgres_port: Annotated[int, Field(ge=1, le=65535)] = 54329
+    dev_valkey_port: Annotated[int, Field(ge=1, le=65535)] = 63799
 
     # --- Email ----------------------------------------------------------------------
     email_backend: str = Field("outbox", pattern="^(outbox|http)$")
@@ -86,6 +89,11 @@ class Settings(BaseSettings):
     chunk_wait_seconds: float = 120.0
     error_samples_max: int = 10
     error_report_threshold: float = 0.05
+    # An upload nobody confirmed is discarded (record and file) after this long, by the
+    # hourly discard-stale-uploads Schedule.
+    pending_upload_ttl_seconds: Annotated[float, Field(gt=0)] = 24 * 3600
+    discard_uploads_cron: str = "15 * * * *"
+    discard_uploads_schedule_id: str = "discard-stale-uploads"
     # At most this many imports run at once per workspace; the rest wait in order (spec 003).
     imports_per_workspace_limit: Annotated[int, Field(ge=1)] = 5
     # Chunks handled by one workflow run before continue-as-new. It bounds the history, and
@@ -115,6 +123,7 @@ class Settings(BaseSettings):
     job_export_enabled: bool = True
     job_welcome_enabled: bool = True
     job_digest_enabled: bool = True
+    job_discard_uploads_enabled: bool = True
 
     # --- HTTP API (folksjobs/api, `python -m starter api`) ----------------------------
     api_bind: str = "127.0.0.1:8080"

@@ -9,13 +9,13 @@ python -m starter api-key revoke KEY_ID [--json]
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from folksjobs.api import keys
-from folksjobs.api.app import run_api
-from folksjobs.infra import db
-from folksjobs.services import require_urls
-from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail
+
+if TYPE_CHECKING:
+    from folksjobs.api import keys
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def api_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.api.app import run_api
+    from folksjobs.services import require_urls
+
     require_urls(settings)
     await run_api(settings)
 
@@ -58,6 +61,10 @@ def _view(k: keys.ApiKey) -> dict[str, object]:
 
 
 async def create_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.api import keys
+    from folksjobs.infra import db
+    from folksjobs.services import require_urls
+
     dsn, _ = require_urls(settings)
     pool = await db.create_pool(dsn, max_size=1)
     try:
@@ -75,6 +82,10 @@ async def create_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def list_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.api import keys
+    from folksjobs.infra import db
+    from folksjobs.services import require_urls
+
     dsn, _ = require_urls(settings)
     owner = await db.create_owner_pool(dsn, max_size=1)
     try:
@@ -90,6 +101,10 @@ async def list_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def revoke_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.api import keys
+    from folksjobs.infra import db
+    from folksjobs.services import require_urls
+
     dsn, _ = require_urls(settings)
     owner = await db.create_owner_pool(dsn, max_size=1)
     try:

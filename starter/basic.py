@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from folksjobs.devtools import seed
-from folksjobs.events import (
-    EventError,
-    JobDisabled,
-    UserSignedUp,
-    check_enabled,
-    dispatch,
-    parse_event,
-    route_of,
-)
-from folksjobs.infra import db
-from folksjobs.infra.temporal import connect
-from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail, ui_link
+
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,11 +44,16 @@ async def worker(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.infra import db
+
     applied = await db.migrate(_dsn(settings))
     emit(args, {"applied": applied}, f"applied: {', '.join(applied) or 'nothing (up to date)'}")
 
 
 async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.devtools import seed
+    from folksjobs.infra import db
+
     dsn = _dsn(settings)
     await db.migrate(dsn)
     pool = await db.create_owner_pool(dsn)
@@ -65,14 +61,26 @@ async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
         s = await seed.seed_demo(pool)
     finally:
         await pool.close()
+    tags = ", ".join(f"{name} ({n} contacts)" for name, n in s.tags.items())
     emit(
         args,
-        {"user_id": s.user_id, "workspace_id": s.workspace_id},
-        f"workspace {s.workspace_id}, owner user {s.user_id}",
+        {"user_id": s.user_id, "workspace_id": s.workspace_id, "tags": s.tags},
+        f"workspace {s.workspace_id}, owner user {s.user_id}, tags {tags}",
     )
 
 
 async def welcome(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.events import (
+        EventError,
+        JobDisabled,
+        UserSignedUp,
+        check_enabled,
+        dispatch,
+        parse_event,
+        route_of,
+    )
+    from starter.common import connect
+
     # The same path as `dispatch user/signed.up`: flag check, id rules, summary in the UI.
     try:
         event = parse_event(UserSignedUp.NAME, {"userId": args.user_id})

@@ -9,10 +9,10 @@ import sys
 import traceback
 from typing import NoReturn
 
+# Only argparse is imported before a command runs: each command module imports its
+# clients (Temporal, asyncpg, anthropic, aioboto3, ...) inside the function that needs
+# them, so `--help` answers at once (tests/test_cli.py, bench/cli_times.py).
 from folksjobs import __version__
-from folksjobs.infra import logsafe
-from folksjobs.infra.logs import setup_logging
-from folksjobs.settings import get_settings
 from starter import (
     api,
     basic,
@@ -21,6 +21,7 @@ from starter import (
     demo,
     dev,
     dispatch,
+    errors,
     exports,
     imports,
     schedule,
@@ -32,9 +33,11 @@ COMMANDS = [
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="folksjobs", description=__doc__)
+    p = argparse.ArgumentParser(prog="folksjobs", description=__doc__,
+                                epilog=errors.EPILOG)  # fmt: skip
     p.add_argument("--version", action="version", version=f"folksjobs {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log at INFO level and print tracebacks")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -43,15 +46,30 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    settings = get_settings()
-    # Same formats as the worker (LOG_FORMAT), emails masked; on stderr, so --json stays clean.
-    setup_logging("INFO" if args.verbose else "WARNING", settings.log_format)
-    # After setup_logging, which replaces the handlers: secrets and URL passwords too.
-    logsafe.install(settings=settings)
     try:
+        from folksjobs.infra import logsafe
+        from folksjobs.infra.logs import setup_logging
+        from folksjobs.settings import get_settings
+
+        settings = get_settings()
+        # Same formats as the worker (LOG_FORMAT), emails masked; on stderr, so --json
+        # stays clean.
+        setup_logging("INFO" if args.verbose else "WARNING", settings.log_format)
+        # After setup_logging, which replaces the handlers: secrets and URL passwords too.
+        logsafe.install(settings=settings)
         asyncio.run(args.run(args, settings))
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(errors.INTERRUPTED) from None
+    except SystemExit:
+        raise
+    except Exception as e:
+        if args.verbose:
+            traceback.print_exc()
+        from folksjobs.infra.logsafe import redact
+
+        code, line = errors.explain(e)
+        print(f"error: {redact(line)}", file=sys.stderr)
+        raise SystemExit(code) from None
 
 
 def run(argv: list[str] | None = None) -> NoReturn:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from folksjobs.infra.codec import CodecKeyError, new_key_entry
-from folksjobs.infra.codec_server import app_from_settings, cors_origins, split_bind
-from folksjobs.settings import Settings
 from starter.common import fail
+
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def codec_server(args: argparse.Namespace, settings: Settings) -> None:
+    from aiohttp import web
+
+    from folksjobs.infra.codec import CodecKeyError, new_key_entry
+    from folksjobs.infra.codec_server import app_from_settings, cors_origins, split_bind
+
     if args.new_key:
         try:
             print(new_key_entry(args.new_key))

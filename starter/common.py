@@ -5,11 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from folksjobs.infra.ui import run_link as ui_link
+from starter.errors import USAGE
 
-__all__ = ["add_json_flag", "emit", "fail", "ui_link"]
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from folksjobs.settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    """Temporal for a command: a person hears within ~2 s that it is not running, where
+    the worker and the dev stack wait patiently for a server that is still starting."""
+    from folksjobs.infra import temporal
+
+    return await temporal.connect(settings, attempts=4)
+
+
+def ui_link(settings: Settings, workflow_id: str) -> str:
+    # Imported when called: folksjobs.infra.ui loads the Temporal SDK, which --help skips.
+    from folksjobs.infra.ui import run_link
+
+    return run_link(settings, workflow_id)
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:
@@ -23,6 +41,6 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = USAGE) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)

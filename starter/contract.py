@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from folksjobs.devtools import contract
-from folksjobs.settings import ROOT, Settings
 from starter.common import add_json_flag, emit, fail
+
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def generate() -> dict[str, str]:
+    from folksjobs.devtools import contract
     from worker import all_workflows
 
     return contract.render(contract.workflow_names(all_workflows()))
 
 
 async def contract_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.devtools import contract
+    from folksjobs.settings import ROOT
+
     files = generate()
     if args.check:
         stale = contract.stale(ROOT, files)

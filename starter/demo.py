@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from folksjobs.api import keys
-from folksjobs.devtools import seed
-from folksjobs.devtools.samples import write_demo_csv
-from folksjobs.infra import db
-from folksjobs.services import open_services
-from folksjobs.settings import Settings
-from starter.imports import import_file
-from starter.stack import console_url, describe, dev_stack
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +22,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def demo(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.api import keys
+    from folksjobs.devtools import seed
+    from folksjobs.devtools.samples import write_demo_csv
+    from folksjobs.infra import db
+    from folksjobs.services import open_services
+    from starter.imports import import_file
+    from starter.stack import console_url, describe, dev_stack
+
     async with dev_stack(settings) as (live, client):
         for name, value in describe(live):
             print(f"  {name:<14} {value}", file=sys.stderr if args.json else sys.stdout)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
-from folksjobs.settings import Settings
-from starter.stack import describe, dev_stack
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def dev(args: argparse.Namespace, settings: Settings) -> None:
+    from starter.stack import describe, dev_stack
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

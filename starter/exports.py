@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.service import RPCError
-
-from folksjobs.catalog import JobDisabled
-from folksjobs.confirm import start_export
-from folksjobs.exports import repo as exports
-from folksjobs.infra import db
-from folksjobs.infra.blob import build_blob_store
-from folksjobs.infra.temporal import connect
-from folksjobs.models import ExportProgress, ExportResult, export_workflow_id
-from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail, ui_link
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
+
+    from folksjobs.settings import Settings
 
 POLL_SECONDS = 0.5
 
@@ -72,6 +65,8 @@ def _root_message(e: BaseException) -> str:
 
 async def _download_location(settings: Settings, blob_key: str) -> str:
     """For a person: the local path, or the s3:// key with a presigned download URL."""
+    from folksjobs.infra.blob import build_blob_store
+
     store = build_blob_store(settings)
     try:
         return await store.location(blob_key)
@@ -81,6 +76,17 @@ async def _download_location(settings: Settings, blob_key: str) -> str:
 
 async def _watch(handle: WorkflowHandle[Any, Any]) -> None:
     """A progress bar fed by the workflow's `progress` query until it finishes."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from temporalio.service import RPCError
+
+    from folksjobs.models import ExportProgress
+
     result = asyncio.ensure_future(handle.result())
     columns = (
         TextColumn("[bold]{task.description:<24}"),
@@ -104,6 +110,15 @@ async def _watch(handle: WorkflowHandle[Any, Any]) -> None:
 
 
 async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    from folksjobs.catalog import JobDisabled
+    from folksjobs.confirm import start_export
+    from folksjobs.exports import repo as exports
+    from folksjobs.infra import db
+    from folksjobs.models import ExportResult
+    from starter.common import connect
+
     if not args.workspace:
         fail("--workspace is required (or `export status ID`)")
     client = await connect(settings)
@@ -153,6 +168,14 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.client import Client, WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from folksjobs.exports import repo as exports
+    from folksjobs.infra import db
+    from folksjobs.models import ExportProgress, export_workflow_id
+    from starter.common import connect
+
     owner = await db.create_owner_pool(_dsn(settings), max_size=1)
     try:
         record = await exports.get_export(owner, args.export_id)
@@ -192,6 +215,11 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def cancel_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.service import RPCError
+
+    from folksjobs.models import export_workflow_id
+    from starter.common import connect
+
     client = await connect(settings)
     handle = client.get_workflow_handle(export_workflow_id(args.export_id))
     try:

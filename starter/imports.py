@@ -1,4 +1,10 @@
-"""Commands: import FILE (upload, preview, confirm, watch) | import status ID | import cancel ID."""
+"""Commands: import FILE (upload, preview, confirm, watch) and, for an import id:
+import status | cancel | confirm [--map ...] | discard.
+
+An upload that is not confirmed (no terminal to ask, no --yes) stays pending: its id is
+printed with the commands that confirm or discard it; DISCARD_STALE_UPLOADS removes the
+ones nobody confirms after PENDING_UPLOAD_TTL_SECONDS (workflows/discard_uploads.py).
+"""
 
 from __future__ import annotations
 
@@ -7,38 +13,33 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+from uuid import UUID
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-
-from folksjobs.confirm import confirm_import
-from folksjobs.imports.mapping import MappingError
-from folksjobs.imports.uploads import UploadRefused, UploadResult, upload_csv
-from folksjobs.infra.temporal import connect
-from folksjobs.models import import_workflow_id
-from folksjobs.services import Services, open_services
-from folksjobs.settings import Settings
 from starter.common import emit, fail, ui_link
+from starter.errors import JOB_FAILED
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from temporalio.client import Client
+
+    from folksjobs.imports.uploads import UploadResult
+    from folksjobs.services import Services
+    from folksjobs.settings import Settings
+
+ID_VERBS = ("status", "cancel", "confirm", "discard")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "import",
-        help="import a CSV file (event import/csv.confirmed); also `import status|cancel ID`",
+        help="import a CSV file (event import/csv.confirmed); also "
+        "`import status|cancel|confirm|discard ID`",
         description="import FILE --workspace W [--map HEADER=FIELD ...] [--yes] [--json] "
-        "| import status IMPORT_ID | import cancel IMPORT_ID",
+        "| import status ID | import cancel ID | import confirm ID [--map ...] "
+        "| import discard ID",
     )
-    p.add_argument("target", nargs="+", metavar="FILE | status ID | cancel ID")
+    p.add_argument("target", nargs="+", metavar="FILE | {status,cancel,confirm,discard} ID")
     p.add_argument("--workspace", help="workspace id (required for FILE)")
     p.add_argument("--user", help="the importing user's id (default: the workspace owner)")
     p.add_argument("--map", action="append", default=[], metavar="HEADER=FIELD",
@@ -51,24 +52,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> None:
+    from folksjobs.services import open_services
+    from starter.common import connect
+
     verb = args.target[0]
-    if verb in ("status", "cancel") and len(args.target) == 2:
+    if verb in ID_VERBS and len(args.target) == 2:
+        if verb in ("confirm", "discard"):
+            await pending_cmd(args, settings, verb, args.target[1])
+            return
         client = await connect(settings)
         await (status if verb == "status" else cancel)(args, settings, client, args.target[1])
         return
     if len(args.target) != 1:
-        fail("usage: import FILE --workspace W | import status ID | import cancel ID")
+        fail("usage: import FILE --workspace W | import {status,cancel,confirm,discard} ID")
     if not args.workspace:
         fail("--workspace is required to import a file")
     client = await connect(settings)
     async with open_services(settings, pool_size=2) as services:
         summary = await import_file(args, settings, client, services, Path(args.target[0]))
     if summary.get("status") not in (None, "completed", "running"):
-        raise SystemExit(1)
+        raise SystemExit(JOB_FAILED)
 
 
 async def import_file(args: argparse.Namespace, settings: Settings, client: Client,
                       services: Services, path: Path) -> dict[str, Any]:  # fmt: skip
+    from rich.console import Console
+
+    from folksjobs.confirm import confirm_import
+    from folksjobs.imports.mapping import MappingError
+    from folksjobs.imports.uploads import UploadRefused, upload_csv
+
     out = Console(stderr=True) if args.json else Console()
     if not path.is_file():  # noqa: ASYNC240 - one stat before a long upload
         fail(f"{path}: no such file")
@@ -76,7 +89,8 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
         "SELECT owner_user_id::text FROM workspaces WHERE id = $1::uuid", args.workspace
     )
     if not user:
-        fail(f"workspace {args.workspace} not found")
+        fail(f"workspace {args.workspace} not found: `python -m starter seed --json` prints "
+             "the demo workspace's id")  # fmt: skip
     t0 = time.monotonic()
     try:
         with path.open("rb") as fh, out.status(f"uploading {path.name} ..."):
@@ -87,7 +101,7 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     upload_s = time.monotonic() - t0
     show_preview(out, up, upload_s)
     if not args.yes and not _ask(f"Import {up.total_rows:,} rows into workspace {args.workspace}?"):
-        fail("not confirmed; the upload is kept as a pending import", code=1)
+        _left_pending(args, up)
     try:
         handle = await confirm_import(client, services.pool, settings, args.workspace, up.import_id)
     except MappingError as e:
@@ -111,6 +125,8 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
 
 
 def show_preview(out: Console, up: UploadResult, seconds: float) -> None:
+    from rich.table import Table
+
     out.print(
         f"uploaded {up.file_name}: {up.file_bytes:,} bytes, {up.total_rows:,} rows in "
         f"{seconds:.1f} s (encoding {up.format.encoding}, delimiter {up.format.delimiter!r})"
@@ -131,8 +147,34 @@ def _ask(question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
+def _left_pending(args: argparse.Namespace, up: UploadResult) -> NoReturn:
+    """Not confirmed (no terminal to ask, or "no"): the upload waits as a pending import."""
+    why = "answered no" if sys.stdin.isatty() else "no terminal to ask and no --yes"
+    data = {"import_id": up.import_id, "status": "pending", "total_rows": up.total_rows,
+            "confirm": f"python -m starter import confirm {up.import_id}",
+            "discard": f"python -m starter import discard {up.import_id}"}  # fmt: skip
+    emit(args, data, f"import {up.import_id} is pending ({why}); to go on:\n"
+                     f"  {data['confirm']}    (add --map HEADER=FIELD to change the mapping)\n"
+                     f"  {data['discard']}")  # fmt: skip
+    raise SystemExit(JOB_FAILED)
+
+
 async def watch(client: Client, workflow_id: str, total: int, out: Console) -> dict[str, Any]:
-    """A live bar from the `progress` query until the run (and its continuations) ends."""
+    """A live bar from the `progress` query until the run (and its continuations) ends.
+
+    download-and-chunk has its own line, fed by its heartbeat (rows written to Redis),
+    above the rows processed.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
     handle = client.get_workflow_handle(workflow_id)
     columns = [
         TextColumn("[bold]{task.fields[stage]:<18}"), BarColumn(), MofNCompleteColumn(),
@@ -141,17 +183,34 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
     ]  # fmt: skip
     t0 = time.monotonic()
     with Progress(*columns, console=out, transient=False) as bar:
+        # Chunking runs alongside the chunks it has written: one line each, so the rows
+        # processed never read "0/N" for the whole time the file is being chunked.
+        chunk_task = bar.add_task("chunk", total=total or 1, stage="download-and-chunk",
+                                  rate="-")  # fmt: skip
         task = bar.add_task("import", total=total or 1, stage="starting", rate="-")
+        chunking = True
         result_task = asyncio.ensure_future(handle.result())
         while not result_task.done():
             try:
+                if chunking:
+                    chunked = await chunking_progress(client, workflow_id)
+                    if chunked is not None:
+                        rate = chunked / max(time.monotonic() - t0, 1e-6)
+                        bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
+                    elif bar.tasks[task].fields["stage"] not in ("starting", "fetch-import"):
+                        chunking = False
+                        rate = total / max(time.monotonic() - t0, 1e-6)
+                        bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
                 p = await handle.query("progress")
                 done = p["counts"]["processed_rows"]
+                # Until chunk 1 is in Redis, the chunk line above is where things move.
+                stage = "waiting for chunk" if p["stage"] == "download-and-chunk" else p["stage"]
                 rate = done / max(time.monotonic() - t0, 1e-6)
-                bar.update(task, completed=done, stage=p["stage"], rate=f"{rate:,.0f}")
+                bar.update(task, completed=done, stage=stage, rate=f"{rate:,.0f}")
             except Exception:  # the run may be between continue-as-new runs: ask again
                 pass
             await asyncio.wait({result_task}, timeout=0.5)
+        bar.update(chunk_task, completed=total)
         try:
             result: dict[str, Any] = result_task.result()
         except WorkflowFailureError as e:
@@ -162,6 +221,19 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
         bar.update(task, completed=result["total_rows"], stage="completed")
     result["duration_seconds"] = round(result.get("duration_ms", 0) / 1000, 3)
     return result
+
+
+async def chunking_progress(client: Client, workflow_id: str) -> int | None:
+    """Rows download-and-chunk has written so far (its heartbeat), None when not running."""
+    desc = await client.get_workflow_handle(workflow_id).describe()
+    for pending in desc.raw_description.pending_activities:
+        if pending.activity_type.name != "download-and-chunk":
+            continue
+        if not pending.heartbeat_details.payloads:
+            return 0
+        [details] = await client.data_converter.decode(pending.heartbeat_details.payloads)
+        return int(details.get("rows", 0)) if isinstance(details, dict) else 0
+    return None
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -185,8 +257,12 @@ def format_summary(s: dict[str, Any]) -> str:
 async def status(
     args: argparse.Namespace, settings: Settings, client: Client, import_id: str
 ) -> None:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from folksjobs.models import import_workflow_id
+
     handle = client.get_workflow_handle(import_workflow_id(import_id))
-    desc = await handle.describe()
+    desc = await _describe_or_fail(handle, import_id)
     data: dict[str, Any] = {"import_id": import_id, "workflow_id": handle.id,
                             "status": desc.status.name.lower() if desc.status else "unknown",
                             "ui": ui_link(settings, handle.id)}  # fmt: skip
@@ -197,10 +273,99 @@ async def status(
     emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
+async def _describe_or_fail(handle: Any, import_id: str) -> Any:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return await handle.describe()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        fail(f"no import {import_id} has run (no workflow {handle.id}); a pending upload is "
+             f"started with `python -m starter import confirm {import_id}`")  # fmt: skip
+
+
 async def cancel(
     args: argparse.Namespace, settings: Settings, client: Client, import_id: str
 ) -> None:
+    from folksjobs.models import import_workflow_id
+
     handle = client.get_workflow_handle(import_workflow_id(import_id))
+    await _describe_or_fail(handle, import_id)
     await handle.cancel()
     emit(args, {"import_id": import_id, "workflow_id": handle.id, "cancel_requested": True},
          f"cancel requested for {handle.id}")  # fmt: skip
+
+
+async def pending_cmd(
+    args: argparse.Namespace, settings: Settings, verb: str, import_id: str
+) -> None:
+    """`import confirm ID [--map ...]` and `import discard ID`: a pending upload's two ends."""
+    from folksjobs.confirm import confirm_import
+    from folksjobs.imports import repo as imports_repo
+    from folksjobs.imports.mapping import MappingError, apply_overrides
+    from folksjobs.imports.uploads import UploadRefused
+    from folksjobs.services import open_services
+    from starter.common import connect
+
+    try:
+        UUID(import_id)
+        if args.workspace:
+            UUID(args.workspace)
+    except ValueError:
+        fail(f"{args.workspace if args.workspace else import_id!r} is not an id (a UUID)")
+    async with open_services(settings, pool_size=2) as services:
+        ws = args.workspace or await imports_repo.workspace_of(services.pool, import_id)
+        rec = await imports_repo.get(services.pool, ws, import_id) if ws else None
+        if rec is None:
+            fail(f"import {import_id} not found"
+                 + (f" in workspace {args.workspace}" if args.workspace else ""))  # fmt: skip
+        if rec.status != "pending":
+            fail(f"import {import_id} is {rec.status}, not pending: nothing to {verb} "
+                 f"(see `python -m starter import status {import_id}`)")  # fmt: skip
+        if verb == "discard":
+            if not await imports_repo.discard_pending(services.pool, rec.workspace_id,
+                                                      import_id, services.blob.delete):  # fmt: skip
+                fail(f"import {import_id} was confirmed or discarded meanwhile: "
+                     f"see `python -m starter import status {import_id}`")  # fmt: skip
+            emit(args, {"import_id": import_id, "status": "discarded"},
+                 f"import {import_id} discarded (record and file deleted)")  # fmt: skip
+            return
+        try:
+            mapping = apply_overrides(rec.headers, rec.column_mapping, args.map)
+            client = await connect(settings)
+            handle = await confirm_import(client, services.pool, settings, rec.workspace_id,
+                                          import_id, mapping)  # fmt: skip
+        except (UploadRefused, MappingError) as e:
+            fail(str(e))
+    link = ui_link(settings, handle.id)
+    if args.no_wait or args.json:
+        data = {"import_id": import_id, "workflow_id": handle.id, "status": "running", "ui": link}
+        if not args.no_wait:
+            summary = await watch_quietly(handle)
+            data.update(summary)
+        emit(args, data, f"started {handle.id}\n  {link}")
+        if data["status"] not in ("running", "completed"):
+            raise SystemExit(JOB_FAILED)
+        return
+    from rich.console import Console
+
+    out = Console()
+    out.print(f"workflow [bold]{handle.id}[/]  {link}")
+    summary = await watch(client, handle.id, rec.total_rows, out)
+    summary.update(import_id=import_id, workflow_id=handle.id)
+    emit(args, summary, format_summary(summary))
+    if summary.get("status") != "completed":
+        raise SystemExit(JOB_FAILED)
+
+
+async def watch_quietly(handle: Any) -> dict[str, Any]:
+    from temporalio.client import WorkflowFailureError
+
+    from starter.errors import root_cause
+
+    try:
+        result: dict[str, Any] = await handle.result()
+    except WorkflowFailureError as e:
+        return {"status": "failed", "error": str(root_cause(e))}
+    return result

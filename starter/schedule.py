@@ -8,29 +8,21 @@ python -m starter digest --for 2026-11-23T08:00:00Z --wait
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
-
-from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
-from folksjobs.digest import schedules
-from folksjobs.digest.stats import digest_week
-from folksjobs.infra.temporal import connect
-from folksjobs.models import (
-    WF_WEEKLY_DIGEST,
-    WeeklyDigestInput,
-    WeeklyDigestResult,
-    digest_workflow_id,
-)
-from folksjobs.settings import Settings
 from starter.common import add_json_flag, emit, fail, ui_link
+
+if TYPE_CHECKING:
+    from folksjobs.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("schedule", help="manage the weekly-digest Temporal Schedule")
-    p.add_argument("--schedule-id", help="default: DIGEST_SCHEDULE_ID (weekly-digest)")
+    p.add_argument("--schedule-id", help="default: DIGEST_SCHEDULE_ID (weekly-digest); "
+                   "DISCARD_UPLOADS_SCHEDULE_ID (discard-stale-uploads) for the hourly sweep "
+                   "of unconfirmed uploads")  # fmt: skip
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, text in [
         ("apply", "create the schedule or update it to match the settings (idempotent)"),
@@ -82,22 +74,33 @@ def _aware_datetime(text: str) -> datetime:
 
 
 async def schedule_cmd(args: argparse.Namespace, settings: Settings) -> None:
-    want = schedules.DigestSchedule.from_settings(settings)
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from folksjobs.digest import schedules
+    from starter.common import connect
+
+    sweep = args.schedule_id == settings.discard_uploads_schedule_id
+    if sweep:
+        want = schedules.DigestSchedule.stale_uploads(settings)
+        job, flag = "discard-stale-uploads", "job_discard_uploads_enabled"
+    else:
+        want = schedules.DigestSchedule.from_settings(settings)
+        job, flag = "weekly-digest", "job_digest_enabled"
     sid = args.schedule_id or want.schedule_id
     client = await connect(settings)
     try:
-        if args.action == "apply" and not settings.job_digest_enabled:
-            state = await schedules.hold_disabled_schedule(client, sid)
+        if args.action == "apply" and not getattr(settings, flag):
+            state = await schedules.hold_disabled_schedule(client, sid, flag.upper())
             emit(
                 args,
                 {"schedule_id": sid, "outcome": "disabled", "schedule": state},
-                f"schedule {sid}: not applied, job weekly-digest is disabled "
-                f"(JOB_DIGEST_ENABLED=false); schedule {state}",
+                f"schedule {sid}: not applied, job {job} is disabled "
+                f"({flag.upper()}=false); schedule {state}",
             )
         elif args.action == "apply":
             try:
                 outcome, diffs = await schedules.apply_schedule(
-                    client, schedules.DigestSchedule.from_settings(settings, schedule_id=sid)
+                    client, dataclasses.replace(want, schedule_id=sid)
                 )
             except schedules.CronError as e:
                 fail(f"DIGEST_CRON: {e}")
@@ -167,6 +170,18 @@ def _show_text(d: dict[str, Any]) -> str:
 
 
 async def digest_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from folksjobs.catalog import JobDisabled, job_by_workflow, require_enabled
+    from folksjobs.digest.stats import digest_week
+    from folksjobs.models import (
+        WF_WEEKLY_DIGEST,
+        WeeklyDigestInput,
+        WeeklyDigestResult,
+        digest_workflow_id,
+    )
+    from starter.common import connect
+
     try:
         require_enabled(settings, job_by_workflow(WF_WEEKLY_DIGEST))
     except JobDisabled as e:

@@ -18,8 +18,13 @@ from urllib.parse import urlparse
 from temporalio.client import Client
 
 from folksjobs.api.app import serving, split_bind
-from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
-from folksjobs.digest.schedules import ensure_digest_schedule
+from folksjobs.devtools.devstack import (
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    TemporalDevServer,
+    ensure_port_free,
+)
+from folksjobs.digest.schedules import ensure_digest_schedule, ensure_discard_uploads_schedule
 from folksjobs.infra import db
 from folksjobs.infra.logsafe import redact
 from folksjobs.infra.temporal import connect
@@ -27,12 +32,10 @@ from folksjobs.settings import Settings
 
 log = logging.getLogger("folksjobs.stack")
 
-PG_PORT = 54329
-VALKEY_PORT = 63799
-
 # Called with (settings, client) once the stack is up; jobs add their setup (schedules).
 on_stack_ready: list[Callable[[Settings, Client], Awaitable[None]]] = [
     ensure_digest_schedule,  # the weekly-digest Schedule, when job_digest_enabled
+    ensure_discard_uploads_schedule,  # the hourly sweep of unconfirmed uploads
 ]
 
 
@@ -48,20 +51,33 @@ async def dev_stack(
     started: list[TemporalDevServer | EmbeddedPostgres | EmbeddedValkey] = []
     updates: dict[str, object] = {}
     try:
+        temporal_port = _port(settings.temporal_address, 7233)
+        ui_port = _port(settings.temporal_ui_url.removeprefix("http://"), 8233) if ui else None
+        # Every port is checked before anything starts, so a busy one leaves nothing behind.
+        wanted = [(temporal_port, "Temporal gRPC", "TEMPORAL_ADDRESS")]
+        if ui_port:
+            wanted.append((ui_port, "Temporal UI", "TEMPORAL_UI_URL"))
         if not settings.database_url:
-            pg = EmbeddedPostgres(state / "postgres", port=PG_PORT)
+            wanted.append((settings.dev_postgres_port, "PostgreSQL", "DEV_POSTGRES_PORT"))
+        if not settings.redis_url:
+            wanted.append((settings.dev_valkey_port, "Valkey", "DEV_VALKEY_PORT"))
+        for port, what, setting in wanted:
+            ensure_port_free(port, what, setting)
+        if not settings.database_url:
+            pg = EmbeddedPostgres(state / "postgres", port=settings.dev_postgres_port)
             await asyncio.to_thread(pg.start)
             started.append(pg)
             updates["database_url"] = pg.dsn
         if not settings.redis_url:
-            vk = EmbeddedValkey(state / "valkey", port=VALKEY_PORT)
+            vk = EmbeddedValkey(state / "valkey", port=settings.dev_valkey_port)
             await asyncio.to_thread(vk.start)
             started.append(vk)
             updates["redis_url"] = vk.url
         temporal = TemporalDevServer(
             state / "temporal",
-            port=_port(settings.temporal_address, 7233),
-            ui_port=_port(settings.temporal_ui_url.removeprefix("http://"), 8233) if ui else None,
+            port=temporal_port,
+            ui_port=ui_port,
+            extra_args=ui_codec_args(settings),
         )
         await asyncio.to_thread(temporal.start)
         started.append(temporal)
@@ -96,7 +112,22 @@ async def dev_stack(
             await asyncio.to_thread(server.stop)
 
 
+def ui_codec_args(settings: Settings) -> list[str]:
+    """With payload encryption on, the UI asks the codec server (`starter codec-server`)
+    to decode payloads; without it, the UI would show ciphertext."""
+    if settings.payload_encryption_keys is None:
+        return []
+    host, _, port = settings.codec_server_bind.rpartition(":")
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    return ["--ui-codec-endpoint", f"http://{host}:{port}"]
+
+
 def describe(settings: Settings) -> list[tuple[str, str]]:
+    encryption = (
+        f"on (decode in the UI: `python -m starter codec-server` at {settings.codec_server_bind})"
+        if settings.payload_encryption_keys is not None
+        else "off (PAYLOAD_ENCRYPTION_KEYS unset)"
+    )
     return [
         ("Temporal UI", settings.temporal_ui_url),
         ("Console", console_url(settings)),
@@ -106,6 +137,7 @@ def describe(settings: Settings) -> list[tuple[str, str]]:
         ("Redis", redact(settings.redis_url or "-")),
         ("Blob store", settings.blob_url),
         ("Outbox", str(settings.outbox_dir)),
+        ("Encryption", encryption),
     ]
 
 

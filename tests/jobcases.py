@@ -60,6 +60,16 @@ async def _digest(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dic
     return f"weekly-digest-contract-{uuid.uuid4().hex[:8]}", {}
 
 
+async def _discard(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    """A pending upload two days old (the sweep then spares the suite's fresh uploads)."""
+    from tests.importing import upload
+
+    up = await upload(s, s.settings, t.workspace_id, t.user_id, b"email\nann@example.com\n")
+    await owner.execute("UPDATE imports SET created_at = now() - interval '2 days' WHERE id = $1",
+                        uuid.UUID(up.import_id))  # fmt: skip
+    return f"discard-stale-uploads-contract-{uuid.uuid4().hex[:8]}", {"older_than_seconds": 3600}
+
+
 def _status(expected: str, **counts: int) -> Callable[[dict[str, Any]], None]:
     def check(result: dict[str, Any]) -> None:
         assert result["status"] == expected, result
@@ -74,6 +84,7 @@ CASES: dict[str, Case] = {
     "ProcessCsv": Case(_import, _status("completed", total_rows=2, inserted=2)),
     "ProcessExport": Case(_export, _status("completed", row_count=2)),
     "WeeklyDigest": Case(_digest, lambda r: None),
+    "DiscardStaleUploads": Case(_discard, lambda r: _eq(r["discarded"] >= 1, True)),
 }
 
 

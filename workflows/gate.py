@@ -89,11 +89,18 @@ class SlotGate:
     def _grantable(self) -> bool:
         return bool(self.regrant) or (bool(self.waiting) and len(self.holders) < self.limit)
 
+    def _show(self) -> None:
+        """The UI's "current details": a gate is waiting by design, not a stuck job."""
+        workflow.set_current_details(
+            f"concurrency gate, not a job: {len(self.holders)}/{self.limit} slots held, "
+            f"{len(self.waiting)} waiting; ends after {self.inp.idle_seconds:.0f} s idle"
+        )
+
     @workflow.run
     async def run(self, inp: GateInput) -> GateState:
-        workflow.set_current_details(f"at most {self.limit} at once for {inp.key}")
         while True:
             await self._grant_all()
+            self._show()
             if not self.holders and not self.waiting:
                 try:
                     await workflow.wait_condition(
@@ -106,6 +113,7 @@ class SlotGate:
                     if not (self.waiting or self.holders or self.regrant):
                         return self.state()
                 continue
+            self._show()
             if self.grants >= inp.grants_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 # Pending grants are not carried over: hand them out first.

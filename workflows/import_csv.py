@@ -79,10 +79,30 @@ class ProcessCsv:
     def progress(self) -> ImportProgress:
         return ImportProgress(
             import_id=self.import_id,
-            stage=self.stage,
+            stage=self._stage_shown(),
             chunks_total=self.cursor.chunk_count if self.cursor else 0,
             chunks_done=self.cursor.chunks_done if self.cursor else 0,
             counts=self.counts,
+        )
+
+    def _stage_shown(self) -> str:
+        # Chunks are processed while the file is still being chunked; until the first
+        # one is done, chunking is what the run is doing.
+        chunking = self.chunking is not None and not self.chunking.done()
+        started = self.cursor is not None and self.cursor.chunks_done > 0
+        if self.stage == "process-batch" and chunking and not started:
+            return "download-and-chunk"
+        return self.stage
+
+    def _show_progress(self) -> None:
+        """The UI's "current details": live progress without opening the Queries tab.
+        Not part of history (an SDK-internal query answers it), so replays are unaffected."""
+        if self.cursor is None:
+            return
+        c, n = self.cursor, self.counts
+        workflow.set_current_details(
+            f"{self._stage_shown()} · chunk {c.chunks_done}/{c.chunk_count} · "
+            f"{n.processed_rows:,} / {c.total_rows:,} rows · {n.failed:,} failed"
         )
 
     @workflow.run
@@ -115,6 +135,7 @@ class ProcessCsv:
         cursor = inp.resume or await self._start(inp)
         self.cursor, self.counts = cursor, cursor.counts
         self.stage = "process-batch"
+        self._show_progress()
         end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
         await self._process(inp, cursor, range(cursor.next_chunk, end))
         if self.chunking is not None:
@@ -230,6 +251,7 @@ class ProcessCsv:
                 # Each chunk's ledger totals are added exactly once: the activity's result.
                 self.counts.add(r)
                 cursor.chunks_done += 1
+                self._show_progress()
 
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
         if self.chunking is not None:

