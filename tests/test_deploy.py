@@ -64,14 +64,14 @@ def app_services() -> dict[str, dict[str, Any]]:
 
 def test_compose_app_services_build_from_the_repo() -> None:
     apps = app_services()
-    assert {"migrate", "schedule", "worker"} <= set(apps)
+    assert {"migrate", "schedule", "schedule-uploads", "worker", "api"} <= set(apps)
     for name, svc in apps.items():
         context = (DEPLOY / svc["build"]["context"]).resolve()
         assert context == ROOT, name
         assert (context / svc["build"]["dockerfile"]).is_file(), name
 
 
-@pytest.mark.parametrize("service", ["migrate", "schedule", "worker"])
+@pytest.mark.parametrize("service", ["migrate", "schedule", "schedule-uploads", "worker", "api"])
 def test_compose_commands_exist(service: str) -> None:
     check_command(app_services()[service]["command"], f"compose {service}")
 
@@ -234,7 +234,11 @@ def test_deployments_have_probes_and_the_worker_drains_within_its_grace_period()
     assert kind("ConfigMap")["folksjobs-config"]["data"]["METRICS_BIND"].endswith(f":{metrics}")
 
 
-def test_setup_job_migrates_then_applies_the_schedule() -> None:
+def test_setup_job_migrates_then_applies_the_schedules() -> None:
     job = kind("Job")["folksjobs-setup"]["spec"]["template"]["spec"]
-    assert [c["command"] for c in job["initContainers"]] == [["folksjobs", "migrate"]]
-    assert [c["command"] for c in job["containers"]] == [["folksjobs", "schedule", "apply"]]
+    steps = [c["command"] for c in [*job["initContainers"], *job["containers"]]]
+    assert steps == [
+        ["folksjobs", "migrate"],
+        ["folksjobs", "schedule", "apply"],
+        ["folksjobs", "schedule", "apply", "--schedule-id", "discard-stale-uploads"],
+    ]

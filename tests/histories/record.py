@@ -41,10 +41,12 @@ from folksjobs.exports import repo as exports
 from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.models import (
+    WF_DISCARD_STALE_UPLOADS,
     WF_PROCESS_CSV,
     WF_PROCESS_EXPORT,
     WF_SEND_WELCOME,
     WF_WEEKLY_DIGEST,
+    DiscardStaleUploadsInput,
     ProcessCsvInput,
     ProcessExportInput,
     SendWelcomeInput,
@@ -331,6 +333,28 @@ async def digest_one_failing(ctx: Ctx, tq: str) -> list[Recorded]:
     if spaces[0].workspace_id not in result["failed_workspace_ids"]:
         raise RuntimeError("digest-one-workspace-failing: the orphaned workspace did not fail")
     return [Recorded(handle.id, "digest-one-workspace-failing")]
+
+
+# --- discard-stale-uploads -------------------------------------------------------------
+
+
+@scenario("discard-stale-uploads")
+async def discard_stale_uploads(ctx: Ctx, tq: str) -> list[Recorded]:
+    """One pending upload, older than the limit asked for: discarded with its file."""
+    t = await ctx.tenant()
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(_emails("d", 2)))
+        handle = await ctx.client.start_workflow(
+            WF_DISCARD_STALE_UPLOADS,
+            DiscardStaleUploadsInput(older_than_seconds=0),
+            id=f"discard-stale-uploads-replay-{uuid.uuid4().hex[:8]}",
+            task_queue=tq,
+        )
+        result = await handle.result()
+    if result["discarded"] < 1:
+        raise RuntimeError("discard-stale-uploads: nothing was discarded")
+    return [Recorded(handle.id, "discard-stale-uploads")]
 
 
 # --- saving ----------------------------------------------------------------------------
