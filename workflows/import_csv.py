@@ -248,10 +248,7 @@ class ProcessCsv:
             async with window:
                 r = await self._chunk(inp, cursor, i)
             if count:
-                # Each chunk's ledger totals are added exactly once: the activity's result.
-                self.counts.add(r)
-                cursor.chunks_done += 1
-                self._show_progress()
+                self._chunk_done(cursor, r)
 
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
         if self.chunking is not None:
@@ -279,9 +276,7 @@ class ProcessCsv:
         async def one(i: int) -> None:
             r = await self._chunk(inp, cursor, i)
             if count:
-                # Each chunk's ledger totals are added exactly once: the activity's result.
-                self.counts.add(r)
-                cursor.chunks_done += 1
+                self._chunk_done(cursor, r)
 
         try:
             while True:
@@ -304,6 +299,12 @@ class ProcessCsv:
                 left.cancel()
             await asyncio.gather(*running, *chunking, return_exceptions=True)
             raise
+
+    def _chunk_done(self, cursor: ImportCursor, r: ChunkResult) -> None:
+        # Each chunk's ledger totals are added exactly once: the activity's result.
+        self.counts.add(r)
+        cursor.chunks_done += 1
+        self._show_progress()
 
     async def _chunk(self, inp: ProcessCsvInput, cursor: ImportCursor, i: int) -> ChunkResult:
         while True:
