@@ -12,7 +12,8 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from folksjobs.infra.logs import setup_logging
 from folksjobs.infra.metrics import build_runtime
 from folksjobs.infra.temporal import connect
 from folksjobs.infra.versioning import deployment_config
+from folksjobs.models import chunking_task_queue
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
 from workflows.discard_uploads import DiscardStaleUploads
@@ -67,8 +69,14 @@ def _welcome(s: Services) -> list[Callable[..., Any]]:
     return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
 
 
+def _import_activities(s: Services) -> ImportActivities:
+    return ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
+
+
 def _import(s: Services) -> list[Callable[..., Any]]:
-    a = ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
+    a = _import_activities(s)
+    # download-and-chunk stays here too: runs started before it had its own queue
+    # (build_chunk_worker) still schedule it on this one.
     return [
         a.fetch_import,
         a.download_and_chunk,
@@ -151,13 +159,54 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         workflows=workflows,
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        **_activity_options(settings),
+    )
+
+
+def _activity_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         # Heartbeats carry cancellations back: an import that fails or is cancelled waits
         # for its chunks to stop (WAIT_CANCELLATION_COMPLETED), so tell them within seconds.
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
-        default_heartbeat_throttle_interval=timedelta(seconds=2),
-        deployment_config=versioning,
+        "max_heartbeat_throttle_interval": timedelta(seconds=2),
+        "default_heartbeat_throttle_interval": timedelta(seconds=2),
+        # Both workers of a release are one Worker Deployment version (None: unversioned).
+        "deployment_config": deployment_config(settings),
+    }
+
+
+def build_chunk_worker(
+    client: Client, services: Services, *, task_queue: str | None = None
+) -> Worker | None:
+    """download-and-chunk on its own queue and slots, beside `build_worker`'s (None when
+    imports are off). process-batch attempts wait in their slots for the chunks it writes,
+    while it never waits for them: with one shared pool, waiters could hold every slot and
+    the chunking they wait for could never start (tests/test_slots.py)."""
+    settings = services.settings
+    if not settings.job_import_enabled:
+        return None
+    return Worker(
+        client,
+        task_queue=chunking_task_queue(task_queue or settings.temporal_task_queue),
+        activities=[_import_activities(services).download_and_chunk],
+        max_concurrent_activities=settings.worker_max_concurrent_chunkers,
+        **_activity_options(settings),
     )
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, services: Services, *, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    """The worker and its chunking worker, running until the block exits."""
+    async with AsyncExitStack() as stack:
+        worker = await stack.enter_async_context(
+            build_worker(client, services, task_queue=task_queue)
+        )
+        chunker = build_chunk_worker(client, services, task_queue=task_queue)
+        if chunker is not None:
+            await stack.enter_async_context(chunker)
+        yield worker
 
 
 def tune_gc() -> None:
@@ -178,15 +227,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings, runtime=runtime)
     if runtime is not None:
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
-    async with open_services(settings) as services:
-        worker = build_worker(client, services)
+    async with open_services(settings) as services, running_workers(client, services):
         tune_gc()
-        async with worker:
-            log.info("worker running against %s", settings.temporal_address)
-            await stop.wait()
-            log.info(
-                "stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds
-            )
+        log.info("worker running against %s", settings.temporal_address)
+        await stop.wait()
+        log.info(
+            "stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds
+        )
 
 
 async def serve(settings: Settings) -> None:

@@ -27,6 +27,13 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+def chunking_task_queue(task_queue: str) -> str:
+    """download-and-chunk's own queue beside `task_queue`, served by its own slots in the
+    same worker process: process-batch waits for the chunks it writes, so the two must
+    never compete for one pool of slots (worker.py)."""
+    return f"{task_queue}-chunking"
+
+
 def import_workflow_id(import_id: str) -> str:
     return f"import-{import_id}"
 

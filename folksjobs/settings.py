@@ -140,6 +140,9 @@ class Settings(BaseSettings):
 
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20
+    # download-and-chunk runs on its own queue with these slots (one CSV parser process
+    # each), so chunking is never stuck behind process-batch attempts waiting for it.
+    worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4
     worker_graceful_shutdown_seconds: float = 30.0
     # Worker Deployment versioning (docs/deploys.md): set the deployment name to turn it on;
     # every release is one version, named by the build id (default: the package version).

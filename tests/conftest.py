@@ -27,7 +27,7 @@ from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings
-from worker import build_worker
+from worker import running_workers
 
 
 @dataclass
@@ -122,10 +122,11 @@ async def running_worker(
     client: Client, settings: Settings, task_queue: str, **build_kw: Any
 ) -> AsyncIterator[Services]:
     """Services built from `settings` and a worker on `task_queue`, for one test."""
-    async with open_services(settings, pool_size=10) as services:
-        worker = build_worker(client, services, task_queue=task_queue, **build_kw)
-        async with worker:
-            yield services
+    async with (
+        open_services(settings, pool_size=10) as services,
+        running_workers(client, services, task_queue=task_queue, **build_kw),
+    ):
+        yield services
 
 
 @dataclass

@@ -19,7 +19,13 @@ from temporalio.worker import Worker
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
 from folksjobs.confirm import confirm_import
-from folksjobs.models import ChunkJob, ChunkPlan, ChunkPlanResult, ChunkResult
+from folksjobs.models import (
+    ChunkJob,
+    ChunkPlan,
+    ChunkPlanResult,
+    ChunkResult,
+    chunking_task_queue,
+)
 from folksjobs.services import open_services
 from starter.imports import chunking_progress
 from tests.conftest import Stack, Tenant, make_settings
@@ -66,11 +72,16 @@ async def test_running_import_shows_its_progress(
 
         gate = GateActivities({IMPORT_GATE: 5})
         activities: list[Callable[..., Any]] = [
-            real.fetch_import, held_chunking, held_batch, real.find_missing_chunks,
+            real.fetch_import, held_batch, real.find_missing_chunks,
             real.finalize, real.mark_failed, gate.request_slot, gate.find_closed_holders,
         ]  # fmt: skip
-        async with Worker(client, task_queue=task_queue, workflows=[ProcessCsv, SlotGate],
-                          activities=activities):  # fmt: skip
+        async with (
+            Worker(client, task_queue=task_queue, workflows=[ProcessCsv, SlotGate],
+                   activities=activities),
+            # download-and-chunk has its own queue (worker.build_chunk_worker).
+            Worker(client, task_queue=chunking_task_queue(task_queue),
+                   activities=[held_chunking]),
+        ):  # fmt: skip
             up = await upload(s, settings, tenant.workspace_id, tenant.user_id, data,
                               name="people.csv")  # fmt: skip
             handle = await confirm_import(client, s.pool, settings, tenant.workspace_id,

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ImportResult,
         MissingChunks,
         ProcessCsvInput,
+        chunking_task_queue,
     )
     from workflows.gate import held_slot
 
@@ -59,6 +60,9 @@ RETRY = RetryPolicy(
     ],
 )
 MAX_RECHUNKS = 3
+# download-and-chunk on its own queue (models.chunking_task_queue); runs started before
+# this change keep scheduling it on the workflow's queue.
+PATCH_CHUNKING_QUEUE = "chunking-task-queue"
 # docs/deploys.md: chunk tasks are created as the window frees (runs started after this
 # change); runs in flight before it keep creating them all up front. The old branch can go
 # once no run started before the change is open (deprecate_patch first).
@@ -220,6 +224,9 @@ class ProcessCsv:
         return cursor
 
     async def _chunk_file(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ChunkPlanResult:
+        queue = None
+        if workflow.patched(PATCH_CHUNKING_QUEUE):
+            queue = chunking_task_queue(workflow.info().task_queue)
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
             ChunkPlan(
@@ -228,6 +235,7 @@ class ProcessCsv:
                 chunk_rows=cursor.options.chunk_rows,
                 generation=cursor.rechunks,
             ),
+            task_queue=queue,
             start_to_close_timeout=timedelta(hours=2),
             # Heartbeats every second: a dead worker is noticed in seconds.
             heartbeat_timeout=timedelta(seconds=10),
