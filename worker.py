@@ -78,6 +78,7 @@ def _import(s: Services) -> list[Callable[..., Any]]:
     # download-and-chunk stays here too: runs started before it had its own queue
     # (build_chunk_worker) still schedule it on this one.
     return [
+        a.check_import,
         a.fetch_import,
         a.download_and_chunk,
         a.process_batch,

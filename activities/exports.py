@@ -29,7 +29,7 @@ from folksjobs.models import (
     TagFilter,
 )
 from folksjobs.notify import emails
-from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.directory import NotAMember, UserNotFound, get_user, require_member
 from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 
@@ -57,7 +57,14 @@ class ExportActivities:
 
     @activity.defn(name="resolve-tag-filter")
     async def resolve_tag_filter(self, job: ExportJob) -> TagFilter:
-        """Claims the export (processing) and turns its tag names into the workspace's ids."""
+        """Claims the export (processing) and turns its tag names into the workspace's ids.
+
+        First of all, the user who will get the link must belong to the workspace."""
+        if job.user_id is not None:
+            try:
+                await require_member(self.pool, job.workspace_id, job.user_id)
+            except NotAMember as e:
+                raise ApplicationError(str(e), type="InvalidExport", non_retryable=True) from e
         async with tenant_tx(self.pool, job.workspace_id) as conn:
             rec = await conn.fetchrow(
                 "UPDATE exports SET status = 'processing', error_log = NULL,"
@@ -225,7 +232,10 @@ class ExportActivities:
                 non_retryable=True,
             )
         try:
+            await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)
+        except NotAMember as e:
+            raise ApplicationError(str(e), type="InvalidExport", non_retryable=True) from e
         except UserNotFound as e:
             raise ApplicationError(str(e), type="UserNotFound", non_retryable=True) from e
         msg = emails.export_completed(

@@ -20,6 +20,7 @@ from folksjobs.imports import chunker, dedup
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.chunker import ChunkSpec
 from folksjobs.imports.contacts import Mapper, Values, upsert
+from folksjobs.imports.mapping import email_columns
 from folksjobs.imports.repo import ImportRow
 from folksjobs.infra import metrics, rediskeys
 from folksjobs.infra.blob import BlobNotFound, BlobStore
@@ -40,7 +41,7 @@ from folksjobs.models import (
 )
 from folksjobs.notify import emails
 from folksjobs.notify.ai import Summarizer
-from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.directory import NotAMember, UserNotFound, get_user, require_member
 from folksjobs.notify.gravatar import Gravatar
 from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
@@ -99,6 +100,50 @@ class ImportActivities:
             )
         return rec
 
+    # --- check-import -------------------------------------------------------------
+
+    @activity.defn(name="check-import")
+    async def check_import(self, inp: ProcessCsvInput) -> None:
+        """Before the run queues or writes anything: the import is this workspace's, the
+        user belongs to it, and it can start. A pending import becomes processing here:
+        the confirmed event is the confirmation, whoever sends it (docs/contract.md).
+
+        Every refusal leaves the record as it was, so the rightful start (the owner's own
+        confirm, or this one once the state is fixed) can still run it.
+        """
+        try:
+            await require_member(self.pool, inp.workspace_id, inp.user_id)
+        except NotAMember as e:
+            raise ApplicationError(str(e), type="InvalidImport", non_retryable=True) from e
+        rec = await self._record(inp.workspace_id, inp.import_id)
+        if rec.status not in ("pending", "processing"):
+            raise ApplicationError(
+                f"Invalid import state: {rec.status} (expected pending or processing)",
+                type="InvalidImport",
+                non_retryable=True,
+            )
+        if "email" not in rec.column_mapping:
+            raise ApplicationError(
+                "no column is mapped to email", type="InvalidImport", non_retryable=True
+            )
+        wid = activity.info().workflow_id or ""
+        if rec.status == "pending":
+            if await imports_repo.confirm(
+                self.pool, inp.workspace_id, inp.import_id, rec.column_mapping, wid
+            ):
+                return
+            # Another run claimed it between the read and the update.
+            rec = await self._record(inp.workspace_id, inp.import_id)
+        if rec.status != "processing" or rec.workflow_id not in (None, wid):
+            # One run per import: a second start under another workflow id would race the
+            # first one over the same chunks and send its emails twice.
+            raise ApplicationError(
+                f"import {inp.import_id} is already {rec.status}"
+                + (f" by {rec.workflow_id}" if rec.workflow_id else ""),
+                type="InvalidImport",
+                non_retryable=True,
+            )
+
     # --- fetch-import -------------------------------------------------------------
 
     @activity.defn(name="fetch-import")
@@ -151,9 +196,10 @@ class ImportActivities:
             delimiter=rec.delimiter,
             sep_line=rec.sep_line,
             field_limit=self.settings.csv_field_size_limit,
-            email_index=rec.column_mapping.index("email"),
+            email_columns=email_columns(rec.column_mapping),
             chunk_rows=plan.chunk_rows,
             path=None if local is None else str(local),
+            email_test_domains=self.settings.email_test_domains,
         )
 
         async def store(frame: chunker.Frame) -> None:
@@ -259,7 +305,7 @@ class ImportActivities:
         rec = await self._record(job.workspace_id, job.import_id)
         chunk = chunker.unpack(raw)
         del raw
-        mapper = Mapper(rec.column_mapping)
+        mapper = Mapper(rec.column_mapping, rec.headers, self.settings.email_test_domains)
         size, total = job.sub_batch_rows, len(chunk.cells)
         for b, start in enumerate(range(0, total, size)):
             stop = min(start + size, total)
@@ -464,11 +510,10 @@ class ImportActivities:
         summary: str,
     ) -> None:
         try:
+            await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)
-        except UserNotFound:
-            log.warning(
-                "import %s: user %s not found; no completion email", job.import_id, job.user_id
-            )
+        except (UserNotFound, NotAMember) as e:
+            log.warning("import %s: no completion email: %s", job.import_id, e)
             return
         msgs = [
             emails.import_completed(
@@ -521,6 +566,13 @@ class ImportActivities:
     @activity.defn(name="mark-failed")
     async def mark_failed(self, f: ImportFailure) -> None:
         """Status failed (or cancelled), caches invalidated, best-effort email, keys removed."""
+        rec = await imports_repo.get(self.pool, f.workspace_id, f.import_id)
+        if rec is None or rec.workflow_id != f.workflow_id:
+            # Not an import this run holds (a caller paired the ids, or another run has
+            # it): nothing of it (its record, its chunks in Redis) may be touched.
+            log.warning("import %s: not held by %s; nothing marked", f.import_id,
+                        f.workflow_id)  # fmt: skip
+            return
         status = "cancelled" if f.cancelled else "failed"
         await imports_repo.end(
             self.pool,
@@ -534,11 +586,13 @@ class ImportActivities:
         if f.cancelled:
             return
         try:
+            # Only about an import of the workspace, only to one of its members.
+            await require_member(self.pool, f.workspace_id, f.user_id)
             user = await get_user(self.pool, f.user_id)
-            rec = await imports_repo.get(self.pool, f.workspace_id, f.import_id)
-            name = rec.file_name if rec else f.import_id
             await self.sender.send(
-                emails.import_failed(user.email, name, f.error, f"{f.workflow_id}/import-failed")
+                emails.import_failed(
+                    user.email, rec.file_name, f.error, f"{f.workflow_id}/import-failed"
+                )
             )
         except Exception as e:  # best effort: must never hide the import's own error
             log.error("import %s: failure email not sent (%s)", f.import_id, type(e).__name__)

@@ -6,10 +6,14 @@ its workflow type, task queue and deterministic workflow id, and starts it:
 
 - id_conflict_policy USE_EXISTING: while the run for that id is open, a repeated event
   returns the open run and starts nothing.
-- id_reuse_policy REJECT_DUPLICATE: once that run has closed (whatever its outcome),
-  the id is never used again, so a replayed event cannot import or email twice;
-  `dispatch` then returns the closed run (`started=False`). A failed job is re-run from
-  the Temporal UI ("Reset") or by an operator, not by sending its event again.
+- id_reuse_policy ALLOW_DUPLICATE_FAILED_ONLY (ID_REUSE_POLICY): once that run has
+  completed, the id is never used again, so a replayed event cannot import or email
+  twice; `dispatch` then returns the closed run (`started=False`). A run that failed,
+  was cancelled or terminated does not hold the id: a run someone started with a wrong
+  workspace, or one refused because the record was not ready, is followed by a fresh run
+  when the rightful event comes (the job's first step refuses a record already ended).
+- With a database pool, `dispatch` first checks what the event names (`check_event`):
+  the workspace exists, the user belongs to it, the import or export is the workspace's.
 - The job's flag off (spec 004): `JobDisabled`, and nothing starts.
 """
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
 
+import asyncpg
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 from temporalio.client import Client, WorkflowHandle
@@ -33,9 +38,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from folksjobs import models
 from folksjobs.catalog import JobDisabled, JobSpec, job_by_workflow, require_enabled
+from folksjobs.exports import repo as exports_repo
+from folksjobs.imports import repo as imports_repo
 from folksjobs.infra import ui
 from folksjobs.models import Model
+from folksjobs.notify.directory import NotAMember, require_member
 from folksjobs.settings import Settings
+
+ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
+ID_REUSE_POLICY = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
 
 
 class EventError(ValueError):
@@ -188,18 +199,45 @@ def check_enabled(settings: Settings, route: Route) -> None:
         raise JobDisabled(f"{e}: event {route.name} was not dispatched") from None
 
 
+async def check_event(pool: asyncpg.Pool, event: EventData) -> None:
+    """EventError unless the ids the event pairs belong together: the user is a member of
+    the workspace and the import or export is that workspace's (spec 001: events carry
+    the workspace, so nothing is trusted across it)."""
+    workspace_id = getattr(event, "workspace_id", None)
+    if workspace_id is None:
+        return
+    ws, user = str(workspace_id), str(getattr(event, "user_id", ""))
+    try:
+        await require_member(pool, ws, user)
+    except NotAMember as e:
+        raise EventError(f"{event.NAME}: {e}") from None
+    if isinstance(event, ImportCsvConfirmed):
+        found = await imports_repo.get(pool, ws, str(event.import_id)) is not None
+        what = f"import {event.import_id}"
+    elif isinstance(event, ExportCsvConfirmed):
+        found = await exports_repo.in_workspace(pool, ws, str(event.export_id))
+        what = f"export {event.export_id}"
+    else:
+        return
+    if not found:
+        raise EventError(f"{event.NAME}: {what} not found in workspace {ws}")
+
+
 async def dispatch(
     client: Client,
     settings: Settings,
     event: EventData,
     *,
     task_queue: str | None = None,
+    pool: asyncpg.Pool | None = None,
     summary: str | None = None,
 ) -> Dispatched:
     """`summary`: the UI's summary line when the caller knows more than the event (the
     uploaded file's name); by default the route's."""
     route = route_of(event)
     check_enabled(settings, route)
+    if pool is not None:
+        await check_event(pool, event)
     queue = task_queue or settings.temporal_task_queue
     wid = route.workflow_id(event)
     try:
@@ -208,8 +246,8 @@ async def dispatch(
             route.input(event),
             id=wid,
             task_queue=queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=ID_CONFLICT_POLICY,
+            id_reuse_policy=ID_REUSE_POLICY,
             search_attributes=route.search_attributes(event),
             static_summary=summary or route.summary(event),
             static_details=f"event `{route.name}`, job `{route.job.job}`",

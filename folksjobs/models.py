@@ -8,9 +8,10 @@ Field names are snake_case JSON: `temporal workflow start --input '{"user_id": .
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 # Stable names: other services start these over gRPC. Changing one is a breaking change.
 TASK_QUEUE = "folksjobs"
@@ -25,6 +26,19 @@ WF_DISCARD_STALE_UPLOADS = "DiscardStaleUploads"
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# Every id a caller passes (users, workspaces, imports, exports) is a UUID in text form;
+# the pattern bounds its length too, so no id can be a 2 MB string in a log or an email.
+Id = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        max_length=36,
+    ),
+]
+# A short machine name or key (gate names, gate keys, holder workflow ids).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 def chunking_task_queue(task_queue: str) -> str:
@@ -50,7 +64,7 @@ def welcome_workflow_id(user_id: str) -> str:
 
 
 class SendWelcomeInput(Model):
-    user_id: str = Field(description="The new user's id in the user directory")
+    user_id: Id = Field(description="The new user's id in the user directory")
 
 
 class SendWelcomeResult(Model):
@@ -67,11 +81,13 @@ class WelcomeEmailJob(Model):
 
 
 class ProcessCsvInput(Model):
-    import_id: str
-    workspace_id: str
-    user_id: str
-    # Carried across continue-as-new; callers leave it empty.
-    resume: ImportCursor | None = None
+    import_id: Id
+    workspace_id: Id
+    user_id: Id = Field(description="A member of the workspace: the one who gets the emails")
+    # Carried across continue-as-new only: not in the contract, and a run that was not
+    # continued from another one refuses it (ProcessCsv), so no caller can skip the
+    # record's state check with a cursor of its own.
+    resume: SkipJsonSchema[ImportCursor | None] = None
 
 
 class ImportOptions(Model):
@@ -206,17 +222,20 @@ class ImportProgress(Model):
 
 
 class ProcessExportInput(Model):
-    export_id: str
-    workspace_id: str
-    user_id: str
+    export_id: Id
+    workspace_id: Id
+    user_id: Id = Field(description="A member of the workspace: the one who gets the link")
     # How long stream-export may go silent before Temporal declares its worker dead and
     # retries it elsewhere; callers leave the default (tests shorten it).
-    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
 
 
 class ExportJob(Model):
     export_id: str
     workspace_id: str
+    # Checked against the workspace before the export is claimed (None: runs scheduled
+    # before the check existed).
+    user_id: str | None = None
 
 
 class TagFilter(Model):
@@ -316,8 +335,8 @@ class WeeklyDigestInput(Model):
     # Schedule's scheduled time (search attribute TemporalScheduledStartTime), or for a
     # manual start without it, the workflow's start time.
     scheduled_for: datetime | None = None
-    # Carried across continue-as-new; callers leave it empty.
-    resume: DigestCursor | None = None
+    # Carried across continue-as-new only (not in the contract).
+    resume: SkipJsonSchema[DigestCursor | None] = None
 
 
 DigestOutcome = Literal["sent", "skipped_disabled", "skipped_no_activity", "failed", "already_sent"]
@@ -387,27 +406,33 @@ class WeeklyDigestResult(Model):
 
 
 class SlotRequest(Model):
-    gate: str = Field(description="Which gate: e.g. 'import-gate'")
-    key: str = Field(description="What the limit is per: e.g. the workspace id")
-    holder_id: str = Field(description="Workflow id of the run asking for a slot")
-    limit: int = Field(default=0, ge=0, description="Filled in from settings by request-slot")
+    gate: Name = Field(description="Which gate: e.g. 'import-gate'")
+    key: Name = Field(description="What the limit is per: e.g. the workspace id")
+    holder_id: Name = Field(description="Workflow id of the run asking for a slot")
+    limit: int = Field(
+        default=0, ge=0, le=1000, description="Filled in from settings by request-slot"
+    )
+    since: datetime | None = Field(
+        default=None, description="When the holder's job was confirmed: the queue's order"
+    )
 
 
 class SlotRelease(Model):
-    holder_id: str
+    holder_id: Name
 
 
 class GateInput(Model):
-    gate: str
-    key: str
-    limit: int = Field(ge=1)
-    idle_seconds: float = 300.0
-    check_seconds: float = 30.0
+    gate: Name
+    key: Name
+    limit: int = Field(ge=1, le=1000)
+    idle_seconds: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
+    check_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
     # Continue-as-new after this many grants (or when Temporal suggests it): bounded history.
-    grants_per_run: int = 1000
+    grants_per_run: int = Field(default=1000, ge=1, le=100_000)
     # Carried across continue-as-new.
-    holders: list[str] = []
-    waiting: list[str] = []
+    holders: list[Name] = Field(default=[], max_length=10_000)
+    waiting: list[Name] = Field(default=[], max_length=10_000)
+    since: dict[Name, datetime] = Field(default={}, max_length=10_000)
 
 
 class GateState(Model):

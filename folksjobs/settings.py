@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     preview_rows: int = 5
     binary_sniff_bytes: int = 8 * 1024
     csv_field_size_limit: int = 1024 * 1024
+    # Wider headers are refused at upload (a hostile header of a million names).
+    csv_max_columns: int = 2000
+    # Accept addresses at the special-use `.test` domain (development and bench data);
+    # every other special-use domain (.localhost, .invalid, .onion ...) stays refused.
+    email_test_domains: bool = False
     # The spec's design is 500-row chunks, 50-row sub-batches, one chunk at a time
     # (IMPORT_CHUNK_ROWS=500 IMPORT_SUB_BATCH_ROWS=50 IMPORT_PARALLEL_CHUNKS=1 runs it);
     # the defaults are the faster design measured in bench/results.md.

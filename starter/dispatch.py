@@ -3,7 +3,9 @@
     python -m starter dispatch user/signed.up --data '{"userId": "..."}'
     python -m starter dispatch import/csv.confirmed --data @event.json --json
 
-An unknown name, invalid data or a disabled job exits with code 2 and starts nothing.
+An unknown name, invalid data, a disabled job or (with DATABASE_URL set) ids that do not
+belong together (a user outside the workspace, another workspace's import or export)
+exit with code 2 and start nothing.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ async def dispatch_cmd(args: argparse.Namespace, settings: Settings) -> None:
         EventError,
         JobDisabled,
         check_enabled,
+        check_event,
         dispatch,
         parse_event,
         route_of,
     )
+    from folksjobs.infra import db
     from starter.common import connect
 
     # Everything that can be refused is checked before connecting: nothing starts.
@@ -66,6 +70,14 @@ async def dispatch_cmd(args: argparse.Namespace, settings: Settings) -> None:
         check_enabled(settings, route_of(event))
     except JobDisabled as e:
         fail(str(e))
+    if settings.database_url:
+        pool = await db.create_pool(settings.database_url, max_size=1)
+        try:
+            await check_event(pool, event)
+        except EventError as e:
+            fail(str(e))
+        finally:
+            await pool.close()
     client = await connect(settings)
     try:
         d = await dispatch(client, settings, event, task_queue=args.task_queue)

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--map", action="append", default=[], metavar="HEADER=FIELD",
                    help="override the suggested mapping: email, first_name, last_name, "
                    "company, phone, custom:<name> or skip")  # fmt: skip
+    p.add_argument("--encoding", help="the file's encoding when detection gets it wrong "
+                   "(a Python codec name: cp1252, cp1250, shift_jis, gb18030 ...)")  # fmt: skip
     p.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
     p.add_argument("--no-wait", action="store_true", help="start and return at once")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -79,8 +81,10 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     from rich.console import Console
 
     from folksjobs.confirm import confirm_import
+    from folksjobs.events import EventError
     from folksjobs.imports.mapping import MappingError
     from folksjobs.imports.uploads import UploadRefused, upload_csv
+    from folksjobs.notify.directory import NotAMember, require_member
 
     out = Console(stderr=True) if args.json else Console()
     if not path.is_file():  # noqa: ASYNC240 - one stat before a long upload
@@ -91,11 +95,16 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     if not user:
         fail(f"workspace {args.workspace} not found: `python -m starter seed --json` prints "
              "the demo workspace's id")  # fmt: skip
+    try:
+        # The import's emails go to this user: never to someone outside the workspace.
+        await require_member(services.pool, args.workspace, user)
+    except NotAMember as e:
+        fail(str(e))
     t0 = time.monotonic()
     try:
         with path.open("rb") as fh, out.status(f"uploading {path.name} ..."):
             up = await upload_csv(services.pool, services.blob, settings, fh, path.name,
-                                  args.workspace, user, args.map)  # fmt: skip
+                                  args.workspace, user, args.map, args.encoding)  # fmt: skip
     except (UploadRefused, MappingError) as e:
         fail(str(e))
     upload_s = time.monotonic() - t0
@@ -104,7 +113,7 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
         _left_pending(args, up)
     try:
         handle = await confirm_import(client, services.pool, settings, args.workspace, up.import_id)
-    except MappingError as e:
+    except (MappingError, EventError) as e:
         fail(str(e))
     link = ui_link(settings, handle.id)
     if args.no_wait:
@@ -302,6 +311,7 @@ async def pending_cmd(
 ) -> None:
     """`import confirm ID [--map ...]` and `import discard ID`: a pending upload's two ends."""
     from folksjobs.confirm import confirm_import
+    from folksjobs.events import EventError
     from folksjobs.imports import repo as imports_repo
     from folksjobs.imports.mapping import MappingError, apply_overrides
     from folksjobs.imports.uploads import UploadRefused
@@ -336,7 +346,7 @@ async def pending_cmd(
             client = await connect(settings)
             handle = await confirm_import(client, services.pool, settings, rec.workspace_id,
                                           import_id, mapping)  # fmt: skip
-        except (UploadRefused, MappingError) as e:
+        except (UploadRefused, MappingError, EventError) as e:
             fail(str(e))
     link = ui_link(settings, handle.id)
     if args.no_wait or args.json:

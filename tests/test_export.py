@@ -360,6 +360,7 @@ async def test_notification_goes_to_the_requesting_user(
 ) -> None:
     settings = make_settings(stack)
     other = await seed.create_user(owner_pool, f"member-{uuid.uuid4().hex[:6]}@example.com")
+    await seed.add_member(owner_pool, tenant.workspace_id, other)
     await seed_contacts(owner_pool, tenant.workspace_id, [contact("a@example.com")])
     async with running_worker(client, settings, task_queue) as services:
         handle = await start_export(

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -14,10 +15,13 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.gate import GateActivities
+from folksjobs.confirm import confirm_import
 from folksjobs.infra import ui
-from folksjobs.models import GateState
+from folksjobs.models import WF_IMPORT_GATE, GateInput, GateState, SlotRelease, SlotRequest
 from folksjobs.settings import Settings
+from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.gate_holder import GateHolder
+from tests.importing import csv_bytes, upload
 from workflows.gate import IMPORT_GATE, SlotGate
 
 
@@ -171,3 +175,51 @@ def test_the_limit_is_a_setting_of_at_least_one() -> None:
     assert Settings(_env_file=None).imports_per_workspace_limit == 5  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="imports_per_workspace_limit"):
         Settings(_env_file=None, imports_per_workspace_limit=0)  # type: ignore[call-arg]
+
+
+async def test_imports_are_served_in_confirmation_order(
+    client: Client, task_queue: str, tenant: Tenant, owner_pool: asyncpg.Pool, stack: Stack
+) -> None:
+    """Issue 19 item 8: 20 imports confirmed one after another, one slot per workspace:
+    they queue, and run, in the order they were confirmed, whatever order their
+    request-slot activities reach the gate in."""
+    settings = make_settings(stack, temporal_task_queue=task_queue, imports_per_workspace_limit=1)
+    ws = tenant.workspace_id
+    # The slot is held by a run that never finishes on its own (no worker polls its task
+    # queue) until the queue has formed: the order is then the gate's, not timing's.
+    blocker = await client.start_workflow(
+        "Blocker", id=f"blocker-{uuid.uuid4().hex[:8]}", task_queue=f"nobody-{task_queue}"
+    )
+    try:
+        async with running_worker(client, settings, task_queue) as services:
+            await client.start_workflow(
+                WF_IMPORT_GATE,
+                GateInput(gate=IMPORT_GATE, key=ws, limit=1),
+                id=f"{IMPORT_GATE}-{ws}",
+                task_queue=task_queue,
+                start_signal="acquire",
+                start_signal_args=[SlotRequest(gate=IMPORT_GATE, key=ws, holder_id=blocker.id)],
+            )
+            uploads = [await upload(services, settings, ws, tenant.user_id,
+                                    csv_bytes([["email"], [f"n{n}@example.com"]]))
+                       for n in range(20)]  # fmt: skip
+            handles = [await confirm_import(client, services.pool, settings, ws, up.import_id)
+                       for up in uploads]  # fmt: skip
+
+            async def queued() -> bool:
+                return len((await gate_state(client, ws)).waiting) == 20
+
+            await eventually(queued, "all 20 imports wait for the slot")
+            assert (await gate_state(client, ws)).waiting == [h.id for h in handles]
+            await client.get_workflow_handle(f"{IMPORT_GATE}-{ws}").signal(
+                "release", SlotRelease(holder_id=blocker.id)
+            )
+            for h in handles:
+                assert (await h.result())["status"] == "completed"  # type: ignore[index]
+    finally:
+        await blocker.terminate("test over")
+    rows = await owner_pool.fetch(
+        "SELECT id FROM imports WHERE id = ANY($1::uuid[]) ORDER BY completed_at",
+        [up.import_id for up in uploads],
+    )
+    assert [str(r["id"]) for r in rows] == [up.import_id for up in uploads]

@@ -69,7 +69,9 @@ async def test_small_file_end_to_end(
         1,
         0,
     )
-    assert result["error_samples"] == [{"row": 4, "reason": "invalid email address"}]
+    assert result["error_samples"] == [
+        {"row": 4, "reason": "invalid email address: An email address must have an @-sign."}
+    ]
     got = await contacts(owner_pool, tenant.workspace_id)
     assert set(got) == {"ann@example.com", "bob@example.com", "carol@example.com"}
     assert got["ann@example.com"]["company"] == "Acme, Inc."
@@ -182,7 +184,8 @@ async def test_missing_record_fails_at_once_without_retry(
     assert "not found" in str(info.value.cause)
     started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
     assert started[0].activity_task_started_event_attributes.attempt == 1
-    assert scheduled(history, "fetch-import") == 1
+    assert scheduled(history, "check-import") == 1
+    assert scheduled(history, "fetch-import") == 0
 
 
 async def test_many_chunks_continue_as_new(

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -136,3 +137,46 @@ async def test_worker_process_logs_no_email_and_no_secret(
     assert tenant.email not in text
     assert API_KEY not in text
     assert logsafe.mask_email(tenant.email) in text
+
+
+# Shapes that made the old patterns quadratic: a start tried at every character of a run.
+HOSTILE = {
+    "word run": "a" * 2_000_000,
+    "dotted run": "a." * 1_000_000,
+    "at signs": "a@" * 1_000_000,
+    "addresses without a dot": "ab@cd " * 333_333,
+    "schemes": "a://" * 500_000,
+    "url without @": "x://u:" + "p" * 2_000_000,
+    "quotes": "a'" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE))
+def test_redact_is_fast_on_2mb_of_hostile_text(shape: str) -> None:
+    """Issue 19 finding 1: a 2 MB `user_id` logged by a workflow froze the worker."""
+    text = HOSTILE[shape]
+    started = time.perf_counter()
+    out = logsafe.redact(text)
+    assert time.perf_counter() - started < 2.0
+    assert len(out) <= logsafe.TEXT_MAX + 100
+
+
+def test_redact_linear_below_the_cut() -> None:
+    # Without the cut, the patterns alone stay linear: 60 KB of every shape, all at once.
+    text = "".join(v[: logsafe.TEXT_MAX // len(HOSTILE)] for v in HOSTILE.values())
+    started = time.perf_counter()
+    logsafe.redact(text + " jane@example.com")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_cut_text_leaks_no_half_address_or_secret() -> None:
+    secret = "s3cr3t-value-of-a-setting"
+    filler = "x " * (logsafe.TEXT_MAX // 2 - 10)
+    out = logsafe.redact(filler + "jane.doe@example.com " + secret + " tail" * 1000, [secret])
+    assert "jane" not in out and "s3cr3t" not in out
+    assert out.endswith("characters cut]")
+    assert logsafe.redact("see jane@example.com") == "see j***@example.com"
+    assert logsafe.redact("postgresql://postgres@db.internal/x") == (
+        "postgresql://postgres@db.internal/x"
+    )
+    assert logsafe.redact("redis://u:pw@host jane@ex.org") == "redis://u:***@host j***@ex.org"

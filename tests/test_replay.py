@@ -14,9 +14,9 @@ from pathlib import Path
 
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from folksjobs.infra.temporal import CONVERTER
 from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
 from worker import all_workflows
 from workflows.import_csv import CHUNKS_AS_SLOTS_FREE
@@ -45,7 +45,7 @@ async def test_every_history_replays() -> None:
         for h in histories.values():
             yield h
 
-    replayer = Replayer(workflows=all_workflows(), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=all_workflows(), data_converter=CONVERTER)
     results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
     failures = {file_of[run_id]: str(err) for run_id, err in results.replay_failures.items()}
     assert not failures, f"histories that no longer replay: {failures}"
@@ -62,7 +62,7 @@ class ProcessCsvRewritten:
 
 
 async def test_a_change_that_is_not_replay_safe_is_caught() -> None:
-    replayer = Replayer(workflows=[ProcessCsvRewritten], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[ProcessCsvRewritten], data_converter=CONVERTER)
     result = await replayer.replay_workflow(
         load("import-continue-as-new.run1.json"), raise_on_replay_failure=False
     )

@@ -115,7 +115,7 @@ class ProcessExport:
             workflow.logger.error("could not mark export %s: %s", inp.export_id, mark_error)
 
     async def _export(self, inp: ProcessExportInput) -> ExportFile:
-        job = ExportJob(export_id=inp.export_id, workspace_id=inp.workspace_id)
+        job = ExportJob(export_id=inp.export_id, workspace_id=inp.workspace_id, user_id=inp.user_id)
         self._stage = "resolve-tag-filter"
         flt = await workflow.execute_activity_method(
             ExportActivities.resolve_tag_filter,

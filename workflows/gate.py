@@ -1,4 +1,5 @@
-"""A concurrency gate: at most N runs per key at once, the rest wait in arrival order.
+"""A concurrency gate: at most N runs per key at once, the rest wait in order of their
+confirmation time (first come, first served).
 
 Used for "at most N imports per workspace" (spec 003 `concurrency: { limit }`). One
 long-lived gate workflow per key (`import-gate-<workspace_id>`) owns the queue:
@@ -6,7 +7,8 @@ long-lived gate workflow per key (`import-gate-<workspace_id>`) owns the queue:
 | message              | from       | what it does                                       |
 |----------------------|------------|----------------------------------------------------|
 | request-slot (act.)  | holder     | signal-with-start `acquire` on the gate             |
-| acquire (signal)     | activity   | queue the holder (FIFO); a known holder is re-granted|
+| acquire (signal)     | activity   | queue the holder (by confirmation time); a known  |
+|                      |            | holder is re-granted                               |
 | <gate>.granted       | gate       | signal to the holder: its turn has come             |
 | release (signal)     | holder     | frees the slot, or leaves the queue                 |
 | state (query)        | anyone     | limit, holders, waiting                             |
@@ -33,7 +35,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -62,6 +64,7 @@ class SlotGate:
         self.limit = inp.limit
         self.holders: list[str] = list(inp.holders)
         self.waiting: list[str] = list(inp.waiting)
+        self.since: dict[str, datetime] = dict(inp.since)
         self.regrant: list[str] = []
         self.grants = 0
 
@@ -73,13 +76,25 @@ class SlotGate:
         if req.holder_id in self.holders:
             self.regrant.append(req.holder_id)
         elif req.holder_id not in self.waiting:
-            self.waiting.append(req.holder_id)
+            self._enqueue(req)
+
+    def _enqueue(self, req: SlotRequest) -> None:
+        """First come, first served by confirmation time, not by arrival: the request-slot
+        activities of runs started one after another can reach the gate in any order."""
+        if req.since is not None:
+            self.since[req.holder_id] = req.since
+            for i, waiter in enumerate(self.waiting):
+                if (t := self.since.get(waiter)) is not None and t > req.since:
+                    self.waiting.insert(i, req.holder_id)
+                    return
+        self.waiting.append(req.holder_id)
 
     @workflow.signal(name=RELEASE_SIGNAL)
     def release(self, rel: SlotRelease) -> None:
         for queue in (self.holders, self.waiting):
             if rel.holder_id in queue:
                 queue.remove(rel.holder_id)
+        self.since.pop(rel.holder_id, None)
 
     @workflow.query(name="state")
     def state(self) -> GateState:
@@ -119,7 +134,8 @@ class SlotGate:
                 # Pending grants are not carried over: hand them out first.
                 if not self._grantable():
                     workflow.continue_as_new(inp.model_copy(update={
-                        "limit": self.limit, "holders": self.holders, "waiting": self.waiting
+                        "limit": self.limit, "holders": self.holders, "waiting": self.waiting,
+                        "since": self.since,
                     }))  # fmt: skip
                 continue
             try:
@@ -135,6 +151,7 @@ class SlotGate:
             await self._grant(self.regrant.pop(0))
         while self.waiting and len(self.holders) < self.limit:
             holder = self.waiting.pop(0)
+            self.since.pop(holder, None)
             self.holders.append(holder)
             await self._grant(holder)
 
@@ -191,7 +208,9 @@ async def acquire_slot(key: str, *, gate: str = IMPORT_GATE) -> Slot:
     try:
         await workflow.execute_activity_method(
             GateActivities.request_slot,
-            SlotRequest(gate=gate, key=key, holder_id=holder),
+            SlotRequest(
+                gate=gate, key=key, holder_id=holder, since=workflow.info().workflow_start_time
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=GATE_RETRY,
         )

@@ -2,6 +2,8 @@
 
 | step               | what it does                                                      |
 |--------------------|-------------------------------------------------------------------|
+| check-import       | record in the workspace, user a member, state pending/processing: |
+|                    | pending -> processing; else fails at once, the record untouched  |
 | fetch-import       | loads the record; missing or not `processing` => fails at once    |
 | capture-start-time | workflow.now(), for the duration                                   |
 | download-and-chunk | streams the blob through the CSV parser into Redis chunks (1 h TTL)|
@@ -28,6 +30,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
+    from folksjobs.infra.temporal import INVALID_PAYLOAD
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_CSV,
@@ -60,6 +63,8 @@ RETRY = RetryPolicy(
     ],
 )
 MAX_RECHUNKS = 3
+# Runs started before this patch checked the record only after the gate (fetch-import).
+CHECK_BEFORE_GATE = "check-import-before-gate"
 # download-and-chunk on its own queue (models.chunking_task_queue); runs started before
 # this change keep scheduling it on the workflow's queue.
 PATCH_CHUNKING_QUEUE = "chunking-task-queue"
@@ -111,13 +116,23 @@ class ProcessCsv:
 
     @workflow.run
     async def run(self, inp: ProcessCsvInput) -> ImportResult:
+        if inp.resume is not None and workflow.info().continued_run_id is None:
+            # Only the server sets continued_run_id, on this workflow's own continue-as-new:
+            # a cursor from anywhere else would skip fetch-import's state check.
+            raise ApplicationError(
+                "invalid ProcessCsvInput: resume: internal state, not accepted from callers",
+                type=INVALID_PAYLOAD,
+                non_retryable=True,
+            )
         self.import_id = inp.import_id
         set_job_attributes(
             workspace_id=inp.workspace_id, import_id=inp.import_id, status="processing"
         )
+        if inp.resume is None and workflow.patched(CHECK_BEFORE_GATE):
+            await self._check(inp)
         try:
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
-            # rest wait in arrival order (spec 003). The slot is kept across continue-as-new.
+            # rest wait in confirmation order (spec 003). The slot is kept across continue-as-new.
             async with held_slot(inp.workspace_id):
                 return await self._run(inp)
         except asyncio.CancelledError:
@@ -133,6 +148,33 @@ class ProcessCsv:
             await self._mark_failed(inp, message)
             raise ApplicationError(
                 f"import failed: {message}", type="ImportFailed", non_retryable=True
+            ) from e
+
+    async def _check(self, inp: ProcessCsvInput) -> None:
+        """check-import, before the run queues for a slot: a start naming another
+        workspace's import, or a user outside the workspace, fails in seconds, touches no
+        record and sends nothing, so it cannot hold the id while the owner confirms."""
+        self.stage = "check-import"
+        try:
+            await workflow.execute_activity_method(
+                ImportActivities.check_import,
+                inp,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
+        except asyncio.CancelledError:
+            await self._cancelled(inp)
+            raise
+        except ActivityError as e:
+            if is_cancelled_exception(e):
+                # The record may already be this run's (a confirm moved it): it ends
+                # cancelled; mark-failed touches only a record this run holds.
+                await self._cancelled(inp)
+                raise
+            self.stage = "refused"
+            set_job_attributes(status="failed")
+            raise ApplicationError(
+                f"import refused: {_root_message(e)}", type="ImportRefused", non_retryable=True
             ) from e
 
     async def _run(self, inp: ProcessCsvInput) -> ImportResult:

@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.digest import DigestActivities
     from folksjobs.digest.stats import digest_week
+    from folksjobs.infra.temporal import INVALID_PAYLOAD
     from folksjobs.models import (
         DIGEST_FAILED_IDS_KEPT,
         WF_WEEKLY_DIGEST,
@@ -85,6 +86,14 @@ class WeeklyDigest:
 
     @workflow.run
     async def run(self, inp: WeeklyDigestInput) -> WeeklyDigestResult:
+        if inp.resume is not None and workflow.info().continued_run_id is None:
+            # Only this workflow's own continue-as-new carries a cursor (the server sets
+            # continued_run_id): one from a caller would skip or repeat workspaces.
+            raise ApplicationError(
+                "invalid WeeklyDigestInput: resume: internal state, not accepted from callers",
+                type=INVALID_PAYLOAD,
+                non_retryable=True,
+            )
         scheduled_for = _scheduled_for(inp)
         if scheduled_for.tzinfo is None:
             raise ApplicationError(

@@ -308,6 +308,8 @@ async def confirm_import(request: web.Request) -> web.StreamResponse:
         )
     except MappingError as e:
         raise ApiError(422, "invalid_mapping", str(e)) from None
+    except EventError as e:  # the uploader is no longer a member of the workspace
+        raise ApiError(422, "invalid_event", str(e)) from None
     except JobDisabled as e:
         raise ApiError(409, "job_disabled", str(e)) from None
     return web.json_response(
@@ -490,7 +492,9 @@ async def send_event(request: web.Request) -> web.StreamResponse:
             raise ApiError(403, "forbidden", "data.workspaceId: not the key's workspace")
     try:
         event = parse_event(name, data)
-        started = await dispatch(api.client, api.settings, event)
+        # With the pool, dispatch checks the user belongs to the workspace and the record
+        # is the workspace's, before anything starts.
+        started = await dispatch(api.client, api.settings, event, pool=api.services.pool)
     except EventError as e:
         raise ApiError(422, "invalid_event", str(e)) from None
     except JobDisabled as e:

@@ -18,9 +18,10 @@ from temporalio import workflow
 
 from folksjobs.catalog import JOBS, JobSpec
 from folksjobs.devtools.devstack import SEARCH_ATTRIBUTES
-from folksjobs.events import ROUTES, Route
+from folksjobs.events import ID_CONFLICT_POLICY, ID_REUSE_POLICY, ROUTES, Route
 from folksjobs.infra import ui
-from folksjobs.models import TASK_QUEUE, WF_IMPORT_GATE, GateInput
+from folksjobs.infra.temporal import INVALID_PAYLOAD
+from folksjobs.models import TASK_QUEUE, WF_IMPORT_GATE, WF_PROCESS_CSV, GateInput, ProcessCsvInput
 
 SCHEMA_DIR = "docs/schemas"
 CONTRACT = "docs/contract.md"
@@ -46,6 +47,11 @@ def _optional(tp: Any) -> Any:
     if len(args) == 1 and len(typing.get_args(tp)) == 2:
         return args[0]
     return None
+
+
+def _cli_policy(name: str) -> str:
+    """`ALLOW_DUPLICATE_FAILED_ONLY` -> `AllowDuplicateFailedOnly`, as the CLI spells it."""
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _type_name(tp: Any) -> str:
@@ -142,13 +148,48 @@ class Contract:
             )
         lines += [
             "",
-            "Duplicates: `dispatch` starts with id conflict policy `USE_EXISTING` (an open run "
-            "with the id is returned) and id reuse policy `REJECT_DUPLICATE` (a closed run's "
-            "id is never reused; the closed run is returned). Other services starting "
-            "workflows directly should use the same policies.",
+            f"Duplicates: `dispatch` starts with id conflict policy `{ID_CONFLICT_POLICY.name}` "
+            "(an open run with the id is returned) and id reuse policy "
+            f"`{ID_REUSE_POLICY.name}`: a completed run's id is never reused (the closed run "
+            "is returned), while a run that failed, was cancelled or terminated does not hold "
+            "its id, so the event sent again once the cause is fixed starts a fresh run. "
+            "Other services starting workflows directly should use the same policies.",
             "",
         ]
         return lines
+
+    def _outside_import(self) -> list[str]:
+        conflict = _cli_policy(ID_CONFLICT_POLICY.name)
+        reuse = _cli_policy(ID_REUSE_POLICY.name)
+        example = json.dumps(_example(ProcessCsvInput))
+        return [
+            "## Running an import from another service",
+            "",
+            "No folksjobs Python is needed; `tests/test_contract_callers.py` follows these steps "
+            "with the `temporal` CLI only.",
+            "",
+            "1. The import record exists with status `pending` and a column mapped to `email`: "
+            "an upload made it (`python -m starter import FILE` without `--yes` prints its id).",
+            "2. Start `ProcessCsv` with the import's id, workspace and a member of the workspace "
+            "(the user who gets the emails). Nothing else moves the record: the run's first "
+            "step, `check-import`, moves it from `pending` to `processing`.",
+            "",
+            "```sh",
+            f"temporal workflow start --type {WF_PROCESS_CSV} --task-queue {TASK_QUEUE} \\",
+            f"  --workflow-id import-<import_id> --id-conflict-policy {conflict} \\",
+            f"  --id-reuse-policy {reuse} --input '{example}'",
+            "temporal workflow query --workflow-id import-<import_id> --type progress",
+            "temporal workflow result --workflow-id import-<import_id>",
+            "```",
+            "",
+            "3. A refused start fails at once, non-retryable, and leaves the record as it was: "
+            "`ImportRefused` (another workspace's import, a user outside the workspace, a "
+            "state other than `pending`/`processing`, no column mapped to `email`) or "
+            f"`{INVALID_PAYLOAD}` (input that does not match the schema; the message names "
+            "the fields). Fix the cause and start again with the same workflow id: the reuse "
+            "policy lets a failed run's id start a fresh run.",
+            "",
+        ]
 
     def _gate(self) -> list[str]:
         defn = self.defns.get(WF_IMPORT_GATE)
@@ -158,8 +199,9 @@ class Contract:
             f"### {WF_IMPORT_GATE} (internal)",
             "",
             "At most `IMPORTS_PER_WORKSPACE_LIMIT` imports run per workspace; the others wait "
-            "in arrival order. One gate per workspace, started by the `request-slot` activity "
-            "with signal-with-start; other services only read it.",
+            "in order of confirmation (first come, first served). One gate per workspace, "
+            "started by the `request-slot` activity with signal-with-start; other services "
+            "only read it.",
             "",
             "- workflow id: `import-gate-<workspace_id>`",
             f"- input: {self._ref(GateInput)}",
@@ -181,6 +223,8 @@ class Contract:
             "- namespace: setting `TEMPORAL_NAMESPACE` (default `default`)",
             "- payloads: `json/plain`, one JSON object per input/result, snake_case field "
             "names (the JSON Schemas below); unknown fields are rejected",
+            f"- an input that does not match its schema fails the run at once, non-retryable, "
+            f"with type `{INVALID_PAYLOAD}` and a message naming the fields",
             "- workflow ids come from business ids: a repeated start is the same run",
             "",
             "## Workflows",
@@ -199,6 +243,7 @@ class Contract:
             lines += self._job(spec, by_workflow.get(spec.workflow))
         lines += self._gate()
         lines += self._events()
+        lines += self._outside_import()
         lines += [
             "## Search attributes",
             "",

@@ -74,6 +74,16 @@ async def create_workspace(
     return wid
 
 
+async def add_member(owner: asyncpg.Pool, workspace_id: str, user_id: str) -> None:
+    """`user_id` belongs to the workspace (besides its owner): jobs may email them."""
+    await owner.execute(
+        "INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING",
+        uuid.UUID(workspace_id),
+        uuid.UUID(user_id),
+    )
+
+
 async def tag_contacts(owner: asyncpg.Pool, workspace_id: str, tags: dict[str, list[str]]) -> None:
     """Create the contacts (first name from the address) and tags, and tag them; a second
     call changes nothing. A tag id is derived from the workspace and name, so it is stable."""

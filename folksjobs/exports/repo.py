@@ -37,6 +37,7 @@ import asyncpg
 
 from folksjobs.exports.csvsafe import FORMULA_PREFIXES, PLAIN_NUMBER, neutralise
 from folksjobs.infra.db import tenant_tx
+from folksjobs.notify.directory import NotAMember, require_member
 
 STANDARD_COLUMNS = (
     "email",
@@ -302,8 +303,9 @@ async def create_export(
 ) -> tuple[str, str]:
     """Validate the request and insert a pending export; returns (export_id, user_id).
 
-    The user defaults to the workspace's owner; every named tag must exist in the
-    workspace (a typo would otherwise silently export nothing).
+    The user defaults to the workspace's owner and must be a member (the link goes to
+    them); every named tag must exist in the workspace (a typo would otherwise silently
+    export nothing).
     """
     owner = await workspace_owner(pool, workspace_id)
     user = user_id or owner
@@ -313,6 +315,11 @@ async def create_export(
         raise InvalidExportRequest(f"user id {user!r} is not a UUID") from e
     if await pool.fetchval("SELECT 1 FROM users WHERE id = $1", uid) is None:
         raise InvalidExportRequest(f"user {user} not found in the user directory")
+    try:
+        # The link goes to this user: never to someone outside the workspace.
+        await require_member(pool, workspace_id, user)
+    except NotAMember as e:
+        raise InvalidExportRequest(str(e)) from None
     names = list(dict.fromkeys(tag_names))
     export_id = str(uuid.uuid4())
     async with tenant_tx(pool, workspace_id) as conn:
@@ -372,3 +379,13 @@ async def get_export(owner: asyncpg.Pool, export_id: str) -> dict[str, Any]:
     if rec is None:
         raise ExportNotFound(f"export {export_id} does not exist")
     return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(rec).items()}
+
+
+async def in_workspace(pool: asyncpg.Pool, workspace_id: str, export_id: str) -> bool:
+    async with tenant_tx(pool, workspace_id) as conn:
+        found = await conn.fetchval(
+            "SELECT 1 FROM exports WHERE id = $1 AND workspace_id = $2",
+            uuid.UUID(export_id),
+            uuid.UUID(workspace_id),
+        )
+    return bool(found)

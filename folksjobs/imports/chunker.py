@@ -40,9 +40,10 @@ class ChunkSpec:
     delimiter: str
     sep_line: bool
     field_limit: int
-    email_index: int
+    email_columns: list[int]  # mapping.email_columns: the first valid address wins
     chunk_rows: int
     path: str | None = None  # None: the file's bytes arrive on stdin
+    email_test_domains: bool = False  # Settings.email_test_domains
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "folksjobs.imports.chunker", json.dumps(asdict(self))]
@@ -81,7 +82,9 @@ def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
     errors: dict[int, str] = {}
 
     def frame() -> Frame:
-        superseded, last, emails = last_wins(cells, first_row, spec.email_index)
+        superseded, last, emails = last_wins(
+            cells, first_row, spec.email_columns, spec.email_test_domains
+        )
         # marshal: plain lists and strings, several times faster than JSON both ways;
         # chunks live an hour in our own Redis, read by workers of the same release.
         blob = marshal.dumps((first_row, cells, errors, emails))

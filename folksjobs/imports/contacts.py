@@ -17,18 +17,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
-from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 
-from folksjobs.imports.addresses import email_problem, normalise_email
+from folksjobs.imports.addresses import MULTI, choose_email
+from folksjobs.imports.mapping import email_columns
 
 MAX_FIELD = 10_000
-
-
-def _check_email(v: str) -> str:
-    v = normalise_email(v)
-    if problem := email_problem(v):
-        raise ValueError(problem)
-    return v
 
 
 # Checked inside pydantic-core (no Python call per field): PostgreSQL cannot store NUL.
@@ -41,7 +35,7 @@ _REASONS = {
 
 
 class ContactRow(BaseModel):
-    email: Annotated[str, AfterValidator(_check_email)]
+    email: str  # normalised and judged by addresses.choose_email before the model
     first_name: Text = None
     last_name: Text = None
     company: Text = None
@@ -58,66 +52,97 @@ class MappedRow:
     error: str | None = None
 
 
-def map_cells(cells: list[str], mapping: list[str]) -> dict[str, object]:
-    """Cells -> the fields of a ContactRow, by column index (ragged rows: missing = empty)."""
+def map_cells(
+    cells: list[str], mapping: list[str], email: str, multi_key: str | None = None
+) -> dict[str, object]:
+    """Cells -> the fields of a ContactRow, by column index (ragged rows: missing = empty).
+
+    `multi_key`: the custom field that keeps the email column's cell verbatim when it
+    holds several addresses (Google's " ::: "), so the ones not chosen are not lost."""
     out: dict[str, object] = {}
     custom: dict[str, str] = {}
     for i, target in enumerate(mapping):
         if not target:
             continue
-        value = cells[i].strip() if i < len(cells) else ""
+        value = cells[i] if i < len(cells) else ""
         if target.startswith("custom:"):
             if value:
-                custom[target[7:]] = value
+                custom[target[7:]] = value  # verbatim: spaces, a lone space, line breaks
+        elif target == "email":
+            if multi_key and MULTI in value:
+                custom[multi_key] = value
         else:
-            out[target] = value or None
-    if out.get("email") is None:
-        out["email"] = ""
+            out[target] = value.strip() or None
+    out["email"] = email
     out["custom_fields"] = custom
     return out
 
 
-def validate(row: int, cells: list[str], mapping: list[str]) -> MappedRow:
+def validate(
+    row: int,
+    cells: list[str],
+    mapping: list[str],
+    multi_key: str | None = None,
+    allow_test: bool = False,
+) -> MappedRow:
     if len(cells) > len(mapping) and any(c.strip() for c in cells[len(mapping) :]):
         # Values past the header's last column belong to no field: fail the row rather
         # than drop them silently (empty trailing cells, from trailing delimiters, are fine).
         return MappedRow(
             row, None, f"row has {len(cells)} cells but the header has {len(mapping)} columns"
         )
+    email, problem = choose_email(cells, email_columns(mapping), allow_test)
+    if problem:
+        return MappedRow(row, None, problem)
     try:
-        return MappedRow(row, ContactRow.model_validate(map_cells(cells, mapping)))
+        return MappedRow(
+            row, ContactRow.model_validate(map_cells(cells, mapping, email, multi_key))
+        )
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         reason = _REASONS.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
-        return MappedRow(row, None, reason if where == "email" else f"{where}: {reason}")
+        return MappedRow(row, None, f"{where}: {reason}")
 
 
-Values = tuple[str, ...]  # (email, first, last, company, phone, *custom), stripped, "" = empty
+# (email, first, last, company, phone, *custom): the four standard fields stripped of
+# surrounding whitespace as CRMs do, custom fields verbatim; "" = empty.
+Values = tuple[str, ...]
 
 
 class Mapper:
     """A column mapping compiled once per import, for the rows that need no pydantic.
 
     `map` is exactly `validate`, faster: a row whose email was found valid when the file
-    was chunked, with no cell over the length limit, no NUL and no cells past the
-    header, is only picked by column index and stripped. Every other row goes through
-    `validate`, which words its error (or accepts it; the quick checks are conservative).
-    Empty cells stay "" and become NULL (or an absent custom key) in the upsert.
+    was chunked, with no cell over the length limit, no NUL, no cells past the header
+    and no " ::: " list in its email cell, is only picked by column index (its standard
+    fields stripped). Every other row goes through `validate`, which words its error (or
+    accepts it; the quick checks are conservative). Empty cells stay "" and become NULL
+    (or an absent custom key) in the upsert.
     """
 
-    def __init__(self, mapping: list[str]) -> None:
+    def __init__(
+        self, mapping: list[str], headers: list[str] | None = None, allow_test: bool = False
+    ) -> None:
         self.mapping = mapping
+        self.allow_test = allow_test  # Settings.email_test_domains
         self.width = len(mapping)
         targets = [t for t in mapping if t]
         self.custom_keys = list(dict.fromkeys(t[7:] for t in targets if t.startswith("custom:")))
+        # The email column's own header, as the custom field for its address lists.
+        self.multi_key: str | None = None
+        if headers and "email" in mapping:
+            self.multi_key = headers[mapping.index("email")]
+            if self.multi_key not in self.custom_keys:
+                self.custom_keys.append(self.multi_key)
         standard = ["first_name", "last_name", "company", "phone"]
         # A field mapped from two columns merges them (map_cells): rare, left to pydantic.
         self.fast = len(targets) == len(set(targets))
         index = {t: i for i, t in enumerate(mapping) if t}
+        self._email_col = index.get("email", -1)
         self._cols = [index.get(f, -1) for f in standard]
-        self._cols += [index[f"custom:{k}"] for k in self.custom_keys]
-        self._pad = [""] * (self.width + 1)  # index -1: an unmapped standard field
+        self._cols += [index.get(f"custom:{k}", -1) for k in self.custom_keys]
+        self._pad = [""] * (self.width + 1)  # index -1: an unmapped field
 
     def map(
         self, items: Iterable[tuple[int, list[str], str | None]]
@@ -129,6 +154,7 @@ class Mapper:
         cols, width, pad, fast = self._cols, self.width, self._pad, self.fast
         pick = operator.itemgetter(*cols) if cols else (lambda _: ())
         strip = str.strip
+        at = self._email_col
         for row, cells, email in items:
             if (
                 fast
@@ -136,12 +162,13 @@ class Mapper:
                 and len(cells) <= width
                 and max(map(len, cells)) <= MAX_FIELD
                 and "\x00" not in "".join(cells)
+                and (at >= len(cells) or MULTI not in cells[at])
             ):
-                padded = cells + pad[len(cells) :]
+                picked = pick(cells + pad[len(cells) :])
                 rows.append(row)
-                values.append((email, *map(strip, pick(padded))))
+                values.append((email, *map(strip, picked[:4]), *picked[4:]))
                 continue
-            m = validate(row, cells, self.mapping)
+            m = validate(row, cells, self.mapping, self.multi_key, self.allow_test)
             if m.contact is None:
                 failures.append((row, m.error or "invalid row"))
             else:
@@ -222,12 +249,18 @@ async def upsert(
         5, [avatars.get(e) or "" for e in columns[0]] if avatars else [""] * len(ordered)
     )
     custom: list[Sequence[str]] = columns[6:]
+    if any(not any(c) for c in custom):
+        # A custom column empty in every row of this sub-batch sets no key: not sent (a
+        # sparse export, or the email column's address-list field, rarely used).
+        kept = [i for i, c in enumerate(custom) if any(c)]
+        custom_keys = [custom_keys[i] for i in kept]
+        custom = [custom[i] for i in kept]
     as_json = len(custom_keys) > MAX_CUSTOM_COLUMNS
     if as_json:
         custom = [[
-            json.dumps({k: v for k, v in zip(custom_keys, row[5:], strict=True) if v},
+            json.dumps({k: v for k, v in zip(custom_keys, row, strict=True) if v},
                        ensure_ascii=False)
-            for row in ordered
+            for row in zip(*custom, strict=True)
         ]]  # fmt: skip
     sent = columns[:6] + custom
     joined = [SEP.join(c) for c in sent]

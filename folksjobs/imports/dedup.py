@@ -28,7 +28,10 @@ def digest(email: str) -> bytes:
 
 
 def last_wins(
-    cells: Sequence[list[str] | None], first_row: int, email_index: int
+    cells: Sequence[list[str] | None],
+    first_row: int,
+    email_columns: list[int],
+    allow_test: bool = False,
 ) -> tuple[list[int], dict[bytes, int], list[str | None]]:
     """For a chunk's records (rows first_row, first_row + 1, ...; None: a malformed one):
     (rows superseded inside the chunk, digest -> the chunk's last row carrying it, each
@@ -38,7 +41,7 @@ def last_wins(
     superseded: list[int] = []
     emails: list[str | None] = []
     for row, c in enumerate(cells, first_row):
-        email = None if c is None else email_of(c, email_index)
+        email = None if c is None else email_of(c, email_columns, allow_test)
         emails.append(email)
         if email is not None:
             d = digest(email)

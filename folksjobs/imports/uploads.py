@@ -14,7 +14,6 @@ Starting the workflow is the confirm step's (folksjobs/confirm.py), not this mod
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import re
 import unicodedata
@@ -30,6 +29,7 @@ from folksjobs.imports.csvstream import (
     CsvFormat,
     CsvRefused,
     NotCsvText,
+    cap_warnings,
     detect_format,
     fallback_count,
     iter_records,
@@ -37,7 +37,7 @@ from folksjobs.imports.csvstream import (
     read_header,
     reset_fallback_count,
 )
-from folksjobs.imports.mapping import apply_overrides, suggest_mapping
+from folksjobs.imports.mapping import apply_overrides, mapping_notes, suggest_mapping
 from folksjobs.infra.blob import BlobStore, BlobWriter, import_key
 from folksjobs.settings import Settings
 
@@ -45,8 +45,6 @@ READ_SIZE = 1024 * 1024
 
 ByteSource = AsyncIterable[bytes]
 FILE_NAME_MAX = 120
-# The encodings the chunker reads (what detect_format can choose).
-ENCODINGS = ("utf-8", "utf-8-sig", "utf-16")
 
 
 def clean_file_name(name: str | None) -> str:
@@ -157,7 +155,7 @@ def _scan(
     reset_fallback_count()
     text = open_text(io.BufferedReader(tee, buffer_size=READ_SIZE), fmt)
     records = iter_records(text, fmt, settings.csv_field_size_limit)
-    header = read_header(records)
+    header = read_header(records, settings.csv_max_columns)
     preview: list[list[str]] = []
     rows = 0
     for rec in records:
@@ -168,10 +166,17 @@ def _scan(
     while tee.readinto(memoryview(bytearray(READ_SIZE))):
         pass
     warnings = list(header.warnings)
+    if fmt.header_line > 1:
+        warnings.insert(0, f"the header row is line {fmt.header_line}; the lines before it "
+                           "(blank, sep= or notes) are skipped")  # fmt: skip
+    if fmt.legacy:
+        warnings.insert(0, f"the file is not UTF-8: read as {fmt.encoding}; if accented "
+                           "characters look wrong, upload again with the right encoding "
+                           "(--encoding)")  # fmt: skip
     if n := fallback_count():
         warnings.append(
-            f"{n:,} byte{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} not valid UTF-8 "
-            "and read as Windows-1252 (cp1252); "
+            f"{n:,} byte{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} not valid "
+            f"{fmt.encoding} and read as Windows-1252 (cp1252); "
             "check accented characters, or save the file as CSV UTF-8"
         )
     return header.names, warnings, preview, rows
@@ -186,11 +191,13 @@ async def upload_csv(
     workspace_id: str,
     user_id: str,
     overrides: list[str] | None = None,
+    encoding: str | None = None,
 ) -> UploadResult:
     """An upload from an open file (the CLI's)."""
     return await upload_stream(
-        pool, blob, settings, file_source(source), file_name, workspace_id, user_id, overrides
-    )
+        pool, blob, settings, file_source(source), file_name, workspace_id, user_id, overrides,
+        encoding,
+    )  # fmt: skip
 
 
 async def upload_stream(
@@ -204,22 +211,19 @@ async def upload_stream(
     overrides: list[str] | None = None,
     encoding: str | None = None,
 ) -> UploadResult:
-    """`encoding` overrides the detected one (ENCODINGS); the delimiter is still detected."""
-    if encoding is not None and encoding not in ENCODINGS:
-        raise UploadRefused(f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
+    """`encoding` overrides the detected one (a Python codec name: cp1252, shift_jis,
+    utf-16 ...); the delimiter and header are still detected."""
     import_id = str(uuid.uuid4())
     key = import_key(workspace_id, import_id)
     file_name = clean_file_name(file_name)
     intake = _Intake(source, settings.upload_max_bytes)
     head = await intake.head(settings.preview_bytes)
     try:
-        fmt = detect_format(head[: settings.preview_bytes], settings.binary_sniff_bytes)
+        fmt = detect_format(head[: settings.preview_bytes], settings.binary_sniff_bytes, encoding)
     except NotCsvText as e:
         raise NotCsvUpload(str(e)) from e
     except CsvRefused as e:
         raise UploadRefused(str(e)) from e
-    if encoding is not None:
-        fmt = dataclasses.replace(fmt, encoding=encoding)
     writer = intake.writer = await blob.open_writer(key)
     tee = _TeeReader(intake, asyncio.get_running_loop())
     try:
@@ -232,6 +236,7 @@ async def upload_stream(
         await writer.abort()
         raise
     mapping = apply_overrides(headers, suggest_mapping(headers), overrides or [])
+    warnings = cap_warnings([*mapping_notes(headers, mapping, preview), *warnings])
     try:
         await imports_repo.create(
             pool,

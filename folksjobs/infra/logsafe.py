@@ -18,13 +18,20 @@ from pydantic import SecretStr
 from folksjobs.settings import Settings
 
 MASK = "**********"
+# Characters of one log text that are kept (and redacted); the rest is cut.
+TEXT_MAX = 64 * 1024
 
 # Unicode-aware (\w) so `jösé@bücher.de` is caught too; the domain needs a dot, which
 # keeps `user@host` from a Python traceback's frame names and `x@y` noise out.
-EMAIL = re.compile(r"[\w+%-][\w.+'%-]*@[\w-]+(?:\.[\w-]+)+")
-URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
+# Both patterns run in linear time on text a caller controls (a 2 MB id in a log line):
+# the lookbehinds let a match start only where a run of its first characters starts, so
+# a long run is scanned once instead of once from each of its characters.
+# A quote is part of an address (`o'brien@x.ie`) and may also open one (`'jane@x.org'`).
+EMAIL = re.compile(r"(?:(?<![\w.+'%-])|(?<=(?<![\w.+'%-])'))[\w+%-][\w.+'%-]*@[\w-]+(?:\.[\w-]+)+")
+URL_PASSWORD = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
 # `postgresql://postgres@db.internal/x` names a login, not a person: left readable.
-URL_USERINFO_BEFORE = re.compile(r"(?i)[a-z][a-z0-9+.-]*://(?:[^\s:/@]*:)?$")
+URL_SCHEME_END = re.compile(r"(?i)[a-z][a-z0-9+.-]*\Z")
+URL_USER = re.compile(r"[^\s:/@]*:")
 
 
 def mask_email(address: str) -> str:
@@ -33,8 +40,17 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}" if domain else "***"
 
 
+def _in_url_userinfo(text: str, start: int) -> bool:
+    """`scheme://` or `scheme://user:` ends at `start`. Looks back at most 300 characters
+    with a substring search, never a regex search, so each match costs O(300)."""
+    sep = text.rfind("://", max(0, start - 300), start)
+    if sep < 0 or not URL_SCHEME_END.search(text, max(0, sep - 32), sep):
+        return False
+    return sep + 3 == start or URL_USER.fullmatch(text, sep + 3, start) is not None
+
+
 def _mask(m: re.Match[str]) -> str:
-    if URL_USERINFO_BEFORE.search(m.string, max(0, m.start() - 300), m.start()):
+    if _in_url_userinfo(m.string, m.start()):
         return m.group(0)
     return mask_email(m.group(0))
 
@@ -42,6 +58,13 @@ def _mask(m: re.Match[str]) -> str:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, MASK)
+    if len(text) > TEXT_MAX:
+        # Past this a log line is a caller's payload, not a message: the cut keeps each
+        # record's cost bounded however large an input a caller sends. The token the cut
+        # splits goes too: half an address would no longer look like one.
+        parts = text[:TEXT_MAX].rsplit(None, 1)
+        head = parts[0] if len(parts) == 2 else ""
+        text = f"{head} ... [{len(text) - len(head):,} characters cut]"
     text = URL_PASSWORD.sub(r"\1***@", text)
     return EMAIL.sub(_mask, text)
 

@@ -26,3 +26,27 @@ async def get_user(pool: asyncpg.Pool, user_id: str) -> User:
     if row is None:
         raise UserNotFound(f"user {user_id} not found in the user directory")
     return User(id=str(row["id"]), email=row["email"], name=row["name"])
+
+
+class NotAMember(PermissionError):
+    """The user id a caller named does not belong to the workspace it named."""
+
+
+async def require_member(pool: asyncpg.Pool, workspace_id: str, user_id: str) -> None:
+    """Raise NotAMember unless the workspace exists and `user_id` belongs to it.
+
+    Members are the owner and the users in workspace_members. Called wherever a user id
+    meets a workspace id, before anything is written or sent.
+    """
+    row = await pool.fetchrow(
+        """SELECT w.owner_user_id = $2::uuid OR EXISTS (
+                   SELECT 1 FROM workspace_members m
+                   WHERE m.workspace_id = w.id AND m.user_id = $2::uuid) AS member
+           FROM workspaces w WHERE w.id = $1::uuid""",
+        workspace_id,
+        user_id,
+    )
+    if row is None:
+        raise NotAMember(f"workspace {workspace_id} does not exist")
+    if not row["member"]:
+        raise NotAMember(f"user {user_id} is not a member of workspace {workspace_id}")

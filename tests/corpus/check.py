@@ -101,6 +101,15 @@ def mismatches(expect: dict[str, Any], got: Outcome) -> list[str]:
         for name, value in fields.items():
             if contact.get(name) != value:
                 bad.append(f"{email} {name}: expected {value!r}, stored {contact.get(name)!r}")
+    for email, fields in expect.get("custom", {}).items():
+        contact = by_email.get(email)
+        if contact is None:
+            bad.append(f"{email} was not stored")
+            continue
+        kept = contact.get("custom_fields") or {}
+        kept = json.loads(kept) if isinstance(kept, str) else kept
+        if kept != fields:
+            bad.append(f"{email} custom fields: expected {fields!r}, stored {kept!r}")
     values = [v for c in got.contacts for v in _values(c)]
     for wanted in expect.get("values_present", []):
         if not any(wanted in v for v in values):

@@ -42,6 +42,7 @@ Keys of an expectation (all optional except outcome):
   emails             exactly these (normalised) emails are stored
   must_store         at least these emails are stored
   contacts           {email: {field: value}}: these stored values, exactly
+  custom             {email: {key: value}}: the stored custom fields, exactly these
   values_present     strings that appear whole in some stored value (custom fields too)
   no_newlines        no stored value contains a line break (nothing swallowed)
   settings           Settings overrides the upload must run with
@@ -516,6 +517,140 @@ add("long_line_no_delimiter.csv", "hostile",
              emails=["a@example.com", "b@example.com"]),
     text(lines("email,first_name", "a@example.com,Ann", "y" * 200_000, "b@example.com,Bob")),
     delimiter=None, note="a 200 KB line with no delimiter: one cell, not an email")
+
+
+# --- issue 15: real-world files, a class per rule ----------------------------------------
+# verbatim: custom fields keep every character, standard fields are trimmed.
+add("verbatim_custom_fields.csv", "verbatim",
+    imported(3, contacts={"a@example.com": {"first_name": "Ann", "company": "Acme"}},
+             custom={"a@example.com": {"note": "  padded\t", "code": "  bare  "},
+                     "b@example.com": {"note": " ", "code": 'say "hi"'},
+                     "c@example.com": {"note": "one\r\ntwo\nthree"}}),
+    text(lines("email,first_name,company,note,code",
+               'a@example.com,  Ann\t,\tAcme ,"  padded\t",  bare  ',
+               'b@example.com,Bob,Beta," ",say "hi"',
+               'c@example.com,Cy,Gamma,"one\r\ntwo\nthree",')),
+    note="spaces, tabs, a lone space, quotes in an unquoted field, line breaks: as written; "
+         "an empty cell is no key at all")
+# records: a quoted line break of any kind, whatever the file's own line ending.
+add("quoted_bare_cr_in_crlf_file.csv", "records",
+    imported(3, custom={"a@example.com": {"note": "one\rtwo"},
+                        "b@example.com": {"note": "x\ny\r"},
+                        "c@example.com": {"note": "plain"}}),
+    text(lines("email,note", 'a@example.com,"one\rtwo"', 'b@example.com,"x\ny\r"',
+               "c@example.com,plain", nl="\r\n")))
+add("quoted_crlf_in_cr_file.csv", "records",
+    imported(3, custom={"a@example.com": {"note": "one\r\ntwo"},
+                        "b@example.com": {"note": "\n"}, "c@example.com": {"note": "z"}}),
+    text(lines("email,note", 'a@example.com,"one\r\ntwo"', 'b@example.com,"\n"',
+               "c@example.com,z", nl="\r")))
+NOTE_1500 = "\n".join(f"n{i}" for i in range(1500))
+add("closed_note_1500_lines.csv", "records",
+    imported(2, custom={"a@example.com": {"note": NOTE_1500}, "b@example.com": {"note": "x"}}),
+    text(lines("email,note", f'a@example.com,"{NOTE_1500}"', "b@example.com,x")),
+    note="issue 19 finding 7: the inside of a closed quoted field never becomes rows")
+# header: found past blank lines, sep= and a preamble; names made unique.
+add("blank_lines_and_sep_before_header.csv", "header",
+    imported(2, contacts={"a@example.com": {"first_name": "Ann", "company": "Acme, Inc"}}),
+    text("\r\n\r\nsep=;\r\n" + lines("email;first_name;company", "a@example.com;Ann;Acme, Inc",
+                                       "b@example.com;Bob;Beta", nl="\r\n")),
+    delimiter=None)
+add("linkedin_connections.csv", "header",
+    imported(2, contacts={"ann@example.com": {"first_name": "Ann", "last_name": "Lee",
+                                              "company": "Acme"}},
+             custom={"ann@example.com": {"URL": "https://www.linkedin.com/in/ann",
+                                         "Position": "CTO", "Connected On": "01 Jan 2024"}},
+             emails=["ann@example.com", "bo@example.com"], warning_contains="line 4"),
+    text(lines("Notes:",
+               '"When exporting your connection data, you may notice that some of the email '
+               "addresses are missing. You will only see email addresses for connections who "
+               'have allowed their connections to see or download their email address."', "",
+               "First Name,Last Name,URL,Email Address,Company,Position,Connected On",
+               "Ann,Lee,https://www.linkedin.com/in/ann,ann@example.com,Acme,CTO,01 Jan 2024",
+               "Bo,Ek,https://www.linkedin.com/in/bo,bo@example.com,Beta,CEO,02 Feb 2024")),
+    delimiter=None, note="two lines of notes and a blank line before the real header")
+add("duplicate_header_names_unique.csv", "header",
+    imported(1, custom={"a@example.com": {"a": "1", "a_3": "2", "a_2": "3"}}),
+    text(lines("email,a,a,a_2", "a@example.com,1,2,3")),
+    note="a, a, a_2: the second a becomes a_3, never the real column a_2")
+add("semicolons_with_commas_in_names.csv", "header",
+    imported(2, contacts={"a@example.com": {"last_name": "Lee, Jr."}},
+             custom={"a@example.com": {"Notes, misc": "x, y, z"}}),
+    text(lines("email;last_name;Notes, misc", "a@example.com;Lee, Jr.;x, y, z",
+               "b@example.com;Ng;w")), delimiter=";",
+    note="more commas than semicolons in the header: the rows decide the delimiter")
+# legacy encodings: detected by charset-normalizer, decoded exactly.
+for enc, name, first in (("cp1251", "Иван", "Ольга"), ("shift_jis", "山田太郎", "佐藤花子"),
+                         ("gb18030", "王小明", "李华")):
+    add(f"legacy_{enc}.csv", "legacy encodings",
+        imported(2, warning_contains=enc, contacts={
+            "a@example.com": {"first_name": name}, "b@example.com": {"first_name": first}}),
+        text(lines("email,first_name", f"a@example.com,{name}", f"b@example.com,{first}"), enc),
+        encoding=enc)
+add("utf16le_no_bom.csv", "legacy encodings",
+    imported(3, contacts=BASIC_CONTACTS),
+    lambda _: BASIC.encode("utf-16-le"), encoding="utf-16-le",
+    note="no BOM: the NUL in every other byte says UTF-16, not binary")
+# email-validator's verdicts.
+INVISIBLE = ["ann\u200b@example.com", "\ufeffbob@example.com", "c\u202eo@example.com",
+             "d\u00ad@example.com"]
+add("email_invisible_characters.csv", "email validator",
+    imported(5, failed=4, failed_records=[1, 2, 3, 4], reason_contains="email",
+             emails=["ok@example.com"]),
+    text(lines("email,first_name", *(f"{e},X" for e in INVISIBLE), "ok@example.com,Ok")),
+    note="zero-width, BOM, bidi override, soft hyphen: the same person must not become two")
+SPECIAL = ["a@x.localhost", "b@x.invalid", "c@x.test", "d@x.onion", "e@1.in-addr.arpa",
+           "f@printer.local", "g@xn--0.com", "h@under_score.com"]
+add("email_special_use_domains.csv", "email validator",
+    imported(9, failed=8, failed_records=list(range(1, 9)), reason_contains="email",
+             emails=["ok@example.com"]),
+    text(lines("email,first_name", *(f"{e},X" for e in SPECIAL), "ok@example.com,Ok")))
+add("email_nfc_one_contact.csv", "email validator",
+    imported(2, duplicates=1, emails=["josé@example.com"],
+             contacts={"josé@example.com": {"first_name": "Second"}}),
+    text(lines("email,first_name", "jose\u0301@example.com,First", "José@Example.com,Second")),
+    note="NFD and NFC spellings of one address are one contact (the last row wins)")
+# exports people have.
+add("google_contacts.csv", "exports",
+    imported(2, contacts={"ann@example.com": {"first_name": "Ann", "company": "Acme",
+                                              "phone": "+33 1 23"}},
+             custom={"ann@example.com": {"E-mail 1 - Label": "* Home",
+                                         "E-mail 1 - Value":
+                                             "ann@example.com ::: ann@work.example.com",
+                                         "Phone 1 - Label": "Mobile"},
+                     "bo@example.com": {"E-mail 2 - Label": "Work",
+                                        "E-mail 2 - Value": "bo@example.com"}},
+             emails=["ann@example.com", "bo@example.com"]),
+    text(lines("First Name,Last Name,Organization Name,E-mail 1 - Label,E-mail 1 - Value,"
+               "E-mail 2 - Label,E-mail 2 - Value,Phone 1 - Label,Phone 1 - Value",
+               "Ann,Lee,Acme,* Home,ann@example.com ::: ann@work.example.com,,,Mobile,+33 1 23",
+               "Bo,Ek,Beta,,,Work,bo@example.com,,")),
+    delimiter=None, note="' ::: ' lists: the first valid address; a second column as fallback")
+add("outlook_french.csv", "exports",
+    imported(1, contacts={"zoe@example.com": {"first_name": "Zoé", "last_name": "Dupont",
+                                              "company": "Société X", "phone": "01 02"}}),
+    text(lines('"Titre","Prénom","Nom","Société","Téléphone bureau","Adresse de messagerie"',
+               '"Mme","Zoé","Dupont","Société X","01 02","zoe@example.com"'), "cp1252"),
+    encoding="cp1252", delimiter=None, note="Outlook FR, written in cp1252 as it does")
+
+# vCard: the same pipeline, a fixed mapping.
+VCF = ("BEGIN:VCARD\r\nVERSION:3.0\r\nN:Lee;Ann;;;\r\nFN:Ann Lee\r\nORG:Acme;Sales\r\n"
+       "EMAIL;type=INTERNET;type=pref:ann@example.com\r\nEMAIL;type=WORK:ann@work.example.com"
+       "\r\nTEL;type=CELL:+1 555 0100\r\nNOTE:met at the fair\\, 2023\r\n"
+       "PHOTO;ENCODING=b;TYPE=JPEG:/9j/4AAQ\r\n END:VCARD is not this line\r\nEND:VCARD\r\n"
+       "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Bob Ng\r\nEMAIL:bob@example.com\r\nEND:VCARD\r\n"
+       "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:No Email\r\nEND:VCARD\r\n")
+add("contacts.vcf", "vcard",
+    imported(3, failed=1, failed_records=[3], reason_contains="email",
+             contacts={"ann@example.com": {"first_name": "Ann", "last_name": "Lee",
+                                           "company": "Acme", "phone": "+1 555 0100"},
+                       "bob@example.com": {"first_name": "Bob Ng"}},
+             custom={"ann@example.com": {"Email": "ann@example.com ::: ann@work.example.com",
+                                         "Full Name": "Ann Lee", "Department": "Sales",
+                                         "Note": "met at the fair, 2023"},
+                     "bob@example.com": {"Full Name": "Bob Ng"}}),
+    text(VCF), delimiter=None,
+    note="Apple 3.0 and 4.0 cards; the photo (and its folded line) is not imported")
 
 
 # fmt: on

@@ -1,0 +1,166 @@
+"""vCard files through the same pipeline as a CSV: preview, chunks, dedup, exact counts."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+import psutil
+from temporalio.client import Client
+
+from folksjobs.imports import chunker, vcard
+from folksjobs.imports.csvstream import detect_format, iter_records, open_text
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.importing import contacts, import_bytes
+
+APPLE = """BEGIN:VCARD\r
+VERSION:3.0\r
+PRODID:-//Apple Inc.//macOS 14.0//EN\r
+N:Lee;Ann;;;\r
+FN:Ann Lee\r
+ORG:Acme;Sales;\r
+EMAIL;type=INTERNET;type=HOME;type=pref:ann@example.com\r
+EMAIL;type=INTERNET;type=WORK:ann@work.example.com\r
+TEL;type=CELL;type=VOICE;type=pref:+1 555 0100\r
+TEL;type=WORK:+1 555 0199\r
+item1.ADR;type=HOME;type=pref:;;1 Main St;Springfield;IL;62701;USA\r
+NOTE:met at the fair\\, 2023\\nfollow up\r
+PHOTO;ENCODING=b;TYPE=JPEG:/9j/4AAQSkZJRgABAQAAAQABAAD\r
+ more+base64+that+is+not+even+valid\r
+X-SOCIALPROFILE;type=twitter:https://twitter.com/ann\r
+END:VCARD\r
+"""
+GOOGLE_V3 = """BEGIN:VCARD
+VERSION:3.0
+FN:Zoë Ångström
+N:Ångström;Zoë;;;
+EMAIL;TYPE=INTERNET;TYPE=HOME:zoe@example.com
+TEL;TYPE=CELL:+46 70 123
+ORG:Café AB
+TITLE:Chef
+BDAY:1990-01-01
+CATEGORIES:myContacts,Friends
+END:VCARD
+"""
+OUTLOOK_V4 = """BEGIN:VCARD
+VERSION:4.0
+FN:Bob Ng
+EMAIL;TYPE=work:BOB@Example.com
+TEL;VALUE=uri;TYPE="voice,cell":tel:+1-555-0101
+URL:https://bob.example.com
+END:VCARD
+"""
+BROKEN = """BEGIN:VCARD
+VERSION:3.0
+N:Broken;
+this line has no colon
+END:VCARD
+"""
+NO_EMAIL = """BEGIN:VCARD
+VERSION:3.0
+FN:Nobody
+END:VCARD
+"""
+
+
+def cards(data: bytes) -> list[list[str] | None]:
+    fmt = detect_format(data)
+    assert fmt.delimiter == vcard.VCARD
+    recs = list(iter_records(open_text(io.BytesIO(data), fmt), fmt, 1 << 20))
+    assert recs[0].cells == vcard.HEADER
+    return [r.cells if r.cells is not None else [f"!{r.error}"] for r in recs[1:]]
+
+
+def by_header(cells: list[str] | None) -> dict[str, str]:
+    assert cells is not None
+    return {h: v for h, v in zip(vcard.HEADER, cells, strict=True) if v}
+
+
+def test_cards_of_apple_google_and_outlook_become_rows() -> None:
+    data = (APPLE + GOOGLE_V3 + OUTLOOK_V4).encode()
+    ann, zoe, bob = cards(data)
+    assert by_header(ann) == {
+        "Email": "ann@example.com ::: ann@work.example.com", "First Name": "Ann",
+        "Last Name": "Lee", "Company": "Acme", "Phone": "+1 555 0100", "Full Name": "Ann Lee",
+        "Department": "Sales", "Other Phones": "+1 555 0199",
+        "Note": "met at the fair, 2023\nfollow up",
+        "Address": "1 Main St\nSpringfield, IL 62701\nUSA",
+        "Other": "X-SOCIALPROFILE: https://twitter.com/ann",
+    }  # fmt: skip
+    assert by_header(zoe)["Categories"] == "myContacts, Friends"
+    assert by_header(zoe)["Title"] == "Chef" and by_header(zoe)["Birthday"] == "1990-01-01"
+    assert by_header(bob) == {
+        "Email": "BOB@Example.com", "First Name": "Bob Ng", "Phone": "+1-555-0101",
+        "Full Name": "Bob Ng", "URL": "https://bob.example.com",
+    }  # fmt: skip
+
+
+def test_a_broken_card_is_one_failed_row_and_stray_text_is_said() -> None:
+    data = (GOOGLE_V3 + "junk between\n" + BROKEN + OUTLOOK_V4 + "BEGIN:VCARD\nFN:x\n").encode()
+    got = cards(data)
+    assert got[0] is not None and got[0][0] == "zoe@example.com"
+    assert got[1] == ["!text outside a vCard at line 12"]
+    assert got[2] is not None and got[2][0].startswith("!the vCard at line 13 cannot be read")
+    assert got[3] is not None and got[3][0] == "BOB@Example.com"
+    assert got[4] == ["!the vCard at line 25 has no END:VCARD"]
+
+
+def test_a_card_larger_than_the_limit_is_refused_alone() -> None:
+    big = "BEGIN:VCARD\nVERSION:3.0\nFN:Big\nNOTE:" + "x" * 2_000_000 + "\nEND:VCARD\n"
+    got = cards((big + OUTLOOK_V4).encode())
+    assert got[0] == ["!the vCard at line 1 is larger than 1,048,576 characters"]
+    assert got[1] is not None and got[1][0] == "BOB@Example.com"
+
+
+def chunker_peak_rss(path: Path) -> int:
+    """The chunker child's peak RSS reading `path`, sampled while it runs."""
+    spec = chunker.ChunkSpec("utf-8", vcard.VCARD, False, 1 << 20, [0], 200, str(path))
+    proc = subprocess.Popen(spec.argv(), env=spec.env(), stdout=subprocess.DEVNULL)
+    child, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            peak = max(peak, child.memory_info().rss)
+        time.sleep(0.01)
+    assert proc.returncode == 0
+    return peak
+
+
+def test_the_chunker_child_stays_flat_however_many_cards(tmp_path: Path) -> None:
+    """8x the cards, the same memory: cards are read and parsed one at a time."""
+    peaks = []
+    for n in (500, 4000):  # about 0.4 and 3.3 MB of cards
+        path = tmp_path / f"{n}.vcf"
+        path.write_text("".join(APPLE.replace("ann@", f"ann{i}@") for i in range(n)))
+        peaks.append(chunker_peak_rss(path))
+    assert peaks[1] < peaks[0] + 8 * 1024 * 1024, peaks
+
+
+async def test_a_vcf_imports_through_the_same_pipeline(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
+) -> None:
+    data = (APPLE + GOOGLE_V3 + OUTLOOK_V4 + BROKEN + NO_EMAIL + GOOGLE_V3).encode()
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert up.format.delimiter == vcard.VCARD and up.headers == vcard.HEADER
+    assert up.mapping[:5] == ["email", "first_name", "last_name", "company", "phone"]
+    assert up.total_rows == result["total_rows"] == 6
+    assert (result["inserted"], result["failed"], result["duplicates"]) == (3, 2, 1)
+    stored = await contacts(owner_pool, tenant.workspace_id)
+    assert set(stored) == {"ann@example.com", "zoe@example.com", "bob@example.com"}
+    ann = stored["ann@example.com"]
+    assert (ann["first_name"], ann["last_name"], ann["company"], ann["phone"]) == (
+        "Ann", "Lee", "Acme", "+1 555 0100",
+    )  # fmt: skip
+    custom = ann["custom_fields"]
+    custom = custom if isinstance(custom, dict) else json.loads(custom)
+    assert custom["Email"] == "ann@example.com ::: ann@work.example.com"
+    assert custom["Note"] == "met at the fair, 2023\nfollow up"
+    assert stored["zoe@example.com"]["first_name"] == "Zoë"
