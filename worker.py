@@ -66,7 +66,7 @@ class Job:
 
 
 def _welcome(s: Services) -> list[Callable[..., Any]]:
-    return [WelcomeActivities(s.pool, s.email, s.settings.app_url).send_welcome]
+    return WelcomeActivities(s.pool, s.email, s.settings.app_url).activities()
 
 
 def _import_activities(s: Services) -> ImportActivities:
@@ -74,39 +74,21 @@ def _import_activities(s: Services) -> ImportActivities:
 
 
 def _import(s: Services) -> list[Callable[..., Any]]:
-    a = _import_activities(s)
     # download-and-chunk stays here too: runs started before it had its own queue
     # (build_chunk_worker) still schedule it on this one.
-    return [
-        a.check_import,
-        a.fetch_import,
-        a.download_and_chunk,
-        a.process_batch,
-        a.find_missing_chunks,
-        a.finalize,
-        a.mark_failed,
-    ]
+    return _import_activities(s).activities()
 
 
 def _digest(s: Services) -> list[Callable[..., Any]]:
-    acts = DigestActivities(s.pool, s.email, s.settings)
-    return [acts.get_workspaces, acts.digest_workspace]
+    return DigestActivities(s.pool, s.email, s.settings).activities()
 
 
 def _export(s: Services) -> list[Callable[..., Any]]:
-    a = ExportActivities(s.pool, s.blob, s.email, s.settings)
-    return [
-        a.resolve_tag_filter,
-        a.upload_empty,
-        a.resolve_export_metadata,
-        a.stream_export,
-        a.send_notification,
-        a.mark_failed,
-    ]
+    return ExportActivities(s.pool, s.blob, s.email, s.settings).activities()
 
 
 def _uploads(s: Services) -> list[Callable[..., Any]]:
-    return [UploadActivities(s.pool, s.blob, s.settings).discard_stale_uploads]
+    return UploadActivities(s.pool, s.blob, s.settings).activities()
 
 
 JOBS: list[Job] = [
@@ -124,7 +106,7 @@ SUPPORT_WORKFLOWS: list[type] = [SlotGate]
 
 def _support(s: Services) -> tuple[list[type], list[Callable[..., Any]]]:
     gate = GateActivities({IMPORT_GATE: s.settings.imports_per_workspace_limit})
-    return list(SUPPORT_WORKFLOWS), [gate.request_slot, gate.find_closed_holders]
+    return list(SUPPORT_WORKFLOWS), gate.activities()
 
 
 def all_workflows() -> list[type]:

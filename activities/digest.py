@@ -6,7 +6,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import ActivityClass
 from activities.errors import email_error
+from folksjobs import errors
 from folksjobs.digest import stats as digest
 from folksjobs.infra.logsafe import mask_email
 from folksjobs.models import (
@@ -21,7 +23,7 @@ from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 
 
-class DigestActivities:
+class DigestActivities(ActivityClass):
     def __init__(self, pool: asyncpg.Pool, sender: EmailSender, settings: Settings) -> None:
         self.pool = pool
         self.sender = sender
@@ -44,7 +46,7 @@ class DigestActivities:
         info = await digest.workspace_info(self.pool, ws)
         if info is None:
             raise ApplicationError(
-                f"workspace {ws} not found", type="WorkspaceNotFound", non_retryable=True
+                f"workspace {ws} not found", type=errors.WORKSPACE_NOT_FOUND, non_retryable=True
             )
         if not info.digest_enabled:
             return WorkspaceDigestResult(workspace_id=ws, outcome="skipped_disabled")
@@ -55,7 +57,7 @@ class DigestActivities:
             owner = await get_user(self.pool, info.owner_user_id)
         except UserNotFound as e:
             raise ApplicationError(
-                f"workspace {ws}: owner {e}", type="OwnerNotFound", non_retryable=True
+                f"workspace {ws}: owner {e}", type=errors.OWNER_NOT_FOUND, non_retryable=True
             ) from e
         stats = await digest.gather_stats(self.pool, ws, week)
         if stats.new_contacts == 0:
@@ -93,3 +95,8 @@ class DigestActivities:
         return WorkspaceDigestResult(
             workspace_id=ws, outcome="sent", new_contacts=stats.new_contacts
         )
+
+    ACTIVITIES = (
+        get_workspaces,
+        digest_workspace,
+    )

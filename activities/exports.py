@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import ActivityClass
 from activities.errors import email_error
+from folksjobs import errors
 from folksjobs.exports import repo as exports
 from folksjobs.infra import metrics
 from folksjobs.infra.blob import BlobStore, BlobWriter, export_key
@@ -46,7 +47,7 @@ async def _abort(writer: BlobWriter) -> None:
         log.warning("could not discard a partial export file: %s", e)
 
 
-class ExportActivities:
+class ExportActivities(ActivityClass):
     def __init__(
         self, pool: asyncpg.Pool, blob: BlobStore, sender: EmailSender, settings: Settings
     ) -> None:
@@ -64,35 +65,23 @@ class ExportActivities:
             try:
                 await require_member(self.pool, job.workspace_id, job.user_id)
             except NotAMember as e:
-                raise ApplicationError(str(e), type="InvalidExport", non_retryable=True) from e
+                raise ApplicationError(
+                    str(e), type=errors.INVALID_EXPORT, non_retryable=True
+                ) from e
         async with tenant_tx(self.pool, job.workspace_id) as conn:
-            rec = await conn.fetchrow(
-                "UPDATE exports SET status = 'processing', error_log = NULL,"
-                " started_at = coalesce(started_at, now()), completed_at = NULL"
-                " WHERE id = $1 AND status IN ('pending', 'processing', 'failed')"
-                " RETURNING tag_names",
-                uuid.UUID(job.export_id),
-            )
-            if rec is None:
-                status = await conn.fetchval(
-                    "SELECT status FROM exports WHERE id = $1", uuid.UUID(job.export_id)
-                )
+            tag_names = await exports.start(conn, job.export_id)
+            if tag_names is None:
+                status = await exports.status(conn, job.export_id)
                 raise ApplicationError(
                     f"export {job.export_id} does not exist in workspace {job.workspace_id}"
                     if status is None
                     else f"export {job.export_id} is already {status}",
-                    type="InvalidExport",
+                    type=errors.INVALID_EXPORT,
                     non_retryable=True,
                 )
-            tag_ids: list[str] | None = None
-            if rec["tag_names"]:
-                rows = await conn.fetch(
-                    "SELECT id FROM tags WHERE workspace_id = $1 AND name = ANY($2::text[])"
-                    " ORDER BY id",
-                    uuid.UUID(job.workspace_id),
-                    rec["tag_names"],
-                )
-                tag_ids = [str(r["id"]) for r in rows]
+            tag_ids = (
+                await exports.tag_ids(conn, job.workspace_id, tag_names) if tag_names else None
+            )
             any_match = await exports.any_contact(conn, job.workspace_id, tag_ids)
         return TagFilter(tag_ids=tag_ids, any_match=any_match)
 
@@ -197,51 +186,34 @@ class ExportActivities:
         self, export_id: str, workspace_id: str, key: str, rows: int, size: int
     ) -> None:
         async with tenant_tx(self.pool, workspace_id) as conn:
-            done = await conn.execute(
-                "UPDATE exports SET status = 'completed', blob_key = $2, row_count = $3,"
-                " file_bytes = $4, error_log = NULL, completed_at = now(),"
-                " duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint"
-                " WHERE id = $1 AND workspace_id = $5 AND status <> 'completed'",
-                uuid.UUID(export_id),
-                key,
-                rows,
-                size,
-                uuid.UUID(workspace_id),
-            )
-        if done.endswith(" 1"):
+            completed_now = await exports.complete(conn, workspace_id, export_id, key, rows, size)
+        if completed_now:
             metrics.export_completed()
 
     @activity.defn(name="send-notification")
     async def send_notification(self, job: ExportNotification) -> NotificationResult:
         async with tenant_tx(self.pool, job.workspace_id) as conn:
-            notify = await conn.fetchval(
-                "SELECT notify_on_export_complete FROM workspace_settings WHERE workspace_id = $1",
-                uuid.UUID(job.workspace_id),
-            )
-            rec = await conn.fetchrow(
-                "SELECT blob_key, row_count FROM exports WHERE id = $1",
-                uuid.UUID(job.export_id),
-            )
-        # No settings row means the schema's default, which is on.
-        if notify is False:
+            notify = await exports.notify_on_complete(conn, job.workspace_id)
+            file = await exports.file_of(conn, job.export_id)
+        if not notify:
             return NotificationResult(sent=False)
-        if rec is None or rec["blob_key"] is None:
+        if file is None:
             raise ApplicationError(
                 f"export {job.export_id} has no file to announce",
-                type="InvalidExport",
+                type=errors.INVALID_EXPORT,
                 non_retryable=True,
             )
         try:
             await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)
         except NotAMember as e:
-            raise ApplicationError(str(e), type="InvalidExport", non_retryable=True) from e
+            raise ApplicationError(str(e), type=errors.INVALID_EXPORT, non_retryable=True) from e
         except UserNotFound as e:
-            raise ApplicationError(str(e), type="UserNotFound", non_retryable=True) from e
+            raise ApplicationError(str(e), type=errors.USER_NOT_FOUND, non_retryable=True) from e
         msg = emails.export_completed(
             user.email,
-            rec["row_count"],
-            await self.blob.location(rec["blob_key"]),
+            file.row_count,
+            await self.blob.location(file.blob_key),
             job.idempotency_key,
         )
         try:
@@ -256,16 +228,13 @@ class ExportActivities:
         "mark-failed" on the same worker). A completed export keeps its status: its file is
         good even when the notification afterwards failed."""
         async with tenant_tx(self.pool, failure.workspace_id) as conn:
-            await conn.execute(
-                "UPDATE exports SET error_log = jsonb_build_object('error', $2::text,"
-                " 'at', now()),"
-                " status = CASE WHEN status = 'completed' THEN status"
-                "   WHEN $3::boolean THEN 'cancelled' ELSE 'failed' END,"
-                " completed_at = coalesce(completed_at, now()),"
-                " duration_ms = coalesce(duration_ms,"
-                "   (extract(epoch FROM now() - started_at) * 1000)::bigint)"
-                " WHERE id = $1",
-                uuid.UUID(failure.export_id),
-                failure.error[:4000],
-                failure.cancelled,
-            )
+            await exports.end(conn, failure.export_id, failure.error, cancelled=failure.cancelled)
+
+    ACTIVITIES = (
+        resolve_tag_filter,
+        upload_empty,
+        resolve_export_metadata,
+        stream_export,
+        send_notification,
+        mark_failed,
+    )

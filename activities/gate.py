@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.base import ActivityClass
 from folksjobs.models import WF_IMPORT_GATE, GateInput, SlotRequest
 
 ACQUIRE_SIGNAL = "acquire"
@@ -22,7 +23,7 @@ def gate_workflow_id(gate: str, key: str) -> str:
     return f"{gate}-{key}"
 
 
-class GateActivities:
+class GateActivities(ActivityClass):
     def __init__(
         self,
         limits: Mapping[str, int],
@@ -68,3 +69,8 @@ class GateActivities:
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 closed.append(wid)
         return closed
+
+    ACTIVITIES = (
+        request_slot,
+        find_closed_holders,
+    )

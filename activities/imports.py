@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import marshal
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
@@ -15,7 +14,9 @@ from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import ActivityClass
 from activities.errors import email_error
+from folksjobs import errors
 from folksjobs.imports import chunker, dedup
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.chunker import ChunkSpec
@@ -58,20 +59,23 @@ POISON = (
 )
 
 
-async def _heartbeating(work: Awaitable[T], every: float = 2.0) -> T:
-    """Await `work`, heartbeating meanwhile: slow Gravatar answers (2 s each, 10 at a
-    time) must not look like a dead worker."""
+async def _heartbeating(work: Awaitable[T], every: float, details: Callable[[], Any]) -> T:
+    """Await `work`, heartbeating `details()` every `every` seconds meanwhile: a long step
+    (slow Gravatar answers, a large file) must not look like a dead worker. On cancel, the
+    work has stopped when this returns."""
     task = asyncio.ensure_future(work)
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=every)
-            activity.heartbeat("gravatar")
+            activity.heartbeat(details())
     finally:
-        task.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
     return task.result()
 
 
-class ImportActivities:
+class ImportActivities(ActivityClass):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -95,7 +99,7 @@ class ImportActivities:
         if rec is None:
             raise ApplicationError(
                 f"import {import_id} not found in workspace {workspace_id}",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
         return rec
@@ -114,17 +118,17 @@ class ImportActivities:
         try:
             await require_member(self.pool, inp.workspace_id, inp.user_id)
         except NotAMember as e:
-            raise ApplicationError(str(e), type="InvalidImport", non_retryable=True) from e
+            raise ApplicationError(str(e), type=errors.INVALID_IMPORT, non_retryable=True) from e
         rec = await self._record(inp.workspace_id, inp.import_id)
         if rec.status not in ("pending", "processing"):
             raise ApplicationError(
                 f"Invalid import state: {rec.status} (expected pending or processing)",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
         if "email" not in rec.column_mapping:
             raise ApplicationError(
-                "no column is mapped to email", type="InvalidImport", non_retryable=True
+                "no column is mapped to email", type=errors.INVALID_IMPORT, non_retryable=True
             )
         wid = activity.info().workflow_id or ""
         if rec.status == "pending":
@@ -140,7 +144,7 @@ class ImportActivities:
             raise ApplicationError(
                 f"import {inp.import_id} is already {rec.status}"
                 + (f" by {rec.workflow_id}" if rec.workflow_id else ""),
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
 
@@ -152,12 +156,12 @@ class ImportActivities:
         if rec.status != "processing":
             raise ApplicationError(
                 f"Invalid import state: {rec.status} (expected processing)",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
         if "email" not in rec.column_mapping:
             raise ApplicationError(
-                "no column is mapped to email", type="InvalidImport", non_retryable=True
+                "no column is mapped to email", type=errors.INVALID_IMPORT, non_retryable=True
             )
         s = self.settings
         return ImportRecord(
@@ -186,8 +190,6 @@ class ImportActivities:
         """
         rec = await self._record(plan.workspace_id, plan.import_id)
         complete = await imports_repo.complete_chunks(self.pool, plan.workspace_id, plan.import_id)
-        ttl = self.settings.chunk_ttl_seconds
-        progress = {"chunks": 0, "rows": 0}
         local = self.blob.local_path(rec.blob_key)
         if local is not None and not local.exists():
             raise self._missing_blob(rec)
@@ -201,96 +203,62 @@ class ImportActivities:
             path=None if local is None else str(local),
             email_test_domains=self.settings.email_test_domains,
         )
+        progress = {"chunks": 0, "rows": 0}
 
         async def store(frame: chunker.Frame) -> None:
-            index, rows, blob, superseded, digests, last_rows = frame
-            taken = await dedup.claim(
-                self.redis, rediskeys.seen_emails(plan.import_id), index, digests, ttl
-            )
-            written = rediskeys.chunks_written(plan.import_id, plan.generation)
-            if index not in complete:
-                # An email an earlier chunk owns: its last row here is a duplicate too (the
-                # rows before it already are).
-                dups = sorted([*superseded, *(last_rows[i] for i in taken)])
-                pipe = self.redis.pipeline(transaction=True)
-                pipe.set(rediskeys.chunk(plan.import_id, index), chunker.pack(dups, blob), ex=ttl)
-                pipe.set(written, index + 1, ex=ttl)
-                await pipe.execute()
-            else:
-                await self.redis.set(written, index + 1, ex=ttl)
-            progress.update(chunks=index + 1, rows=rows)
+            await self._store_chunk(plan, frame, complete)
+            progress.update(chunks=frame.chunk_index + 1, rows=frame.rows)
 
-        async def feed(stdin: asyncio.StreamWriter) -> None:
-            try:
-                async for part in self.blob.read(rec.blob_key):
-                    stdin.write(part)
-                    await stdin.drain()
-            except BlobNotFound as e:
-                raise self._missing_blob(rec) from e
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the child stopped reading: its exit status tells why
-            finally:
-                stdin.close()
-
-        async def run() -> tuple[int, int]:
-            assert proc.stdout is not None
-            while True:
-                try:
-                    size = int.from_bytes(await proc.stdout.readexactly(4), "big")
-                    frame = marshal.loads(await proc.stdout.readexactly(size))
-                except asyncio.IncompleteReadError:
-                    break
-                if frame[0] == "done":
-                    return int(frame[1]), int(frame[2])
-                await store(frame)
-            assert proc.stderr is not None
-            err = (await proc.stderr.read()).decode(errors="replace").strip()
-            await proc.wait()
-            raise ApplicationError(
-                f"the CSV chunker exited with status {proc.returncode}: "
-                f"{err.splitlines()[-1] if err else 'no message'}",
-                type="ChunkerFailed",
-            )
-
-        proc = await asyncio.create_subprocess_exec(
-            *spec.argv(),
-            env=spec.env(),
-            stdin=asyncio.subprocess.PIPE if local is None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        feeder = None if proc.stdin is None else asyncio.ensure_future(feed(proc.stdin))
-        task = asyncio.ensure_future(run())
+        source = None if local is not None else self._blob_bytes(rec)
         try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=1.0)
-                activity.heartbeat(progress)
-            if feeder is not None:
-                await feeder  # a blob that vanished mid-read says so, not "truncated"
-            chunks, rows = task.result()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-            for t in (task, feeder):
-                if t is not None and not t.done():
-                    t.cancel()
-        if rows != rec.total_rows:
+            done = await _heartbeating(chunker.run(spec, source, store), 1.0, lambda: progress)
+        except chunker.ChunkerFailed as e:
+            raise ApplicationError(str(e), type=errors.CHUNKER_FAILED) from e
+        if done.rows != rec.total_rows:
             raise ApplicationError(
-                f"the stored file has {rows:,} rows but {rec.total_rows:,} were uploaded: "
+                f"the stored file has {done.rows:,} rows but {rec.total_rows:,} were uploaded: "
                 "it is truncated or was replaced; upload it again",
-                type="InvalidImport",
+                type=errors.INVALID_IMPORT,
                 non_retryable=True,
             )
-        await self.redis.set(
-            rediskeys.chunking_done(plan.import_id, plan.generation), chunks, ex=ttl
+        done_key = rediskeys.chunking_done(plan.import_id, plan.generation)
+        await self.redis.set(done_key, done.chunks, ex=self.settings.chunk_ttl_seconds)
+        return ChunkPlanResult(chunk_count=done.chunks, total_rows=done.rows)
+
+    async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> None:
+        """Claim the chunk's emails and store it (unless the ledger already has it), then
+        move the progress marker process-batch waits on."""
+        ttl = self.settings.chunk_ttl_seconds
+        taken = await dedup.claim(
+            self.redis, rediskeys.seen_emails(plan.import_id), frame.chunk_index, frame.digests, ttl
         )
-        return ChunkPlanResult(chunk_count=chunks, total_rows=rows)
+        written = rediskeys.chunks_written(plan.import_id, plan.generation)
+        if frame.chunk_index in complete:
+            await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
+            return
+        # An email an earlier chunk owns: its last row here is a duplicate too (the rows
+        # before it already are).
+        dups = sorted([*frame.superseded, *(frame.last_rows[i] for i in taken)])
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(
+            rediskeys.chunk(plan.import_id, frame.chunk_index),
+            chunker.pack(dups, frame.blob),
+            ex=ttl,
+        )
+        pipe.set(written, frame.chunk_index + 1, ex=ttl)
+        await pipe.execute()
+
+    async def _blob_bytes(self, rec: ImportRow) -> AsyncIterator[bytes]:
+        try:
+            async for part in self.blob.read(rec.blob_key):
+                yield part
+        except BlobNotFound as e:
+            raise self._missing_blob(rec) from e
 
     def _missing_blob(self, rec: ImportRow) -> ApplicationError:
         return ApplicationError(
             f"the uploaded file of import {rec.id} is missing from the blob store; upload it again",
-            type="InvalidImport",
+            type=errors.INVALID_IMPORT,
             non_retryable=True,
         )
 
@@ -341,7 +309,7 @@ class ImportActivities:
             if lost:
                 raise ApplicationError(
                     f"chunk {job.chunk_index} is no longer in Redis (expired or flushed)",
-                    type="ChunkMissing",
+                    type=errors.CHUNK_MISSING,
                     non_retryable=True,
                 )
             if first or n != last_seen:
@@ -350,7 +318,7 @@ class ImportActivities:
                 raise ApplicationError(
                     f"chunk {job.chunk_index} did not appear within "
                     f"{self.settings.chunk_wait_seconds:.0f} s of chunking progress",
-                    type="ChunkMissing",
+                    type=errors.CHUNK_MISSING,
                     non_retryable=True,
                 )
             activity.heartbeat("waiting for chunk")
@@ -390,7 +358,8 @@ class ImportActivities:
                 parsed.append((row, c, emails[i]))
         valid_rows, values, invalid = mapper.map(parsed)
         failures += invalid
-        avatars = await _heartbeating(self.gravatar.avatars([v[0] for v in values]))
+        lookup = self.gravatar.avatars([v[0] for v in values])
+        avatars = await _heartbeating(lookup, 2.0, lambda: "gravatar")
 
         async def commit(row_by_row: bool) -> None:
             async with tenant_tx(self.pool, job.workspace_id) as conn:
@@ -467,7 +436,7 @@ class ImportActivities:
         if t.rows != rec.total_rows:
             raise ApplicationError(
                 f"ledger holds {t.rows:,} rows, the file {rec.total_rows:,}",
-                type="LedgerMismatch",
+                type=errors.LEDGER_MISMATCH,
                 non_retryable=True,
             )
         samples = await imports_repo.first_error_samples(
@@ -596,3 +565,13 @@ class ImportActivities:
             )
         except Exception as e:  # best effort: must never hide the import's own error
             log.error("import %s: failure email not sent (%s)", f.import_id, type(e).__name__)
+
+    ACTIVITIES = (
+        check_import,
+        fetch_import,
+        download_and_chunk,
+        process_batch,
+        find_missing_chunks,
+        finalize,
+        mark_failed,
+    )

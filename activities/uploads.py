@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
+from activities.base import ActivityClass
 from folksjobs.imports import repo as imports_repo
 from folksjobs.infra.blob import BlobStore
 from folksjobs.models import DiscardStaleUploadsInput, DiscardStaleUploadsResult
 from folksjobs.settings import Settings
 
 
-class UploadActivities:
+class UploadActivities(ActivityClass):
     def __init__(self, pool: asyncpg.Pool, blob: BlobStore, settings: Settings) -> None:
         self.pool = pool
         self.blob = blob
@@ -34,3 +35,5 @@ class UploadActivities:
                     discarded += 1
             activity.heartbeat(discarded)
         return DiscardStaleUploadsResult(workspaces=len(workspaces), discarded=discarded)
+
+    ACTIVITIES = (discard_stale_uploads,)

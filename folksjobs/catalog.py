@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from folksjobs import models
+from folksjobs.infra.search_attributes import EXPORT_ID, IMPORT_ID, JOB_STATUS, WORKSPACE_ID
 from folksjobs.models import Model
 from folksjobs.settings import Settings
 
@@ -33,6 +34,11 @@ class JobSpec:
     def setting_env(self) -> str:
         return self.flag.upper()
 
+    @property
+    def attempts(self) -> int:
+        """Each activity's `RetryPolicy.maximum_attempts`: the first try and the retries."""
+        return self.retries + 1
+
 
 JOBS: tuple[JobSpec, ...] = (
     JobSpec(
@@ -44,7 +50,7 @@ JOBS: tuple[JobSpec, ...] = (
         result=models.ImportResult,
         workflow_id="import-<import_id>",
         retries=3,
-        search_attributes=("WorkspaceId", "ImportId", "JobStatus"),
+        search_attributes=(WORKSPACE_ID.name, IMPORT_ID.name, JOB_STATUS.name),
         summary="Imports a confirmed CSV upload into the workspace's contacts.",
     ),
     JobSpec(
@@ -56,7 +62,7 @@ JOBS: tuple[JobSpec, ...] = (
         result=models.ExportResult,
         workflow_id="export-<export_id>",
         retries=2,
-        search_attributes=("WorkspaceId", "ExportId", "JobStatus"),
+        search_attributes=(WORKSPACE_ID.name, EXPORT_ID.name, JOB_STATUS.name),
         summary="Streams the workspace's contacts (optionally tag-filtered) to a CSV file.",
     ),
     JobSpec(
@@ -68,7 +74,7 @@ JOBS: tuple[JobSpec, ...] = (
         result=models.SendWelcomeResult,
         workflow_id="welcome-<user_id>",
         retries=2,
-        search_attributes=("JobStatus",),
+        search_attributes=(JOB_STATUS.name,),
         summary="Sends the welcome email to a new user.",
     ),
     JobSpec(

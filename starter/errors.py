@@ -18,6 +18,8 @@ Heavy modules are imported here only once an error has happened, so `--help` sta
 
 from __future__ import annotations
 
+from folksjobs.errors import root_cause
+
 OK = 0
 JOB_FAILED = 1
 USAGE = 2
@@ -36,18 +38,6 @@ ENCRYPTED_NO_KEYS = (
     "the payloads are encrypted and PAYLOAD_ENCRYPTION_KEYS is not set here: "
     "export the worker's keys (id:base64key,...) and run the command again"
 )
-
-
-def root_cause(e: BaseException) -> BaseException:
-    """The innermost cause of a Temporal failure chain (ActivityError -> ApplicationError)."""
-    seen: set[int] = set()
-    while id(e) not in seen:
-        seen.add(id(e))
-        nxt = getattr(e, "cause", None) or e.__cause__
-        if nxt is None:
-            break
-        e = nxt
-    return e
 
 
 def explain(e: BaseException) -> tuple[int, str]:

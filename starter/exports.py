@@ -57,12 +57,6 @@ def _dsn(settings: Settings) -> str:
     return settings.database_url
 
 
-def _root_message(e: BaseException) -> str:
-    while getattr(e, "cause", None) is not None:
-        e = e.cause  # type: ignore[attr-defined]
-    return str(e)
-
-
 async def _download_location(settings: Settings, blob_key: str) -> str:
     """For a person: the local path, or the s3:// key with a presigned download URL."""
     from folksjobs.infra.blob import build_blob_store
@@ -112,6 +106,7 @@ async def _watch(handle: WorkflowHandle[Any, Any]) -> None:
 async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from temporalio.client import WorkflowFailureError
 
+    from folksjobs import errors
     from folksjobs.catalog import JobDisabled
     from folksjobs.confirm import start_export
     from folksjobs.exports import repo as exports
@@ -155,7 +150,7 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
             print(f"export {export_id}  {data['ui']}")
             await _watch(handle)
     except WorkflowFailureError as e:
-        fail(f"export {export_id} failed: {_root_message(e)}", code=1)
+        fail(f"export {export_id} failed: {errors.root_message(e)}", code=1)
     result = await handle.result()
     location = await _download_location(settings, result.blob_key)
     data.update(

@@ -84,17 +84,20 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     from folksjobs.events import EventError
     from folksjobs.imports.mapping import MappingError
     from folksjobs.imports.uploads import UploadRefused, upload_csv
-    from folksjobs.notify.directory import NotAMember, require_member
+    from folksjobs.notify.directory import (
+        NotAMember,
+        WorkspaceNotFound,
+        require_member,
+        workspace_owner,
+    )
 
     out = Console(stderr=True) if args.json else Console()
     if not path.is_file():  # noqa: ASYNC240 - one stat before a long upload
         fail(f"{path}: no such file")
-    user = args.user or await services.pool.fetchval(
-        "SELECT owner_user_id::text FROM workspaces WHERE id = $1::uuid", args.workspace
-    )
-    if not user:
-        fail(f"workspace {args.workspace} not found: `python -m starter seed --json` prints "
-             "the demo workspace's id")  # fmt: skip
+    try:
+        user = args.user or await workspace_owner(services.pool, args.workspace)
+    except WorkspaceNotFound as e:
+        fail(f"{e}: `python -m starter seed --json` prints the demo workspace's id")
     try:
         # The import's emails go to this user: never to someone outside the workspace.
         await require_member(services.pool, args.workspace, user)

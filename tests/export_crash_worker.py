@@ -41,14 +41,7 @@ async def main() -> None:
             client,
             task_queue=settings.temporal_task_queue,
             workflows=[ProcessExport],
-            activities=[
-                a.resolve_tag_filter,
-                a.upload_empty,
-                a.resolve_export_metadata,
-                a.stream_export,
-                a.send_notification,
-                a.mark_failed,
-            ],
+            activities=a.activities(),
             # The workflow's next task waits this long on the dead worker's sticky queue
             # before it goes to the shared one (the default 10 s only slows the test).
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),

@@ -85,7 +85,7 @@ async def test_unknown_workspace_tag_and_import(
     csv_file = tmp_path / "c.csv"
     csv_file.write_text("email\nann@example.com\n")
     cases = [
-        (("import", str(csv_file), "--workspace", nobody), f"workspace {nobody} not found"),
+        (("import", str(csv_file), "--workspace", nobody), f"workspace {nobody} does not exist"),
         (("export", "--workspace", tenant.workspace_id, "--tag", "nope"), "no tag named 'nope'"),
         (("import", "status", nobody), f"no import {nobody} has run"),
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -37,6 +38,22 @@ def test_committed_contract_is_up_to_date() -> None:
 def test_every_registered_workflow_is_in_the_catalog() -> None:
     documented = {spec.workflow for spec in catalog.JOBS} | {WF_IMPORT_GATE}
     assert set(REGISTERED) <= documented
+
+
+@pytest.mark.parametrize("spec", catalog.JOBS, ids=[s.workflow for s in catalog.JOBS])
+def test_retry_counts_agree_in_catalog_workflow_and_docs(spec: catalog.JobSpec) -> None:
+    """The spec's retry count is written once (the catalog): the workflow's retry policy,
+    its docstring and docs/contract.md all say the same."""
+    if spec.workflow not in REGISTERED:
+        pytest.skip(f"{spec.workflow} is not registered in worker.JOBS yet (job not merged)")
+    module = sys.modules[REGISTERED[spec.workflow].__module__]
+    assert module.RETRY.maximum_attempts == spec.attempts == spec.retries + 1
+    assert f"retries {spec.retries} => at most {spec.attempts}" in " ".join(
+        (module.__doc__ or "").split()
+    )
+    section = (ROOT / contract.CONTRACT).read_text().split(f"### {spec.workflow}\n")[1]
+    line = f"- retries: {spec.retries} (each activity: at most {spec.attempts} attempts)"
+    assert line in section.split("\n### ")[0]
 
 
 def cli(stack: Stack, *args: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from folksjobs.devtools.devstack import SEARCH_ATTRIBUTES
+from folksjobs.infra.search_attributes import REGISTRATION
 from folksjobs.settings import ROOT, Settings
 from starter.cli import parser
 
@@ -98,7 +98,7 @@ def test_compose_stack_has_what_the_issue_lists() -> None:
         "service_completed_successfully"
     )
     setup = " ".join(services["temporal-setup"]["command"])
-    for attr, kind in SEARCH_ATTRIBUTES.items():
+    for attr, kind in REGISTRATION.items():
         assert attr in setup and f"--type {kind}" in setup
     deps = services["worker"]["depends_on"]
     assert deps["migrate"]["condition"] == "service_completed_successfully"

@@ -32,6 +32,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
+from folksjobs import errors
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import free_port
 from folksjobs.exports import repo as exports
@@ -168,12 +169,6 @@ def text_body(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert part is not None
     return str(part.get_content())
-
-
-def _root(e: BaseException) -> str:
-    while getattr(e, "cause", None) is not None:
-        e = e.cause  # type: ignore[attr-defined]
-    return str(e)
 
 
 async def activity_types(handle: WorkflowHandle[Any, Any]) -> list[str]:
@@ -559,7 +554,7 @@ async def test_bad_requests_are_refused(
                 id=export_workflow_id(missing),
                 task_queue=task_queue,
             )
-    assert "does not exist in workspace" in _root(info.value)
+    assert "does not exist in workspace" in errors.root_message(info.value)
     for bad in ("../etc/passwd", "exports/../../x.csv", "/abs.csv", "exports//x.csv"):
         with pytest.raises(BlobKeyError):
             check_key(bad)
@@ -1005,7 +1000,7 @@ async def test_cancel_mid_stream_publishes_nothing(
             with pytest.raises(WorkflowFailureError) as info:
                 await handle.result()
             desc = await handle.describe()
-    assert "cancel" in _root(info.value).lower()
+    assert "cancel" in errors.root_message(info.value).lower()
     assert desc.status == WorkflowExecutionStatus.CANCELED
     record = await exports.get_export(owner_pool, export_id)
     assert record["status"] == "cancelled"

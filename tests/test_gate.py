@@ -30,7 +30,7 @@ async def gate_worker(client: Client, task_queue: str, limit: int) -> AsyncItera
     # A tiny run length: the five-holder test crosses two continue-as-new of the gate.
     acts = GateActivities({IMPORT_GATE: limit}, idle_seconds=1, check_seconds=1, grants_per_run=2)
     async with Worker(client, task_queue=task_queue, workflows=[SlotGate, GateHolder],
-                      activities=[acts.request_slot, acts.find_closed_holders]):  # fmt: skip
+                      activities=acts.activities()):  # fmt: skip
         yield
 
 

@@ -21,9 +21,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from folksjobs.confirm import confirm_import
+from folksjobs.errors import INVALID_PAYLOAD
 from folksjobs.events import EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports
-from folksjobs.infra.temporal import INVALID_PAYLOAD
 from folksjobs.models import (
     WF_PROCESS_CSV,
     WF_PROCESS_EXPORT,

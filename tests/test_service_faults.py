@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from folksjobs import errors
 from folksjobs.confirm import confirm_import
 from folksjobs.devtools.devstack import free_port
 from folksjobs.imports.uploads import UploadResult
@@ -47,12 +48,6 @@ async def run_import(client: Client, services: Services, settings: Settings, ten
     return result
 
 
-def root_message(e: BaseException) -> str:
-    while getattr(e, "cause", None) is not None:
-        e = e.cause  # type: ignore[attr-defined]
-    return str(e)
-
-
 # --- the blob -----------------------------------------------------------------------
 
 
@@ -76,7 +71,7 @@ async def test_damaged_blob_fails_clearly(
             await run_import(client, services, settings, tenant, up)
         leftovers = await redis_keys(services, up.import_id)
     expected = "missing from the blob store" if damage == "missing" else "truncated"
-    assert expected in root_message(info.value)
+    assert expected in errors.root_message(info.value)
     rec = await import_row(owner_pool, up.import_id)
     assert rec["status"] == "failed"
     assert expected in rec["error_log"]["message"]
@@ -101,7 +96,7 @@ async def test_failure_email_failing_never_hides_the_original_error(
             with pytest.raises(WorkflowFailureError) as info:
                 await run_import(client, services, settings, tenant, up)
     assert provider.calls >= 1  # the failure email was tried, and failed
-    assert "missing from the blob store" in root_message(info.value)
+    assert "missing from the blob store" in errors.root_message(info.value)
     rec = await import_row(owner_pool, up.import_id)
     assert "missing from the blob store" in rec["error_log"]["message"]
     assert "email" not in rec["error_log"]["message"]

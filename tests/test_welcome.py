@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from folksjobs import errors
 from folksjobs.devtools.devstack import temporal_cli
 from folksjobs.infra import db
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput, welcome_workflow_id
@@ -125,10 +126,7 @@ async def test_http_provider_always_failing_fails_after_three_attempts(
                     task_queue=task_queue,
                 )
     assert provider.calls == 3
-    cause: BaseException | None = info.value.cause
-    while getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[union-attr]
-    assert "email provider answered 500" in str(cause)
+    assert "email provider answered 500" in errors.root_message(info.value)
 
 
 async def test_unknown_user_fails_without_retry(

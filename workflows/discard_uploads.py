@@ -1,4 +1,5 @@
-"""discard-stale-uploads (Schedule `15 * * * *` UTC, DISCARD_UPLOADS_CRON).
+"""discard-stale-uploads (Schedule `15 * * * *` UTC, DISCARD_UPLOADS_CRON; retries 2 => at
+most 3 attempts).
 
 | step                  | what it does                                                  |
 |-----------------------|---------------------------------------------------------------|
@@ -16,11 +17,15 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.uploads import UploadActivities
+    from folksjobs.catalog import job_by_workflow
     from folksjobs.models import (
         WF_DISCARD_STALE_UPLOADS,
         DiscardStaleUploadsInput,
         DiscardStaleUploadsResult,
     )
+
+# The next hourly run tries again anyway.
+RETRY = RetryPolicy(maximum_attempts=job_by_workflow(WF_DISCARD_STALE_UPLOADS).attempts)
 
 
 @workflow.defn(name=WF_DISCARD_STALE_UPLOADS)
@@ -33,6 +38,5 @@ class DiscardStaleUploads:
             start_to_close_timeout=timedelta(minutes=30),
             # It heartbeats after each workspace: a dead worker is noticed in a minute.
             heartbeat_timeout=timedelta(minutes=1),
-            # The next hourly run tries again anyway.
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            retry_policy=RETRY,
         )

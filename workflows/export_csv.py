@@ -27,6 +27,8 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ROWS_SIGNAL, ExportActivities
+    from folksjobs import errors
+    from folksjobs.catalog import job_by_workflow
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_EXPORT,
@@ -43,19 +45,17 @@ with workflow.unsafe.imports_passed_through():
     )
 
 RETRY = RetryPolicy(
-    maximum_attempts=3,
+    maximum_attempts=job_by_workflow(WF_PROCESS_EXPORT).attempts,
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    non_retryable_error_types=["InvalidExport", "UserNotFound", "EmailPermanentFailure"],
+    non_retryable_error_types=[
+        errors.INVALID_EXPORT,
+        errors.USER_NOT_FOUND,
+        errors.EMAIL_PERMANENT_FAILURE,
+    ],
 )
 SHORT = timedelta(seconds=60)
 STREAM = timedelta(hours=2)
-
-
-def _root_message(e: BaseException) -> str:
-    while getattr(e, "cause", None) is not None:
-        e = e.cause  # type: ignore[attr-defined]
-    return str(e) or type(e).__name__
 
 
 @workflow.defn(name=WF_PROCESS_EXPORT)
@@ -86,7 +86,7 @@ class ProcessExport:
             failed_stage = self._stage
             self._stage = "failed"
             set_job_attributes(status="failed")
-            await self._mark_failed(inp, f"{failed_stage}: {_root_message(e)}")
+            await self._mark_failed(inp, f"{failed_stage}: {errors.root_message(e)}")
             raise
         self._stage = "completed"
         set_job_attributes(status="completed")

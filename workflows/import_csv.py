@@ -1,26 +1,34 @@
 """process-csv (event import/csv.confirmed, retries 3 => at most 4 attempts per activity).
 
-| step               | what it does                                                      |
-|--------------------|-------------------------------------------------------------------|
-| check-import       | record in the workspace, user a member, state pending/processing: |
-|                    | pending -> processing; else fails at once, the record untouched  |
-| fetch-import       | loads the record; missing or not `processing` => fails at once    |
-| capture-start-time | workflow.now(), for the duration                                   |
-| download-and-chunk | streams the blob through the CSV parser into Redis chunks (1 h TTL)|
-| process-batch (xN) | per chunk: map, validate, Gravatar, dedup, upsert in sub-batches, |
-|                    | each committed with its ledger row; fanned out `parallel_chunks`  |
-| finalize           | completed + counts from the ledger, stats caches, AI summary,     |
-|                    | completion email, error report above 5 % failed, Redis cleanup    |
-| mark-failed        | on any failure: failed + error_log, caches, best-effort email     |
+| step                | what it does                                                     |
+|---------------------|------------------------------------------------------------------|
+| check-import        | record in the workspace, user a member, state pending or         |
+|                     | processing: pending -> processing; else fails at once, untouched |
+| fetch-import        | loads the record; missing or not `processing` => fails at once   |
+| capture-start-time  | workflow.now(), for the duration                                 |
+| download-and-chunk  | streams the blob through the CSV parser into Redis chunks (1 h   |
+|                     | TTL), alongside process-batch; again for lost chunks (at most    |
+|                     | MAX_RECHUNKS times) and for a repair                             |
+| process-batch (xN)  | per chunk: map, validate, Gravatar, dedup, upsert in sub-batches,|
+|                     | each committed with its ledger row; fanned out `parallel_chunks` |
+| find-missing-chunks | only when finalize finds the ledger short of the file (the       |
+|                     | database lost acknowledged commits): the chunks to redo, which   |
+|                     | are chunked and processed again before finalize runs once more   |
+| finalize            | completed + counts from the ledger, stats caches, AI summary,    |
+|                     | completion email, error report above 5 % failed, Redis cleanup   |
+| mark-failed         | on any failure: failed + error_log, caches, best-effort email;   |
+|                     | cancelled on a cancellation. Its own failure is logged, never    |
+|                     | reported instead of the import's                                 |
 
 History stays small: after `chunks_per_run` chunks the run continues as new with its
 cursor and running counts, so a 10M-row file is many short runs of one workflow id.
+The methods below follow the table, top to bottom.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from temporalio import workflow
@@ -30,7 +38,8 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
-    from folksjobs.infra.temporal import INVALID_PAYLOAD
+    from folksjobs import errors
+    from folksjobs.catalog import job_by_workflow
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_CSV,
@@ -51,20 +60,22 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gate import held_slot
 
 RETRY = RetryPolicy(
-    maximum_attempts=4,
+    maximum_attempts=job_by_workflow(WF_PROCESS_CSV).attempts,
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=[
-        "InvalidImport",
-        "ChunkMissing",
-        "LedgerMismatch",
-        "EmailPermanentFailure",
+        errors.INVALID_IMPORT,
+        errors.CHUNK_MISSING,
+        errors.LEDGER_MISMATCH,
+        errors.EMAIL_PERMANENT_FAILURE,
     ],
 )
 MAX_RECHUNKS = 3
 # Runs started before this patch checked the record only after the gate (fetch-import).
 CHECK_BEFORE_GATE = "check-import-before-gate"
+# Runs that reached mark-failed before this change let its failure replace the import's.
+MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
 # download-and-chunk on its own queue (models.chunking_task_queue); runs started before
 # this change keep scheduling it on the workflow's queue.
 PATCH_CHUNKING_QUEUE = "chunking-task-queue"
@@ -121,7 +132,7 @@ class ProcessCsv:
             # a cursor from anywhere else would skip fetch-import's state check.
             raise ApplicationError(
                 "invalid ProcessCsvInput: resume: internal state, not accepted from callers",
-                type=INVALID_PAYLOAD,
+                type=errors.INVALID_PAYLOAD,
                 non_retryable=True,
             )
         self.import_id = inp.import_id
@@ -136,18 +147,16 @@ class ProcessCsv:
             async with held_slot(inp.workspace_id):
                 return await self._run(inp)
         except asyncio.CancelledError:
-            await self._cancelled(inp)
+            await self._mark_cancelled(inp)
             raise
         except (ActivityError, ApplicationError) as e:
             if is_cancelled_exception(e):
-                await self._cancelled(inp)
+                await self._mark_cancelled(inp)
                 raise
-            self.stage = "failed"
-            message = _root_message(e)
-            set_job_attributes(status="failed")
+            message = errors.root_message(e)
             await self._mark_failed(inp, message)
             raise ApplicationError(
-                f"import failed: {message}", type="ImportFailed", non_retryable=True
+                f"import failed: {message}", type=errors.IMPORT_FAILED, non_retryable=True
             ) from e
 
     async def _check(self, inp: ProcessCsvInput) -> None:
@@ -163,27 +172,29 @@ class ProcessCsv:
                 retry_policy=RETRY,
             )
         except asyncio.CancelledError:
-            await self._cancelled(inp)
+            await self._mark_cancelled(inp)
             raise
         except ActivityError as e:
             if is_cancelled_exception(e):
                 # The record may already be this run's (a confirm moved it): it ends
                 # cancelled; mark-failed touches only a record this run holds.
-                await self._cancelled(inp)
+                await self._mark_cancelled(inp)
                 raise
             self.stage = "refused"
             set_job_attributes(status="failed")
             raise ApplicationError(
-                f"import refused: {_root_message(e)}", type="ImportRefused", non_retryable=True
+                f"import refused: {errors.root_message(e)}",
+                type=errors.IMPORT_REFUSED,
+                non_retryable=True,
             ) from e
 
     async def _run(self, inp: ProcessCsvInput) -> ImportResult:
-        cursor = inp.resume or await self._start(inp)
+        cursor = inp.resume or await self._fetch_import(inp)
         self.cursor, self.counts = cursor, cursor.counts
         self.stage = "process-batch"
         self._show_progress()
         end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
-        await self._process(inp, cursor, range(cursor.next_chunk, end))
+        await self._process_chunks(inp, cursor, range(cursor.next_chunk, end), self._count)
         if self.chunking is not None:
             # Every chunk is in Redis before this run hands over or finalizes.
             await self.chunking
@@ -196,53 +207,17 @@ class ProcessCsv:
         try:
             result = await self._finalize(inp, cursor)
         except ActivityError as e:
-            if not (isinstance(e.cause, ApplicationError) and e.cause.type == "LedgerMismatch"):
+            if not errors.failed_with(e, errors.LEDGER_MISMATCH):
                 raise
-            # The database lost commits it had acknowledged (a crash with
-            # synchronous_commit=off): the ledger says which chunks; redo just those.
-            await self._repair(inp, cursor)
+            await self._find_missing_chunks(inp, cursor)
             result = await self._finalize(inp, cursor)
         self.stage = "completed"
         set_job_attributes(status="completed")
         return result
 
-    async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
-        return await workflow.execute_activity_method(
-            ImportActivities.finalize,
-            FinalizeImport(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                user_id=inp.user_id,
-                workflow_id=workflow.info().workflow_id,
-                started_at=cursor.started_at,
-            ),
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-        )
+    # --- fetch-import, capture-start-time ----------------------------------------------
 
-    async def _repair(self, inp: ProcessCsvInput, cursor: ImportCursor) -> None:
-        self.stage = "repair"
-        missing = await workflow.execute_activity_method(
-            ImportActivities.find_missing_chunks,
-            MissingChunks(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_count=cursor.chunk_count,
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
-        cursor.rechunks += 1
-        await self._chunk_file(inp, cursor)
-        # Progress already counted these chunks once; it must never pass the total.
-        await self._process(inp, cursor, missing, count=False)
-
-    async def _cancelled(self, inp: ProcessCsvInput) -> None:
-        self.stage = "cancelled"
-        set_job_attributes(status="cancelled")
-        await self._mark_failed(inp, "cancelled by request", cancelled=True)
-
-    async def _start(self, inp: ProcessCsvInput) -> ImportCursor:
+    async def _fetch_import(self, inp: ProcessCsvInput) -> ImportCursor:
         self.stage = "fetch-import"
         record = await workflow.execute_activity_method(
             ImportActivities.fetch_import,
@@ -262,10 +237,14 @@ class ProcessCsv:
         )
         # download-and-chunk runs alongside process-batch: each chunk is processed as soon
         # as it is in Redis (the upload already counted the rows, so the chunk count is known).
-        self.chunking = asyncio.create_task(self._chunk_file(inp, cursor))
+        self.chunking = asyncio.create_task(self._download_and_chunk(inp, cursor))
         return cursor
 
-    async def _chunk_file(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ChunkPlanResult:
+    # --- download-and-chunk -------------------------------------------------------------
+
+    async def _download_and_chunk(
+        self, inp: ProcessCsvInput, cursor: ImportCursor
+    ) -> ChunkPlanResult:
         queue = None
         if workflow.patched(PATCH_CHUNKING_QUEUE):
             queue = chunking_task_queue(workflow.info().task_queue)
@@ -286,19 +265,26 @@ class ProcessCsv:
             retry_policy=RETRY,
         )
 
-    async def _process(
-        self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: Sequence[int], count: bool = True
+    # --- process-batch ------------------------------------------------------------------
+
+    async def _process_chunks(
+        self,
+        inp: ProcessCsvInput,
+        cursor: ImportCursor,
+        indexes: Sequence[int],
+        done: Callable[[ImportCursor, ChunkResult], None],
     ) -> None:
+        """process-batch for each chunk of `indexes`, `parallel_chunks` at a time; `done`
+        is told each chunk's result as it comes."""
         if workflow.patched(CHUNKS_AS_SLOTS_FREE):
-            await self._process_as_slots_free(inp, cursor, indexes, count)
+            await self._process_chunks_as_slots_free(inp, cursor, indexes, done)
             return
         window = asyncio.Semaphore(max(1, cursor.options.parallel_chunks))
 
         async def one(i: int) -> None:
             async with window:
-                r = await self._chunk(inp, cursor, i)
-            if count:
-                self._chunk_done(cursor, r)
+                r = await self._process_chunk(inp, cursor, i)
+            done(cursor, r)
 
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
         if self.chunking is not None:
@@ -312,8 +298,12 @@ class ProcessCsv:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def _process_as_slots_free(
-        self, inp: ProcessCsvInput, cursor: ImportCursor, indexes: Sequence[int], count: bool
+    async def _process_chunks_as_slots_free(
+        self,
+        inp: ProcessCsvInput,
+        cursor: ImportCursor,
+        indexes: Sequence[int],
+        done: Callable[[ImportCursor, ChunkResult], None],
     ) -> None:
         """Like the branch above, but a chunk's task is created only when a slot is free: a
         run holds `parallel_chunks` tasks at a time, not one per chunk of the run."""
@@ -324,9 +314,7 @@ class ProcessCsv:
         chunking = [self.chunking] if self.chunking is not None else []
 
         async def one(i: int) -> None:
-            r = await self._chunk(inp, cursor, i)
-            if count:
-                self._chunk_done(cursor, r)
+            done(cursor, await self._process_chunk(inp, cursor, i))
 
         try:
             while True:
@@ -334,14 +322,14 @@ class ProcessCsv:
                     running.append(asyncio.create_task(one(i)))
                 if not running:
                     return
-                done, _ = await workflow.wait(
+                finished, _ = await workflow.wait(
                     [*running, *chunking], return_when=asyncio.FIRST_COMPLETED
                 )
-                # In creation order (`done` is a set), so a replay raises the same failure.
-                for t in [t for t in running if t in done]:
+                # In creation order (`finished` is a set), so a replay raises the same failure.
+                for t in [t for t in running if t in finished]:
                     running.remove(t)
                     t.result()
-                for c in [c for c in chunking if c in done]:
+                for c in [c for c in chunking if c in finished]:
                     chunking.remove(c)
                     c.result()
         except BaseException:
@@ -350,13 +338,15 @@ class ProcessCsv:
             await asyncio.gather(*running, *chunking, return_exceptions=True)
             raise
 
-    def _chunk_done(self, cursor: ImportCursor, r: ChunkResult) -> None:
+    def _count(self, cursor: ImportCursor, r: ChunkResult) -> None:
         # Each chunk's ledger totals are added exactly once: the activity's result.
         self.counts.add(r)
         cursor.chunks_done += 1
         self._show_progress()
 
-    async def _chunk(self, inp: ProcessCsvInput, cursor: ImportCursor, i: int) -> ChunkResult:
+    async def _process_chunk(
+        self, inp: ProcessCsvInput, cursor: ImportCursor, i: int
+    ) -> ChunkResult:
         while True:
             generation = cursor.rechunks
             try:
@@ -378,43 +368,103 @@ class ProcessCsv:
                     summary=f"chunk {i + 1} of {cursor.chunk_count}",
                 )
             except ActivityError as e:
-                if not (isinstance(e.cause, ApplicationError) and e.cause.type == "ChunkMissing"):
+                if not errors.failed_with(e, errors.CHUNK_MISSING):
                     raise
-            # The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
-            # once for all the chunks that noticed in the same generation.
-            async with self.rechunk_lock:
-                if generation == cursor.rechunks:
-                    if cursor.rechunks >= MAX_RECHUNKS:
-                        raise ApplicationError(
-                            f"chunks were lost {cursor.rechunks} times; giving up",
-                            type="ChunksLost",
-                            non_retryable=True,
-                        )
-                    if self.chunking is not None and not self.chunking.done():
-                        await workflow.wait([self.chunking])
-                    cursor.rechunks += 1
-                    self.stage = "download-and-chunk"
-                    self.chunking = None
-                    await self._chunk_file(inp, cursor)
-                    self.stage = "process-batch"
+            await self._rechunk(inp, cursor, generation)
 
-    async def _mark_failed(self, inp: ProcessCsvInput, error: str, cancelled: bool = False) -> None:
-        await workflow.execute_activity_method(
-            ImportActivities.mark_failed,
-            ImportFailure(
+    async def _rechunk(self, inp: ProcessCsvInput, cursor: ImportCursor, lost_in: int) -> None:
+        """The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
+        once for all the chunks that noticed in the same generation."""
+        async with self.rechunk_lock:
+            if lost_in != cursor.rechunks:
+                return  # another chunk already rebuilt this generation
+            if cursor.rechunks >= MAX_RECHUNKS:
+                raise ApplicationError(
+                    f"chunks were lost {cursor.rechunks} times; giving up",
+                    type=errors.CHUNKS_LOST,
+                    non_retryable=True,
+                )
+            if self.chunking is not None and not self.chunking.done():
+                await workflow.wait([self.chunking])
+            cursor.rechunks += 1
+            self.stage = "download-and-chunk"
+            self.chunking = None
+            await self._download_and_chunk(inp, cursor)
+            self.stage = "process-batch"
+
+    # --- find-missing-chunks ------------------------------------------------------------
+
+    async def _find_missing_chunks(self, inp: ProcessCsvInput, cursor: ImportCursor) -> None:
+        """The database lost commits it had acknowledged (a crash with
+        synchronous_commit=off): the ledger says which chunks; redo just those."""
+        self.stage = "repair"
+        missing = await workflow.execute_activity_method(
+            ImportActivities.find_missing_chunks,
+            MissingChunks(
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                chunk_count=cursor.chunk_count,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
+        cursor.rechunks += 1
+        await self._download_and_chunk(inp, cursor)
+        await self._process_chunks(inp, cursor, missing, _already_counted)
+
+    # --- finalize -----------------------------------------------------------------------
+
+    async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
+        return await workflow.execute_activity_method(
+            ImportActivities.finalize,
+            FinalizeImport(
                 import_id=inp.import_id,
                 workspace_id=inp.workspace_id,
                 user_id=inp.user_id,
                 workflow_id=workflow.info().workflow_id,
-                error=error,
-                cancelled=cancelled,
+                started_at=cursor.started_at,
             ),
-            start_to_close_timeout=timedelta(minutes=1),
+            start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RETRY,
         )
 
+    # --- mark-failed --------------------------------------------------------------------
 
-def _root_message(e: BaseException) -> str:
-    while e.__cause__ is not None or getattr(e, "cause", None) is not None:
-        e = getattr(e, "cause", None) or e.__cause__  # type: ignore[assignment]
-    return str(e) or type(e).__name__
+    async def _mark_failed(self, inp: ProcessCsvInput, error: str) -> None:
+        self.stage = "failed"
+        set_job_attributes(status="failed")
+        await self._record_failure(self._failure(inp, error))
+
+    async def _mark_cancelled(self, inp: ProcessCsvInput) -> None:
+        self.stage = "cancelled"
+        set_job_attributes(status="cancelled")
+        failure = self._failure(inp, "cancelled by request")
+        await self._record_failure(failure.model_copy(update={"cancelled": True}))
+
+    @staticmethod
+    def _failure(inp: ProcessCsvInput, error: str) -> ImportFailure:
+        return ImportFailure(
+            import_id=inp.import_id,
+            workspace_id=inp.workspace_id,
+            user_id=inp.user_id,
+            workflow_id=workflow.info().workflow_id,
+            error=error,
+        )
+
+    async def _record_failure(self, failure: ImportFailure) -> None:
+        try:
+            await workflow.execute_activity_method(
+                ImportActivities.mark_failed,
+                failure,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RETRY,
+            )
+        except ActivityError as e:
+            if not workflow.patched(MARK_FAILED_GUARDED):
+                raise
+            # The import's own error (or its cancellation) is the one to report.
+            workflow.logger.error("could not mark import %s: %s", failure.import_id, e)
+
+
+def _already_counted(cursor: ImportCursor, r: ChunkResult) -> None:
+    """A repaired chunk: progress already counted it once and must never pass the total."""

@@ -16,6 +16,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.welcome import WelcomeActivities
+    from folksjobs import errors
+    from folksjobs.catalog import job_by_workflow
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_SEND_WELCOME,
@@ -25,10 +27,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 RETRY = RetryPolicy(
-    maximum_attempts=3,
+    maximum_attempts=job_by_workflow(WF_SEND_WELCOME).attempts,
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    non_retryable_error_types=["UserNotFound", "EmailPermanentFailure"],
+    non_retryable_error_types=[errors.USER_NOT_FOUND, errors.EMAIL_PERMANENT_FAILURE],
 )
 
 

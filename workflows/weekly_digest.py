@@ -25,8 +25,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.digest import DigestActivities
+    from folksjobs import errors
+    from folksjobs.catalog import job_by_workflow
     from folksjobs.digest.stats import digest_week
-    from folksjobs.infra.temporal import INVALID_PAYLOAD
+    from folksjobs.errors import INVALID_PAYLOAD
     from folksjobs.models import (
         DIGEST_FAILED_IDS_KEPT,
         WF_WEEKLY_DIGEST,
@@ -46,9 +48,13 @@ with workflow.unsafe.imports_passed_through():
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 RETRY = RetryPolicy(
-    maximum_attempts=2,
+    maximum_attempts=job_by_workflow(WF_WEEKLY_DIGEST).attempts,
     initial_interval=timedelta(seconds=2),
-    non_retryable_error_types=["OwnerNotFound", "WorkspaceNotFound", "EmailPermanentFailure"],
+    non_retryable_error_types=[
+        errors.OWNER_NOT_FOUND,
+        errors.WORKSPACE_NOT_FOUND,
+        errors.EMAIL_PERMANENT_FAILURE,
+    ],
 )
 
 
@@ -99,7 +105,7 @@ class WeeklyDigest:
             raise ApplicationError(
                 f"scheduled_for {scheduled_for.isoformat()} has no time zone;"
                 " give one, e.g. 2026-11-23T08:00:00Z",
-                type="InvalidDigestInput",
+                type=errors.INVALID_DIGEST_INPUT,
                 non_retryable=True,
             )
         self._week = week = digest_week(scheduled_for)

@@ -17,10 +17,9 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 from folksjobs.catalog import JOBS, JobSpec
-from folksjobs.devtools.devstack import SEARCH_ATTRIBUTES
+from folksjobs.errors import INVALID_PAYLOAD
 from folksjobs.events import ID_CONFLICT_POLICY, ID_REUSE_POLICY, ROUTES, Route
-from folksjobs.infra import ui
-from folksjobs.infra.temporal import INVALID_PAYLOAD
+from folksjobs.infra import search_attributes
 from folksjobs.models import TASK_QUEUE, WF_IMPORT_GATE, WF_PROCESS_CSV, GateInput, ProcessCsvInput
 
 SCHEMA_DIR = "docs/schemas"
@@ -116,7 +115,7 @@ class Contract:
             f"- task queue: `{TASK_QUEUE}`",
             f"- input: {self._ref(spec.input)}",
             f"- result: {shown}",
-            f"- retries: {spec.retries} (each activity: at most {spec.retries + 1} attempts)",
+            f"- retries: {spec.retries} (each activity: at most {spec.attempts} attempts)",
             f"- search attributes: {', '.join(f'`{a}`' for a in spec.search_attributes) or 'none'}",
             *self._handlers(defn),
             "",
@@ -254,8 +253,8 @@ class Contract:
         for spec in JOBS:
             for attr in spec.search_attributes:
                 users.setdefault(attr, []).append(spec.workflow)
-        for key in ui.KEYS:
-            kind = SEARCH_ATTRIBUTES[key.name]
+        for key in search_attributes.ALL:
+            kind = search_attributes.cli_type(key)
             lines.append(f"| `{key.name}` | {kind} | {', '.join(users.get(key.name, []))} |")
         lines += [
             "",

@@ -20,12 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SEARCH_ATTRIBUTES = {
-    "WorkspaceId": "Keyword",
-    "ImportId": "Keyword",
-    "ExportId": "Keyword",
-    "JobStatus": "Keyword",
-}
+from folksjobs.infra.search_attributes import REGISTRATION
 
 
 class StackError(RuntimeError):
@@ -121,7 +116,7 @@ class TemporalDevServer:
             args += ["--headless"]
         if self.metrics_port:
             args += ["--metrics-port", str(self.metrics_port)]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in REGISTRATION.items():
             args += ["--search-attribute", f"{name}={kind}"]
         args += self.extra_args
         log_path = self.state_dir / "temporal.log"

@@ -31,13 +31,18 @@ import io
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from folksjobs.exports.csvsafe import FORMULA_PREFIXES, PLAIN_NUMBER, neutralise
 from folksjobs.infra.db import tenant_tx
-from folksjobs.notify.directory import NotAMember, require_member
+from folksjobs.notify.directory import (
+    NotAMember,
+    WorkspaceNotFound,
+    require_member,
+    workspace_owner,
+)
 
 STANDARD_COLUMNS = (
     "email",
@@ -266,17 +271,95 @@ async def copy_rows(
 
 
 # --- the export record --------------------------------------------------------------
+# The record's status moves pending -> processing -> completed | failed | cancelled;
+# a failed export may be started again, a completed one keeps its file and status.
 
 
-async def workspace_owner(pool: asyncpg.Pool, workspace_id: str) -> str:
-    try:
-        wid = uuid.UUID(workspace_id)
-    except ValueError as e:
-        raise InvalidExportRequest(f"workspace id {workspace_id!r} is not a UUID") from e
-    owner = await pool.fetchval("SELECT owner_user_id FROM workspaces WHERE id = $1", wid)
-    if owner is None:
-        raise InvalidExportRequest(f"workspace {workspace_id} does not exist")
-    return str(owner)
+class ExportFileRecord(NamedTuple):
+    blob_key: str
+    row_count: int
+
+
+async def start(conn: asyncpg.Connection, export_id: str) -> list[str] | None:
+    """Mark the export processing (from pending, or again after a retry or a failure) and
+    return its tag names ([]: no filter); None when there is no such export to start."""
+    rec = await conn.fetchrow(
+        "UPDATE exports SET status = 'processing', error_log = NULL,"
+        " started_at = coalesce(started_at, now()), completed_at = NULL"
+        " WHERE id = $1 AND status IN ('pending', 'processing', 'failed')"
+        " RETURNING tag_names",
+        uuid.UUID(export_id),
+    )
+    return None if rec is None else list(rec["tag_names"] or [])
+
+
+async def status(conn: asyncpg.Connection, export_id: str) -> str | None:
+    return await conn.fetchval("SELECT status FROM exports WHERE id = $1", uuid.UUID(export_id))
+
+
+async def tag_ids(conn: asyncpg.Connection, workspace_id: str, names: Sequence[str]) -> list[str]:
+    """The workspace's tags of these names (exact, case-sensitive), in id order."""
+    rows = await conn.fetch(
+        "SELECT id FROM tags WHERE workspace_id = $1 AND name = ANY($2::text[]) ORDER BY id",
+        uuid.UUID(workspace_id),
+        list(names),
+    )
+    return [str(r["id"]) for r in rows]
+
+
+async def complete(
+    conn: asyncpg.Connection, workspace_id: str, export_id: str, key: str, rows: int, size: int
+) -> bool:
+    """Record the file; False when the export was already completed (a retried attempt)."""
+    done = await conn.execute(
+        "UPDATE exports SET status = 'completed', blob_key = $2, row_count = $3,"
+        " file_bytes = $4, error_log = NULL, completed_at = now(),"
+        " duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint"
+        " WHERE id = $1 AND workspace_id = $5 AND status <> 'completed'",
+        uuid.UUID(export_id),
+        key,
+        rows,
+        size,
+        uuid.UUID(workspace_id),
+    )
+    return bool(done.endswith(" 1"))
+
+
+async def file_of(conn: asyncpg.Connection, export_id: str) -> ExportFileRecord | None:
+    """The export's file, once written; None before."""
+    rec = await conn.fetchrow(
+        "SELECT blob_key, row_count FROM exports WHERE id = $1", uuid.UUID(export_id)
+    )
+    if rec is None or rec["blob_key"] is None:
+        return None
+    return ExportFileRecord(rec["blob_key"], rec["row_count"])
+
+
+async def notify_on_complete(conn: asyncpg.Connection, workspace_id: str) -> bool:
+    """The workspace's notify_on_export_complete; no settings row means the schema's
+    default, which is on."""
+    notify = await conn.fetchval(
+        "SELECT notify_on_export_complete FROM workspace_settings WHERE workspace_id = $1",
+        uuid.UUID(workspace_id),
+    )
+    return notify is not False
+
+
+async def end(conn: asyncpg.Connection, export_id: str, error: str, *, cancelled: bool) -> None:
+    """Record the error and end the export failed (or cancelled). A completed export keeps
+    its status: its file is good even when the notification afterwards failed."""
+    await conn.execute(
+        "UPDATE exports SET error_log = jsonb_build_object('error', $2::text, 'at', now()),"
+        " status = CASE WHEN status = 'completed' THEN status"
+        "   WHEN $3::boolean THEN 'cancelled' ELSE 'failed' END,"
+        " completed_at = coalesce(completed_at, now()),"
+        " duration_ms = coalesce(duration_ms,"
+        "   (extract(epoch FROM now() - started_at) * 1000)::bigint)"
+        " WHERE id = $1",
+        uuid.UUID(export_id),
+        error[:4000],
+        cancelled,
+    )
 
 
 async def tag_names(pool: asyncpg.Pool, workspace_id: str, tag_ids: Sequence[str]) -> list[str]:
@@ -307,7 +390,10 @@ async def create_export(
     them); every named tag must exist in the workspace (a typo would otherwise silently
     export nothing).
     """
-    owner = await workspace_owner(pool, workspace_id)
+    try:
+        owner = await workspace_owner(pool, workspace_id)
+    except WorkspaceNotFound as e:
+        raise InvalidExportRequest(str(e)) from e
     user = user_id or owner
     try:
         uid = uuid.UUID(user)

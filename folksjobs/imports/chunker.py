@@ -10,28 +10,53 @@ splits it into chunks of `chunk_rows` records, decides the duplicates inside eac
 (dedup.last_wins) and writes every chunk to stdout. The worker claims the chunk's emails
 in Redis and stores it; the pipe's buffer holds the child back while it does.
 
-stdout carries frames: a 4-byte big-endian length, then a marshal payload, either
-    (index, records read so far, records blob, superseded rows, digests, last row of each)
-or, last, ("done", chunks, rows). Anything else (a crash) is a non-zero exit with the
-reason on stderr.
+stdout carries frames: a 4-byte big-endian length, then a marshal payload, either a
+`Frame` (one chunk) or, last, ("done", chunks, rows). Anything else (a crash) is a
+non-zero exit with the reason on stderr. This module writes them (`main`) and reads them
+(`read_frames`, `run` for the worker's side): the format lives here only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import marshal
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from folksjobs.imports.csvstream import CsvFormat, iter_cells, open_text, read_header, records
 from folksjobs.imports.dedup import last_wins
 
-Frame = tuple[int, int, bytes, list[int], list[bytes], list[int]]
+
+class Frame(NamedTuple):
+    """One chunk, as the child hands it to the worker."""
+
+    chunk_index: int  # from 0
+    rows: int  # records read so far, this chunk's included
+    blob: bytes  # the chunk's records as stored (see pack / unpack)
+    superseded: list[int]  # rows a later row of the same email in this chunk replaces
+    digests: list[bytes]  # the chunk's email digests, for the claim across chunks
+    last_rows: list[int]  # the last row of each digest, in the same order
+
+
+class Done(NamedTuple):
+    """The last frame: the whole file's totals."""
+
+    chunks: int
+    rows: int
+
+
+_DONE = "done"
+
+
+class ChunkerFailed(RuntimeError):
+    """The child ended without its last frame; the message ends with its stderr's last line."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,7 @@ def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
         # marshal: plain lists and strings, several times faster than JSON both ways;
         # chunks live an hour in our own Redis, read by workers of the same release.
         blob = marshal.dumps((first_row, cells, errors, emails))
-        return index, rows, blob, superseded, list(last), list(last.values())
+        return Frame(index, rows, blob, superseded, list(last), list(last.values()))
 
     for item in items:
         if type(item) is list:
@@ -115,8 +140,11 @@ def unpack(raw: bytes) -> Chunk:
     return Chunk(first_row, cells, errors, emails, set(dups))
 
 
-def _write(out: BinaryIO, payload: Any) -> None:
-    data = marshal.dumps(payload)
+# --- the pipe: the child writes frames (main), the worker reads them (run) ---------------
+
+
+def _write(out: BinaryIO, payload: tuple[Any, ...]) -> None:
+    data = marshal.dumps(tuple(payload))  # marshal takes plain tuples only
     out.write(len(data).to_bytes(4, "big"))
     out.write(data)
 
@@ -124,13 +152,103 @@ def _write(out: BinaryIO, payload: Any) -> None:
 def main() -> None:
     spec = ChunkSpec(**json.loads(sys.argv[1]))
     out = sys.stdout.buffer
-    chunks = rows = 0
+    done = Done(0, 0)
     with open(spec.path, "rb") if spec.path else sys.stdin.buffer as raw:
         for f in frames(raw, spec):
             _write(out, f)
-            chunks, rows = f[0] + 1, f[1]
-    _write(out, ("done", chunks, rows))
+            done = Done(f.chunk_index + 1, f.rows)
+    _write(out, (_DONE, *done))
     out.flush()
+
+
+async def read_frames(stream: asyncio.StreamReader) -> AsyncIterator[Frame | Done]:
+    """The frames `main` wrote, ending with Done; a stream that ends before Done (the
+    child died) just ends."""
+    while True:
+        try:
+            size = int.from_bytes(await stream.readexactly(4), "big")
+            payload = marshal.loads(await stream.readexactly(size))
+        except asyncio.IncompleteReadError:
+            return
+        if payload[0] == _DONE:
+            yield Done(*payload[1:])
+            return
+        yield Frame(*payload)
+
+
+async def run(
+    spec: ChunkSpec,
+    source: AsyncIterable[bytes] | None,
+    store: Callable[[Frame], Awaitable[None]],
+) -> Done:
+    """Chunk a file in a child process: `source` is its bytes (None: the child reads
+    `spec.path`); each chunk goes to `store` as it comes, and the pipe's buffer holds the
+    child back meanwhile. When this returns or raises, the child has exited."""
+    proc = await asyncio.create_subprocess_exec(
+        *spec.argv(),
+        env=spec.env(),
+        stdin=asyncio.subprocess.DEVNULL if source is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    feeder = None if source is None else asyncio.ensure_future(_feed(proc, source))
+    reading = asyncio.ensure_future(_read(proc, store))
+    try:
+        await asyncio.wait({reading})
+        # A source that failed mid-read says so, not "truncated"; a feeder still writing
+        # after the reader failed waits on a child nobody reads, so it is not waited for.
+        if feeder is not None and (feeder.done() or reading.exception() is None):
+            await feeder
+        return reading.result()
+    finally:
+        await _stop(proc, reading, feeder)
+
+
+async def _stop(proc: asyncio.subprocess.Process, *tasks: asyncio.Future[Any] | None) -> None:
+    """End the child and what talks to it. The process counts as ended (`wait`) only once
+    its pipes are closed, and a reader that stopped early (Redis failing mid-store) leaves
+    stdout paused and full: the pipes are read to their end, or `wait` hangs forever."""
+    pending = [t for t in tasks if t is not None and not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    if proc.stdin is not None:
+        proc.stdin.close()  # a feeder cancelled before it ran never closed it
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.stdout is not None and proc.stderr is not None
+    await asyncio.gather(proc.stdout.read(), proc.stderr.read())
+    await proc.wait()
+
+
+async def _feed(proc: asyncio.subprocess.Process, source: AsyncIterable[bytes]) -> None:
+    assert proc.stdin is not None
+    try:
+        async for part in source:
+            proc.stdin.write(part)
+            await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the child stopped reading: its exit status tells why
+    finally:
+        proc.stdin.close()
+
+
+async def _read(
+    proc: asyncio.subprocess.Process, store: Callable[[Frame], Awaitable[None]]
+) -> Done:
+    assert proc.stdout is not None and proc.stderr is not None
+    async for frame in read_frames(proc.stdout):
+        if isinstance(frame, Done):
+            return frame
+        await store(frame)
+    err = (await proc.stderr.read()).decode(errors="replace").strip()
+    await proc.wait()
+    raise ChunkerFailed(
+        f"the CSV chunker exited with status {proc.returncode}: "
+        f"{err.splitlines()[-1] if err else 'no message'}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,12 +17,10 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 
+from folksjobs.errors import INVALID_PAYLOAD
 from folksjobs.infra import tracing
 from folksjobs.settings import Settings
 
-# The SDK's reserved type for "this payload can never be valid" (see
-# temporalio.converter.create_payload_validation_error); our message names the fields.
-INVALID_PAYLOAD = "PayloadValidationError"
 _ERRORS_NAMED = 5
 
 

@@ -18,8 +18,6 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from folksjobs.infra.search_attributes import EXPORT_ID, IMPORT_ID, JOB_STATUS, WORKSPACE_ID
 from folksjobs.settings import Settings
 
-KEYS = (WORKSPACE_ID, IMPORT_ID, EXPORT_ID, JOB_STATUS)
-
 # The records' status words (imports/exports.status), plus queued (dispatched, no task
 # yet) and waiting (queued behind the per-workspace import limit).
 JobStatus = Literal["queued", "waiting", "processing", "completed", "failed", "cancelled"]

@@ -5,6 +5,7 @@ Users are looked up by user id, never by workspace id (spec 001 "Event Data Conv
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -26,6 +27,22 @@ async def get_user(pool: asyncpg.Pool, user_id: str) -> User:
     if row is None:
         raise UserNotFound(f"user {user_id} not found in the user directory")
     return User(id=str(row["id"]), email=row["email"], name=row["name"])
+
+
+class WorkspaceNotFound(LookupError):
+    pass
+
+
+async def workspace_owner(pool: asyncpg.Pool, workspace_id: str) -> str:
+    """The workspace owner's user id: who an import or export acts for when no user is named."""
+    try:
+        wid = uuid.UUID(workspace_id)
+    except ValueError as e:
+        raise WorkspaceNotFound(f"workspace id {workspace_id!r} is not a UUID") from e
+    owner = await pool.fetchval("SELECT owner_user_id FROM workspaces WHERE id = $1", wid)
+    if owner is None:
+        raise WorkspaceNotFound(f"workspace {workspace_id} does not exist")
+    return str(owner)
 
 
 class NotAMember(PermissionError):

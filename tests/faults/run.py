@@ -46,6 +46,7 @@ from typing import Any
 
 import temporalio
 
+from folksjobs import errors
 from folksjobs.devtools.samples import write_demo_csv
 from tests.faults.harness import Env, Tuning, Watch, result_of, watch
 
@@ -159,10 +160,8 @@ async def run_case(name: str, root: Path, csv: Path, tuning: Tuning, fault: Faul
         data = {"counts": res.counts, "samples": result["error_samples"], "contacts": contacts,
                 "status": row["status"], "over_total": w.over_total}  # fmt: skip
     except Exception as e:  # a case that fails is reported, and the run goes on
-        cause: BaseException = e
-        while getattr(cause, "cause", None) is not None:
-            cause = cause.cause  # type: ignore[attr-defined]
-        res.error = f"{type(e).__name__}: {e}" + (f" <- {cause}" if cause is not e else "")
+        reason = errors.root_message(e)
+        res.error = f"{type(e).__name__}: {e}" + (f" <- {reason}" if reason != str(e) else "")
         print(f"    FAILED: {res.error}", flush=True)
     finally:
         await env.stop()
@@ -289,7 +288,7 @@ def report(results: list[CaseResult], base: Baseline, args: argparse.Namespace,
         )
     devstack = [r for r in results if r.case.startswith("postgres-crash-devstack")]
     if devstack:
-        lost = sum(1 for r in devstack if "LedgerMismatch" in r.error)
+        lost = sum(1 for r in devstack if errors.LEDGER_MISMATCH in r.error)
         lines += [
             "",
             f"The `synchronous_commit=off` crash cases failed {lost} of {len(devstack)} times. "
