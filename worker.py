@@ -32,6 +32,7 @@ from folksjobs.infra import logsafe
 from folksjobs.infra.logs import setup_logging
 from folksjobs.infra.metrics import build_runtime
 from folksjobs.infra.temporal import connect
+from folksjobs.infra.versioning import deployment_config
 from folksjobs.models import chunking_task_queue
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
@@ -39,6 +40,7 @@ from workflows.discard_uploads import DiscardStaleUploads
 from workflows.export_csv import ProcessExport
 from workflows.gate import IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
+from workflows.pinned import PINNED
 from workflows.send_welcome import SendWelcome
 from workflows.weekly_digest import WeeklyDigest
 
@@ -124,6 +126,10 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         workflows += job.workflows
         activities += job.activities(services)
     queue = task_queue or settings.temporal_task_queue
+    versioning = deployment_config(settings)
+    if versioning is not None:
+        workflows = [PINNED.get(wf, wf) for wf in workflows]
+        log.info("worker deployment version %s", versioning.version.to_canonical_string())
     log.info(
         "registering jobs %s on task queue %r (disabled: %s)",
         [j.name for j in jobs],
@@ -147,6 +153,8 @@ def _activity_options(settings: Settings) -> dict[str, Any]:
         # for its chunks to stop (WAIT_CANCELLATION_COMPLETED), so tell them within seconds.
         "max_heartbeat_throttle_interval": timedelta(seconds=2),
         "default_heartbeat_throttle_interval": timedelta(seconds=2),
+        # Both workers of a release are one Worker Deployment version (None: unversioned).
+        "deployment_config": deployment_config(settings),
     }
 
 
@@ -211,19 +219,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         )
 
 
-def main() -> None:
-    settings = get_settings()
+async def serve(settings: Settings) -> None:
+    """The worker as a process: its logging, until SIGTERM or SIGINT."""
     setup_logging(settings.log_level, settings.log_format)
     logsafe.install(settings=settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(settings, stop)
 
-    async def _run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
 
-    asyncio.run(_run())
+def main() -> None:
+    asyncio.run(serve(get_settings()))
 
 
 if __name__ == "__main__":

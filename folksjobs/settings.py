@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from folksjobs import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -147,7 +149,14 @@ class Settings(BaseSettings):
     # each), so chunking is never stuck behind process-batch attempts waiting for it.
     worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4
     worker_graceful_shutdown_seconds: float = 30.0
+    # Worker Deployment versioning (docs/deploys.md): set the deployment name to turn it on;
+    # every release is one version, named by the build id (default: the package version).
+    worker_deployment_name: str | None = None
+    worker_build_id: str = __version__
     metrics_bind: str | None = None
+    # OpenTelemetry traces (the otel extra): exported to the standard OTEL_EXPORTER_OTLP_*
+    # endpoint, service named by OTEL_SERVICE_NAME (folksjobs/infra/tracing.py).
+    tracing_enabled: bool = False
     log_level: str = "INFO"
     # text, or json: one object a line with workflow/run/activity/workspace ids.
     log_format: Literal["text", "json"] = "text"

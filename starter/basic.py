@@ -1,4 +1,4 @@
-"""Commands: migrate, seed, welcome."""
+"""Commands: worker, migrate, seed, welcome."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worker", help="run a worker until SIGTERM (same as `python worker.py`)")
+    p.set_defaults(run=worker)
+
     p = sub.add_parser("migrate", help="apply the SQL migrations (idempotent)")
     add_json_flag(p)
     p.set_defaults(run=migrate)
@@ -32,6 +35,12 @@ def _dsn(settings: Settings) -> str:
         fail("DATABASE_URL is not set (start the dev stack with `python -m starter dev`)")
     assert settings.database_url
     return settings.database_url
+
+
+async def worker(args: argparse.Namespace, settings: Settings) -> None:
+    from worker import serve
+
+    await serve(settings)
 
 
 async def migrate(args: argparse.Namespace, settings: Settings) -> None:

@@ -1,15 +1,18 @@
-"""`python -m starter COMMAND`: one CLI for the stack and the jobs."""
+"""`folksjobs COMMAND` (or `python -m starter COMMAND`): one CLI for the stack and the jobs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import traceback
+from typing import NoReturn
 
 # Only argparse is imported before a command runs: each command module imports its
 # clients (Temporal, asyncpg, anthropic, aioboto3, ...) inside the function that needs
 # them, so `--help` answers at once (tests/test_cli.py, bench/cli_times.py).
+from folksjobs import __version__
 from starter import (
     api,
     basic,
@@ -30,8 +33,9 @@ COMMANDS = [
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m starter", description=__doc__,
+    p = argparse.ArgumentParser(prog="folksjobs", description=__doc__,
                                 epilog=errors.EPILOG)  # fmt: skip
+    p.add_argument("--version", action="version", version=f"folksjobs {__version__}")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log at INFO level and print tracebacks")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -66,3 +70,25 @@ def main(argv: list[str] | None = None) -> None:
         code, line = errors.explain(e)
         print(f"error: {redact(line)}", file=sys.stderr)
         raise SystemExit(code) from None
+
+
+def run(argv: list[str] | None = None) -> NoReturn:
+    """The `folksjobs` console script and `python -m starter`: main(), then a hard exit."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's Rust threads can crash CPython's finalization (segfault/abort in
+    # about 1 exit of 15: temporalio/sdk-python#300); every command has finished and flushed
+    # its output by now, so the process ends without finalizing.
+    os._exit(code)

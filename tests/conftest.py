@@ -8,6 +8,8 @@ its own workspaces, so tests never see each other's rows.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -44,8 +46,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pg = vk = None
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
+    pg_root: Path | None = None
     if not database_url:
-        pg = EmbeddedPostgres(root / "pg")
+        # Not under pytest's basetemp: as root, PostgreSQL runs as its own user, and every
+        # pytest session that starts on this machine chmods /tmp/pytest-of-root back to
+        # 0700, which locks that user out of a data directory below it.
+        pg_root = Path(tempfile.mkdtemp(prefix="folksjobs-test-pg-"))
+        pg = EmbeddedPostgres(pg_root / "pg")
         pg.start()
         database_url = pg.dsn
     if not redis_url:
@@ -62,6 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             vk.stop()
         if pg:
             pg.stop(mode="immediate")
+        if pg_root:
+            shutil.rmtree(pg_root, ignore_errors=True)
 
 
 def make_settings(stack: Stack, **overrides: Any) -> Settings:

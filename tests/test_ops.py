@@ -10,10 +10,13 @@ import re
 import signal
 import sys
 import uuid
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
@@ -40,6 +43,30 @@ def _value(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+@activity.defn(name="count-every-metric")
+async def count_every_metric() -> None:
+    """Counts each folksjobs counter once, through the same path the activities use."""
+    for name in metrics.COUNTERS:
+        metrics.count(name, 1, **({"kind": "probe"} if name == "emails_sent" else {}))
+
+
+@workflow.defn(name="CountEveryMetric", sandboxed=False)
+class CountEveryMetric:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.execute_activity(
+            count_every_metric, start_to_close_timeout=timedelta(seconds=30)
+        )
+
+
+def readme_metric_names() -> set[str]:
+    """The metric names the READMEs promise (their METRICS_BIND paragraphs)."""
+    row = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if "`METRICS_BIND`" in ln)
+    deploy = (ROOT / "deploy" / "README.md").read_text()
+    bullet = deploy[deploy.index("- `METRICS_BIND=") : deploy.index("Scrape every")]
+    return set(re.findall(r"`((?:temporal|folksjobs)_[a-z_]+)(?:\{\w+\})?`", row + bullet))
+
+
 async def test_worker_serves_sdk_and_folksjobs_metrics(stack: Stack, tenant: Tenant,
                                                        task_queue: str) -> None:  # fmt: skip
     bind = f"127.0.0.1:{free_port()}"
@@ -52,15 +79,34 @@ async def test_worker_serves_sdk_and_folksjobs_metrics(stack: Stack, tenant: Ten
             WF_SEND_WELCOME, SendWelcomeInput(user_id=tenant.user_id),
             id=f"welcome-{uuid.uuid4()}", task_queue=task_queue,
         )  # fmt: skip
+        async with Worker(
+            client,
+            task_queue=f"{task_queue}-probe",
+            workflows=[CountEveryMetric],
+            activities=[count_every_metric],
+        ):
+            await client.execute_workflow(
+                "CountEveryMetric", id=f"probe-{uuid.uuid4()}", task_queue=f"{task_queue}-probe"
+            )
         async with aiohttp.ClientSession() as http, http.get(f"http://{bind}/metrics") as resp:
             assert resp.status == 200
             body = await resp.text()
     q = {"task_queue": task_queue}
-    assert _value(body, "temporal_workflow_completed", workflow_type=WF_SEND_WELCOME, **q) == 1
-    assert _value(body, "temporal_activity_execution_latency_count",
+    assert (
+        _value(body, "temporal_workflow_completed_total", workflow_type=WF_SEND_WELCOME, **q) == 1
+    )
+    assert _value(body, "temporal_activity_execution_latency_seconds_count",
                   activity_type="send-welcome", **q) == 1  # fmt: skip
-    assert _value(body, "folksjobs_emails_sent", kind="welcome", **q) == 1
-    assert "# HELP folksjobs_emails_sent emails accepted by the email backend" in body
+    assert _value(body, "folksjobs_emails_sent_total", kind="welcome", **q) == 1
+    assert "# HELP folksjobs_emails_sent_total emails accepted by the email backend" in body
+    families = dict(re.findall(r"^# TYPE (\S+) (\w+)$", body, re.M))
+    # Prometheus conventions: counters end in _total; no duration is in milliseconds.
+    assert all(n.endswith("_total") for n, t in families.items() if t == "counter")
+    assert not [n for n in families if n.endswith(("_ms", "_milliseconds"))]
+    assert families["temporal_activity_execution_latency_seconds"] == "histogram"
+    promised = readme_metric_names()
+    assert {f"folksjobs_{c}_total" for c in metrics.COUNTERS} <= promised
+    assert promised - set(families) == set(), "README names that /metrics does not serve"
 
 
 def test_metrics_off_without_an_address(stack: Stack) -> None:
@@ -149,7 +195,7 @@ async def test_send_welcome_sets_job_status(client: Client, stack: Stack, tenant
 async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
     stack: Stack, migrated: str
 ) -> None:
-    """`python worker.py` as deployed: LOG_FORMAT=json, METRICS_BIND, SIGTERM."""
+    """`folksjobs worker` as deployed: LOG_FORMAT=json, METRICS_BIND, SIGTERM."""
     bind = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address,
            "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
@@ -157,7 +203,7 @@ async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
            "METRICS_BIND": bind, "BLOB_URL": str(stack.root / "blobs"),
            "OUTBOX_DIR": str(stack.root / "outbox-worker")}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "worker.py", cwd=ROOT, env=env,
+        Path(sys.executable).parent / "folksjobs", "worker", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -173,10 +219,10 @@ async def test_worker_process_logs_json_serves_metrics_and_stops_on_sigterm(
             for _ in range(100):
                 async with http.get(f"http://{bind}/metrics") as resp:
                     body = await resp.text()
-                if "temporal_worker_start{" in body and "temporal_request{" in body:
+                if "temporal_worker_start_total{" in body and "temporal_request_total{" in body:
                     break
                 await asyncio.sleep(0.2)
-        assert "temporal_worker_start{" in body and "temporal_request{" in body
+        assert "temporal_worker_start_total{" in body and "temporal_request_total{" in body
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 60)

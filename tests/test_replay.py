@@ -1,50 +1,90 @@
-"""Recorded histories replay against today's workflow code: a change that would break a
-run in flight (a command added, removed or reordered without `workflow.patched`) fails
-here, not in production.
+"""Replay: every recorded history (tests/histories/) against today's workflow code.
 
-The histories in tests/histories/ come from tests/test_workflow_paths.py (every path of
-ProcessCsv and ProcessExport the mocks reach, including each run of a continue-as-new
-chain), recorded with `FOLKSJOBS_RECORD_HISTORIES=1` before a change to the workflows.
-Record new ones when a path is added; keep the old ones, they are the runs in flight.
-process_csv_before_chunking_queue.json is a 5-row import in 2-row chunks recorded before
-download-and-chunk had its own task queue: the run in flight keeps its queue
-(workflow.patched).
-The `before-i19-*` ones come from a real worker (an import across a continue-as-new, both
-runs, its workspace gate, an export and a welcome email), recorded before issue 19 put
-check-import before the gate.
+A change to workflow code that would break a run already in flight (a command added,
+removed or reordered without `workflow.patched`) fails here, not in production. The
+histories are recorded by `python -m tests.histories.record`; see docs/change-policy.md.
+No server is needed: the Replayer runs the workflow code against the saved events.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from folksjobs.infra.temporal import CONVERTER
-from workflows.export_csv import ProcessExport
-from workflows.gate import SlotGate
-from workflows.import_csv import ProcessCsv
-from workflows.send_welcome import SendWelcome
-from workflows.weekly_digest import WeeklyDigest
+from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
+from worker import all_workflows
+from workflows.import_csv import CHUNKS_AS_SLOTS_FREE
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-
-
-def test_there_are_histories_of_both_workflows() -> None:
-    names = {p.name.split(".")[0] for p in HISTORIES}
-    assert {"process_csv", "process_export"} <= names
+HISTORIES = Path(__file__).resolve().parent / "histories"
+INDEX: dict[str, dict[str, str]] = json.loads((HISTORIES / "index.json").read_text())
 
 
-def _history(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
+FILES = sorted(p.name for p in HISTORIES.glob("*.json") if p.name != "index.json")
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(
-        workflows=[ProcessCsv, ProcessExport, SendWelcome, WeeklyDigest, SlotGate],
-        data_converter=CONVERTER,
+def load(file: str) -> WorkflowHistory:
+    wid = INDEX.get(file, {}).get("workflow_id", file.removesuffix(".json"))
+    return WorkflowHistory.from_json(wid, (HISTORIES / file).read_text())
+
+
+def workflow_type(file: str) -> str:
+    return load(file).events[0].workflow_execution_started_event_attributes.workflow_type.name
+
+
+def test_corpus_covers_every_workflow() -> None:
+    assert set(INDEX) <= set(FILES)
+    assert len(FILES) >= 12
+    registered = {getattr(wf, "__temporal_workflow_definition").name for wf in all_workflows()}
+    assert {workflow_type(f) for f in FILES} == registered
+
+
+async def test_every_history_replays() -> None:
+    histories = {f: load(f) for f in FILES}
+    file_of = {h.run_id: f for f, h in histories.items()}
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for h in histories.values():
+            yield h
+
+    replayer = Replayer(workflows=all_workflows(), data_converter=CONVERTER)
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    failures = {file_of[run_id]: str(err) for run_id, err in results.replay_failures.items()}
+    assert not failures, f"histories that no longer replay: {failures}"
+
+
+@workflow.defn(name=WF_PROCESS_CSV, sandboxed=False)
+class ProcessCsvRewritten:
+    """A change that is not replay-safe: the first command is a timer, not an activity."""
+
+    @workflow.run
+    async def run(self, inp: ProcessCsvInput) -> ImportResult:
+        await workflow.sleep(1)
+        raise AssertionError("unreachable on replay")
+
+
+async def test_a_change_that_is_not_replay_safe_is_caught() -> None:
+    replayer = Replayer(workflows=[ProcessCsvRewritten], data_converter=CONVERTER)
+    result = await replayer.replay_workflow(
+        load("import-continue-as-new.run1.json"), raise_on_replay_failure=False
     )
-    await replayer.replay_workflow(_history(path))
+    assert result.replay_failure is not None
+
+
+def test_the_corpus_holds_both_sides_of_the_patch() -> None:
+    """Runs recorded before `chunks-as-slots-free` (no marker: the old branch on replay) and
+    after it (the marker: the new branch); docs/deploys.md says when the old one can go."""
+    marked = {
+        f: any(CHUNKS_AS_SLOTS_FREE.encode() in e.SerializeToString() for e in load(f).events)
+        for f, entry in INDEX.items()
+        if entry["workflow_type"] == WF_PROCESS_CSV
+    }
+    before = {f for f in marked if INDEX[f]["recorded_on"] == "e3589b5"}
+    after = {f for f in marked if "@chunks-as-slots-free" in f}
+    assert before and after
+    assert not any(marked[f] for f in before) and all(marked[f] for f in after)

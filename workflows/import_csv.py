@@ -79,6 +79,10 @@ MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
 # download-and-chunk on its own queue (models.chunking_task_queue); runs started before
 # this change keep scheduling it on the workflow's queue.
 PATCH_CHUNKING_QUEUE = "chunking-task-queue"
+# docs/deploys.md: chunk tasks are created as the window frees (runs started after this
+# change); runs in flight before it keep creating them all up front. The old branch can go
+# once no run started before the change is open (deprecate_patch first).
+CHUNKS_AS_SLOTS_FREE = "chunks-as-slots-free"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -272,6 +276,9 @@ class ProcessCsv:
     ) -> None:
         """process-batch for each chunk of `indexes`, `parallel_chunks` at a time; `done`
         is told each chunk's result as it comes."""
+        if workflow.patched(CHUNKS_AS_SLOTS_FREE):
+            await self._process_chunks_as_slots_free(inp, cursor, indexes, done)
+            return
         window = asyncio.Semaphore(max(1, cursor.options.parallel_chunks))
 
         async def one(i: int) -> None:
@@ -289,6 +296,46 @@ class ProcessCsv:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _process_chunks_as_slots_free(
+        self,
+        inp: ProcessCsvInput,
+        cursor: ImportCursor,
+        indexes: Sequence[int],
+        done: Callable[[ImportCursor, ChunkResult], None],
+    ) -> None:
+        """Like the branch above, but a chunk's task is created only when a slot is free: a
+        run holds `parallel_chunks` tasks at a time, not one per chunk of the run."""
+        window = max(1, cursor.options.parallel_chunks)
+        pending = iter(indexes)
+        running: list[asyncio.Task[None]] = []
+        # A failed chunking must stop the chunks waiting for it.
+        chunking = [self.chunking] if self.chunking is not None else []
+
+        async def one(i: int) -> None:
+            done(cursor, await self._process_chunk(inp, cursor, i))
+
+        try:
+            while True:
+                while len(running) < window and (i := next(pending, None)) is not None:
+                    running.append(asyncio.create_task(one(i)))
+                if not running:
+                    return
+                finished, _ = await workflow.wait(
+                    [*running, *chunking], return_when=asyncio.FIRST_COMPLETED
+                )
+                # In creation order (`finished` is a set), so a replay raises the same failure.
+                for t in [t for t in running if t in finished]:
+                    running.remove(t)
+                    t.result()
+                for c in [c for c in chunking if c in finished]:
+                    chunking.remove(c)
+                    c.result()
+        except BaseException:
+            for left in [*running, *chunking]:
+                left.cancel()
+            await asyncio.gather(*running, *chunking, return_exceptions=True)
             raise
 
     def _count(self, cursor: ImportCursor, r: ChunkResult) -> None:

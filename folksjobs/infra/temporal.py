@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 
 from folksjobs.errors import INVALID_PAYLOAD
+from folksjobs.infra import tracing
 from folksjobs.settings import Settings
 
 _ERRORS_NAMED = 5
@@ -93,6 +94,7 @@ async def connect(
 ) -> Client:
     """Connect, waiting a little for a server that is still starting."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    interceptors = tracing.interceptors(settings)
     last: Exception | None = None
     for _ in range(attempts):
         try:
@@ -103,6 +105,7 @@ async def connect(
                 tls=settings.temporal_tls or bool(api_key),
                 api_key=api_key,
                 runtime=runtime,
+                interceptors=interceptors,
             )
         except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
             last = e

@@ -202,11 +202,10 @@ class Env:
     # --- faults on the servers ----------------------------------------------------
 
     async def restart_valkey_losing_data(self) -> None:
-        assert self.valkey and self.valkey.proc
+        assert self.valkey and self.valkey.alive
         self.restarting = True
         try:
-            self.valkey.proc.kill()
-            self.valkey.proc.wait()
+            self.valkey.kill()
             await asyncio.to_thread(self.valkey.start, persist=False)
         finally:
             self.restarting = False
@@ -242,7 +241,7 @@ class Env:
         """
         if self.restarting:
             return
-        if self.valkey and self.valkey.proc and self.valkey.proc.poll() is not None:
+        if self.valkey and self.valkey.server is not None and not self.valkey.alive:
             self.external.append("Valkey died from outside; restarted (its data lost)")
             await asyncio.to_thread(self.valkey.start, persist=False)
         if self.temporal and self.temporal.proc and self.temporal.proc.poll() is not None:
