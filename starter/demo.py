@@ -27,6 +27,7 @@ async def demo(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.devtools.samples import write_demo_csv
     from folksjobs.infra import db
     from folksjobs.services import open_services
+    from starter.cli import parser
     from starter.imports import import_file
     from starter.stack import console_url, describe, dev_stack
 
@@ -40,14 +41,10 @@ async def demo(args: argparse.Namespace, settings: Settings) -> None:
         finally:
             await owner.close()
         path = write_demo_csv(live.state_dir / "demo" / f"contacts-{args.rows}.csv", args.rows)
-        opts = argparse.Namespace(
-            workspace=s.workspace_id,
-            user=s.user_id,
-            map=[],
-            yes=True,
-            no_wait=False,
-            json=args.json,
-        )
+        # The import command's own parser: the demo's options can never fall behind the
+        # flags `import FILE` reads (a missing one failed the demo once).
+        argv = ["import", str(path), "--workspace", s.workspace_id, "--user", s.user_id, "--yes"]
+        opts = parser().parse_args(argv + (["--json"] if args.json else []))
         async with open_services(live, pool_size=2) as services:
             summary = await import_file(opts, live, client, services, path)
             _, secret = await keys.create(services.pool, s.workspace_id, "demo console")

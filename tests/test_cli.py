@@ -152,3 +152,18 @@ async def test_temporal_not_running_says_how_to_start_it(settings: Settings) -> 
     line = _one_line(proc)
     assert "cannot reach Temporal at 127.0.0.1:" in line
     assert "start the dev stack with `python -m starter dev`" in line
+
+
+def test_a_port_left_in_time_wait_is_free_for_a_restart() -> None:
+    from folksjobs.devtools.devstack import ensure_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the server side closes first: its end of the port enters TIME_WAIT
+        client.close()
+    ensure_port_free(port, "PostgreSQL", "DEV_POSTGRES_PORT")

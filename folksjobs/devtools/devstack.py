@@ -31,6 +31,10 @@ def ensure_port_free(port: int, what: str, setting: str) -> None:
     """Refuse a port something already listens on: waiting for it would find the other
     server and report success."""
     with socket.socket() as s:
+        # As the servers themselves bind: connections of a stack stopped a moment ago
+        # linger in TIME_WAIT, and without this a restart would be refused for a minute.
+        # A port something listens on is still refused.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
