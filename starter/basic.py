@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from starter.common import add_json_flag, emit, fail, ui_link
+from starter.common import add_json_flag, database_url, emit, fail, ui_link
 
 if TYPE_CHECKING:
     from folksjobs.settings import Settings
@@ -30,13 +30,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=welcome)
 
 
-def _dsn(settings: Settings) -> str:
-    if not settings.database_url:
-        fail("DATABASE_URL is not set (start the dev stack with `python -m starter dev`)")
-    assert settings.database_url
-    return settings.database_url
-
-
 async def worker(args: argparse.Namespace, settings: Settings) -> None:
     from worker import serve
 
@@ -46,7 +39,7 @@ async def worker(args: argparse.Namespace, settings: Settings) -> None:
 async def migrate(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.infra import db
 
-    applied = await db.migrate(_dsn(settings))
+    applied = await db.migrate(database_url(settings))
     emit(args, {"applied": applied}, f"applied: {', '.join(applied) or 'nothing (up to date)'}")
 
 
@@ -54,7 +47,7 @@ async def seed_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.devtools import seed
     from folksjobs.infra import db
 
-    dsn = _dsn(settings)
+    dsn = database_url(settings)
     await db.migrate(dsn)
     pool = await db.create_owner_pool(dsn)
     try:

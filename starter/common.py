@@ -44,3 +44,11 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 def fail(message: str, code: int = USAGE) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or a one-line error naming the fix (the commands that need only
+    PostgreSQL, not the whole set of services)."""
+    if not settings.database_url:
+        fail("DATABASE_URL is not set (start the dev stack with `python -m starter dev`)")
+    return settings.database_url

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from starter.common import add_json_flag, emit, fail, ui_link
+from starter.common import add_json_flag, database_url, emit, fail, ui_link
 
 if TYPE_CHECKING:
     from temporalio.client import WorkflowHandle
@@ -48,13 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("export_id")
     add_json_flag(c)
     c.set_defaults(run=cancel_cmd)
-
-
-def _dsn(settings: Settings) -> str:
-    if not settings.database_url:
-        fail("DATABASE_URL is not set (start the dev stack with `python -m starter dev`)")
-    assert settings.database_url
-    return settings.database_url
 
 
 async def _download_location(settings: Settings, blob_key: str) -> str:
@@ -117,7 +110,7 @@ async def export_cmd(args: argparse.Namespace, settings: Settings) -> None:
     if not args.workspace:
         fail("--workspace is required (or `export status ID`)")
     client = await connect(settings)
-    pool = await db.create_pool(_dsn(settings), max_size=2)
+    pool = await db.create_pool(database_url(settings), max_size=2)
     # The event export/csv.confirmed, started as the HTTP API starts it (folksjobs.confirm).
     try:
         export_id, started = await start_export(
@@ -171,7 +164,7 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.models import ExportProgress, export_workflow_id
     from starter.common import connect
 
-    owner = await db.create_owner_pool(_dsn(settings), max_size=1)
+    owner = await db.create_owner_pool(database_url(settings), max_size=1)
     try:
         record = await exports.get_export(owner, args.export_id)
     except exports.ExportNotFound as e:
