@@ -151,8 +151,11 @@ class Mapper:
         rows: list[int] = []
         values: list[Values] = []
         failures: list[tuple[int, str]] = []
-        cols, width, pad, fast = self._cols, self.width, self._pad, self.fast
-        pick = operator.itemgetter(*cols) if cols else (lambda _: ())
+        width, pad, fast = self.width, self._pad, self.fast
+        standard = operator.itemgetter(*self._cols[:4])
+        custom = operator.itemgetter(*self._cols[4:]) if self._cols[4:] else (lambda _: ())
+        if len(self._cols) == 5:  # one custom column: itemgetter returns it bare
+            custom = _one(custom)
         strip = str.strip
         at = self._email_col
         for row, cells, email in items:
@@ -160,13 +163,17 @@ class Mapper:
                 fast
                 and email is not None
                 and len(cells) <= width
-                and max(map(len, cells)) <= MAX_FIELD
-                and "\x00" not in "".join(cells)
+                # A row no longer than the limit has no cell over it (the usual case,
+                # one C call); only longer rows are measured cell by cell.
+                and (
+                    len(joined := "".join(cells)) <= MAX_FIELD or max(map(len, cells)) <= MAX_FIELD
+                )
+                and "\x00" not in joined
                 and (at >= len(cells) or MULTI not in cells[at])
             ):
-                picked = pick(cells + pad[len(cells) :])
+                padded = cells + pad[len(cells) :]
                 rows.append(row)
-                values.append((email, *map(strip, picked[:4]), *picked[4:]))
+                values.append((email, *map(strip, standard(padded)), *custom(padded)))
                 continue
             m = validate(row, cells, self.mapping, self.multi_key, self.allow_test)
             if m.contact is None:
@@ -179,6 +186,10 @@ class Mapper:
                     c.phone or "", *(c.custom_fields.get(k, "") for k in self.custom_keys),
                 ))  # fmt: skip
         return rows, values, failures
+
+
+def _one(get: Any) -> Any:
+    return lambda cells: (get(cells),)
 
 
 # One column per custom field keeps JSON encoding out of Python, but a function in FROM
