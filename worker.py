@@ -30,6 +30,7 @@ from activities.welcome import WelcomeActivities
 from folksjobs.catalog import JobSpec, job_by_name
 from folksjobs.infra import logsafe
 from folksjobs.infra.logs import setup_logging
+from folksjobs.infra.memory import limit_arenas
 from folksjobs.infra.metrics import build_runtime
 from folksjobs.infra.temporal import connect
 from folksjobs.infra.versioning import deployment_config
@@ -231,7 +232,10 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    asyncio.run(serve(get_settings()))
+    settings = get_settings()
+    # Before any thread exists: arenas are created per thread on first use.
+    limit_arenas(settings.worker_malloc_arenas)
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

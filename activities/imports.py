@@ -26,6 +26,7 @@ from folksjobs.imports.repo import ImportRow
 from folksjobs.infra import metrics, rediskeys
 from folksjobs.infra.blob import BlobNotFound, BlobStore
 from folksjobs.infra.db import tenant_tx
+from folksjobs.infra.memory import release_free_memory
 from folksjobs.models import (
     ChunkJob,
     ChunkPlan,
@@ -282,6 +283,10 @@ class ImportActivities(ActivityClass):
             # worker's memory target however large the file.
             chunk.release(start, stop)
             activity.heartbeat(b)
+        del chunk
+        # A chunk's ~100k small objects were just freed: hand the pages back now, or the
+        # worker keeps the high-water mark of every arena for as long as it runs.
+        release_free_memory()
         await self.redis.delete(key)
         return await self._chunk_result(job)
 

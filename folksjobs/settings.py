@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # each), so chunking is never stuck behind process-batch attempts waiting for it.
     worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4
     worker_graceful_shutdown_seconds: float = 30.0
+    # glibc malloc arenas for the worker process (0: glibc's default, 8 per core). Fewer
+    # arenas keep less freed memory resident across a long import (bench/notes.md "Memory").
+    worker_malloc_arenas: Annotated[int, Field(ge=0)] = 2
     # Worker Deployment versioning (docs/deploys.md): set the deployment name to turn it on;
     # every release is one version, named by the build id (default: the package version).
     worker_deployment_name: str | None = None
