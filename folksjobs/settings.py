@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4
     worker_graceful_shutdown_seconds: float = 30.0
     # glibc malloc arenas for the worker process (0: glibc's default, 8 per core). Fewer
-    # arenas keep less freed memory resident across a long import (bench/notes.md "Memory").
+    # keep less freed memory resident over a long import (bench/notes.md "The hot path").
     worker_malloc_arenas: Annotated[int, Field(ge=0)] = 2
     # Worker Deployment versioning (docs/deploys.md): set the deployment name to turn it on;
     # every release is one version, named by the build id (default: the package version).
