@@ -34,7 +34,7 @@ from temporalio.client import Client
 
 from bench import folks
 from bench.generate import Generated, generate
-from bench.sampler import Sampler
+from bench.sampler import CpuMeter, Sampler
 from bench.stack import BenchStack
 from bench.tenants import distinct_valid
 
@@ -42,6 +42,21 @@ from bench.tenants import distinct_valid
 # history_size_limit_error of the server's dynamic config, their defaults).
 MAX_EVENTS = 51_200
 MAX_BYTES = 50 * 2**20
+
+
+class Servers:
+    """CPU seconds PostgreSQL and Temporal spent since this was made: where a case's time
+    went besides the worker."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self.pg, self.tp = CpuMeter(stack.postmaster_pid), CpuMeter(stack.temporal_pid)
+        self.pg0, self.tp0 = self.pg.read(), self.tp.read()
+
+    def read(self) -> dict[str, float]:
+        return {
+            "pg_cpu_s": round(self.pg.read() - self.pg0, 1),
+            "temporal_cpu_s": round(self.tp.read() - self.tp0, 1),
+        }
 
 
 # --- histories -------------------------------------------------------------------------
@@ -166,6 +181,7 @@ def twoworker(stack: BenchStack, work: Path, queue: str, rows: int, seed: int) -
     fenv = folks.FolksEnv(stack, work / "folks", {}, queue)
     for name, cores in (("one", ["0"]), ("two", ["0", "1"])):
         print(f"[scale] twoworker {name} ({rows:,} rows, cores {','.join(cores)}) ...", flush=True)
+        servers = Servers(stack)
         with Sampler() as sampler:
             workers = [
                 folks.Worker(fenv, work / "runs" / f"twoworker-{name}-core{c}.log", cpus=c)
@@ -185,6 +201,7 @@ def twoworker(stack: BenchStack, work: Path, queue: str, rows: int, seed: int) -
         res["per_worker"] = _per_worker(runs, names)
         res["peak_rss_mb"] = round(sampler.peak_rss / 2**20)
         res["worker_cpu_s"] = round(sampler.cpu_seconds, 1)
+        res.update(servers.read())
         print(f"[scale] twoworker {name}: {res}", flush=True)
         out[name] = res
     csv.unlink(missing_ok=True)
@@ -214,6 +231,7 @@ def big(
         overrides["IMPORT_CHUNKS_PER_RUN"] = str(chunks_per_run)
     fenv = folks.FolksEnv(stack, work / "folks", overrides, queue)
     print(f"[scale] big ({rows:,} rows, {gen.bytes / 2**20:.0f} MiB) ...", flush=True)
+    servers = Servers(stack)
     with Sampler() as sampler, folks.Worker(fenv, work / "runs" / "big-worker.log") as w:
         sampler.watch(w.pid)
         res = _import_once(fenv, csv, stack.psql, sampler, _expected(gen), rows)
@@ -227,6 +245,7 @@ def big(
         rss_own_mb=round(sampler.peak_own_rss / 2**20),
         worker_cpu_s=round(sampler.cpu_seconds, 1),
         exact=res["inexact"] is None,
+        **servers.read(),
     )
     print(f"[scale] big: {res}", flush=True)
     return res
@@ -362,9 +381,11 @@ async def _digest(fenv: folks.FolksEnv, n: int) -> dict[str, Any]:
 
 def digest(stack: BenchStack, work: Path, queue: str, workspaces: int) -> dict[str, Any]:
     fenv = folks.FolksEnv(stack, work / "folks", {}, queue)
+    servers = Servers(stack)
     with Sampler() as sampler, folks.Worker(fenv, work / "runs" / "digest-worker.log") as w:
         sampler.watch(w.pid)
         res = asyncio.run(_digest(fenv, workspaces))
+    res.update(servers.read())
     res["peak_rss_mb"] = round(sampler.peak_rss / 2**20)
     res["worker_cpu_s"] = round(sampler.cpu_seconds, 1)
     print(f"[scale] digest: {res}", flush=True)
