@@ -408,7 +408,10 @@ def render_png(data: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     results = [r for r in data["results"] if r["wall_s"] and r["phase"] != "export"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        1, 3, figsize=(18, 5.2), gridspec_kw={"width_ratios": [1, 1, 1.1]}
+    )
+    _plot_targets20(ax3, data)
     colors = {"a": "tab:blue", "b": "tab:orange", "c": "tab:green", "d": "tab:red"}
     for case in sorted({r["case"] for r in results}):
         for phase, style in (("import", "-o"), ("reimport", "--s")):
@@ -437,6 +440,49 @@ def render_png(data: dict[str, Any], out: Path) -> None:
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def ratios20(data: dict[str, Any]) -> list[tuple[str, float | None, float, bool]]:
+    """Issue 20's ratio targets: (name, measured, target, higher is better)."""
+    results, i20 = data["results"], data.get("issue20", {})
+    by = _by(results)
+    rat = {(r["rows"], r["phase"]): r for r in ratios(results)}
+    export = _ratio(
+        _rate(by.get(("a", "export", 1_000_000))), _rate(by.get(("c", "export", 1_000_000)))
+    )
+    return [
+        ("1M import a/c", rat.get((1_000_000, "import"), {}).get("a/c"), 0.9, True),
+        ("1M re-import a/c", rat.get((1_000_000, "reimport"), {}).get("a/c"), 1.0, True),
+        ("5M import a/c", rat.get((5_000_000, "import"), {}).get("a/c"), 0.8, True),
+        ("export / COPY TO", export, 0.85, True),
+        ("burst / single", i20.get("burst", {}).get("burst_over_single"), 0.9, True),
+        ("burst slowest / median",
+         i20.get("burst", {}).get("burst", {}).get("slowest_over_median"), 1.1, False),
+        ("small / no-op floor",
+         i20.get("small", {}).get("small", {}).get("end_to_end_over_floor"), 2.5, False),
+        ("two workers / one", i20.get("twoworker", {}).get("speedup"), 1.3, True),
+    ]  # fmt: skip
+
+
+def _plot_targets20(ax: Any, data: dict[str, Any]) -> None:
+    """Each issue-20 ratio as measured/target, so 1 is the line to cross (for the ratios
+    where lower is better, target/measured): green met, red missed, grey not measured."""
+    names, values, colors = [], [], []
+    for name, v, goal, higher in ratios20(data):
+        names.append(f"{name} ({'>=' if higher else '<='} {goal})")
+        score = (v / goal if higher else goal / v) if v else 0.0
+        values.append(score)
+        colors.append("lightgrey" if not v else "tab:green" if score >= 1 else "tab:red")
+    ys = range(len(names))
+    ax.barh(ys, values, color=colors)
+    for y, (_, v, _, _) in zip(ys, ratios20(data), strict=True):
+        ax.text(0.02, y, "not measured" if v is None else f"{v:.2f}", va="center", fontsize=8)
+    ax.set_yticks(list(ys), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xlabel("measured / target (>= 1: met)")
+    ax.set_title("Issue 20 targets")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 def render(out_dir: Path) -> None:

@@ -191,6 +191,8 @@ class Bench:
 
     def unavailable(self, case: str, rows: int) -> str | None:
         if case == "d":
+            if self.args.d_max_rows and rows > self.args.d_max_rows:
+                return f"above --d-max-rows {self.args.d_max_rows:,}"
             return ceiling.pgloader_available()
         if case in ("a", "b"):
             why = folks.import_available()
@@ -336,6 +338,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--export-rows", type=int, default=1_000_000, help="size whose export is run")
     p.add_argument("--b-max-rows", type=int, default=0, help="never run case b above this size")
+    p.add_argument("--d-max-rows", type=int, default=0,
+                   help="never run case d (pgloader) above this size (0: no cap)")  # fmt: skip
     p.add_argument("--b-max-minutes", type=float, default=20.0,
                    help="skip b when its projected minutes (all phases) exceed this")  # fmt: skip
     p.add_argument("--no-reimport", action="store_true")

@@ -358,9 +358,17 @@ async def _digest(fenv: folks.FolksEnv, n: int) -> dict[str, Any]:
                 week.week_start,
             )
         )
+        ids = {str(r["id"]) for r in await conn.fetch("SELECT id FROM workspaces")}
     finally:
         await conn.close()
-    outbox = len(list(settings.outbox_dir.glob(f"digest-*-{week.week_start.isoformat()}-*.eml")))
+    # This run's messages: the outbox folder outlives the stack, so an earlier bench run's
+    # digests for the same week may be there too (other workspace ids).
+    day = week.week_start.isoformat()
+    outbox = sum(
+        1
+        for f in settings.outbox_dir.glob(f"digest-*-{day}-*.eml")
+        if f.name[len("digest-") :][:36] in ids
+    )
     s = res.summary
     outcomes = s.sent + s.skipped_disabled + s.skipped_no_activity + s.failed + s.already_sent
     return {
