@@ -142,6 +142,11 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         workflows=workflows,
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        # Eager execution hands an activity the workflow schedules straight back to the
+        # worker running that workflow: every chunk of one import would run on the one
+        # worker holding its workflow, whatever the number of workers (bench twoworker:
+        # 29 of 30 process-batch on one of two). Through the task queue they spread.
+        disable_eager_activity_execution=True,
         **_activity_options(settings),
     )
 

@@ -267,14 +267,15 @@ def render_issue20(i20: dict[str, Any]) -> list[str]:
         L += ["", f"### twoworker: one {tw['rows']:,}-row import, one worker on core 0 vs two"
               " workers on cores 0 and 1 (one task queue)", "",
               "| workers | wall s | rows/s | runs | activity completions per worker "
-              "| peak RSS MB (all) | worker CPU s | counts |",
-              "|---|---:|---:|---:|---|---:|---:|---|"]  # fmt: skip
+              "| peak RSS MB (all) | workers / PG / Temporal CPU s | counts |",
+              "|---|---:|---:|---:|---|---:|---|---|"]  # fmt: skip
         for name in ("one", "two"):
             r = tw[name]
             per = "; ".join(f"{who}: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
                             for who, kinds in sorted(r["per_worker"].items()))  # fmt: skip
             L.append(f"| {name} | {_f(r['wall_s'])} | {_f(r['rows_per_s'], '{:,.0f}')} "
-                     f"| {r['runs']} | {per} | {r['peak_rss_mb']} | {r['worker_cpu_s']} "
+                     f"| {r['runs']} | {per} | {r['peak_rss_mb']} | {r['worker_cpu_s']} / "
+                     f"{r.get('pg_cpu_s', '-')} / {r.get('temporal_cpu_s', '-')} "
                      f"| {r['counts']} |")  # fmt: skip
         L.append(f"\nSpeedup {_f(tw.get('speedup'), '{:.2f}')}x; both took chunks:"
                  f" {tw.get('both_took_chunks')}; identical and exact: {tw.get('exact')}"
@@ -284,19 +285,24 @@ def render_issue20(i20: dict[str, Any]) -> list[str]:
     if bg and "runs" in bg:
         L += ["", f"### big: one {bg['rows']:,}-row import ({bg['file_mib']} MiB)", "",
               "| wall s | rows/s | upload s | runs | largest history events | largest history MB "
-              "| worker peak RSS MB | worker CPU s | counts | exact |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+              "| worker peak RSS MB | Redis peak MB | worker / PG / Temporal CPU s | counts "
+              "| exact |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
               f"| {_f(bg['wall_s'])} | {_f(bg['rows_per_s'], '{:,.0f}')} | {_f(bg['upload_s'])} "
               f"| {bg['runs']} | {bg['max_events']:,} | {bg['max_history_bytes'] / 2**20:.2f} "
-              f"| {bg['peak_rss_mb']} | {bg['worker_cpu_s']} | {bg['counts']} "
+              f"| {bg['peak_rss_mb']} | {bg.get('redis_peak_mb', '-')} | {bg['worker_cpu_s']} / "
+              f"{bg.get('pg_cpu_s', '-')} / {bg.get('temporal_cpu_s', '-')} | {bg['counts']} "
               f"| {bg['inexact'] or 'yes'} |"]  # fmt: skip
     dg = i20.get("digest")
     if dg and "runs" in dg:
         L += ["", f"### digest: weekly digest over {dg['workspaces']:,} workspaces", "",
-              "| wall s | workspaces/s | runs | largest history events | largest history MB "
+              "| wall s | workspaces/s | worker / PG / Temporal CPU s | runs "
+              "| largest history events | largest history MB "
               "| with activity | sent | ledger | outbox | outcomes | exact |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
-              f"| {_f(dg['wall_s'])} | {_f(dg['workspaces_per_s'], '{:,.0f}')} | {dg['runs']} "
+              "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+              f"| {_f(dg['wall_s'])} | {_f(dg['workspaces_per_s'], '{:,.0f}')} "
+              f"| {dg['worker_cpu_s']} / {dg.get('pg_cpu_s', '-')} / "
+              f"{dg.get('temporal_cpu_s', '-')} | {dg['runs']} "
               f"| {dg['max_events']:,} | {dg['max_history_bytes'] / 2**20:.2f} "
               f"| {dg['with_activity']:,} | {dg['summary']['sent']:,} | {dg['sent_ledger']:,} "
               f"| {dg['outbox_files']:,} | {dg['summary']} | {dg['exact']} |", "",

@@ -231,6 +231,7 @@ def big(
         overrides["IMPORT_CHUNKS_PER_RUN"] = str(chunks_per_run)
     fenv = folks.FolksEnv(stack, work / "folks", overrides, queue)
     print(f"[scale] big ({rows:,} rows, {gen.bytes / 2**20:.0f} MiB) ...", flush=True)
+    asyncio.run(_redis(stack.valkey.url, reset=True))
     servers = Servers(stack)
     with Sampler() as sampler, folks.Worker(fenv, work / "runs" / "big-worker.log") as w:
         sampler.watch(w.pid)
@@ -245,10 +246,28 @@ def big(
         rss_own_mb=round(sampler.peak_own_rss / 2**20),
         worker_cpu_s=round(sampler.cpu_seconds, 1),
         exact=res["inexact"] is None,
+        # Chunks and dedup keys wait in Redis until process-batch takes them: what the
+        # import holds outside the worker.
+        redis_peak_mb=asyncio.run(_redis(stack.valkey.url)),
         **servers.read(),
     )
     print(f"[scale] big: {res}", flush=True)
     return res
+
+
+async def _redis(url: str, *, reset: bool = False) -> int:
+    """Redis's peak memory in MB since the last reset."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    try:
+        if reset:
+            await r.memory_purge()
+            await r.config_resetstat()
+        info = await r.info("memory")
+        return round(int(info["used_memory_peak"]) / 2**20)
+    finally:
+        await r.aclose()
 
 
 # --- digest ------------------------------------------------------------------------------
