@@ -22,6 +22,7 @@ history): the case records `within_limits` and the report marks a breach as miss
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections import Counter
@@ -231,9 +232,12 @@ def big(
         overrides["IMPORT_CHUNKS_PER_RUN"] = str(chunks_per_run)
     fenv = folks.FolksEnv(stack, work / "folks", overrides, queue)
     print(f"[scale] big ({rows:,} rows, {gen.bytes / 2**20:.0f} MiB) ...", flush=True)
-    asyncio.run(_redis(stack.valkey.url, reset=True))
     servers = Servers(stack)
-    with Sampler() as sampler, folks.Worker(fenv, work / "runs" / "big-worker.log") as w:
+    with (
+        RedisPeak(stack.valkey.url) as redis_peak,
+        Sampler() as sampler,
+        folks.Worker(fenv, work / "runs" / "big-worker.log") as w,
+    ):
         sampler.watch(w.pid)
         res = _import_once(fenv, csv, stack.psql, sampler, _expected(gen), rows)
     csv.unlink(missing_ok=True)
@@ -248,26 +252,40 @@ def big(
         exact=res["inexact"] is None,
         # Chunks and dedup keys wait in Redis until process-batch takes them: what the
         # import holds outside the worker.
-        redis_peak_mb=asyncio.run(_redis(stack.valkey.url)),
+        redis_peak_mb=round(redis_peak.peak / 2**20),
         **servers.read(),
     )
     print(f"[scale] big: {res}", flush=True)
     return res
 
 
-async def _redis(url: str, *, reset: bool = False) -> int:
-    """Redis's peak memory in MB since the last reset."""
-    from redis.asyncio import Redis
+class RedisPeak:
+    """Redis's largest `used_memory` over a block, polled every half second (its own
+    used_memory_peak is the server's lifetime peak: CONFIG RESETSTAT leaves it)."""
 
-    r = Redis.from_url(url)
-    try:
-        if reset:
-            await r.memory_purge()
-            await r.config_resetstat()
-        info = await r.info("memory")
-        return round(int(info["used_memory_peak"]) / 2**20)
-    finally:
-        await r.aclose()
+    def __init__(self, url: str) -> None:
+        from redis import Redis
+
+        self.redis = Redis.from_url(url)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="redis-peak", daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            used = int(self.redis.info("memory")["used_memory"])
+            self.peak = max(self.peak, used)
+            if self._stop.wait(0.5):
+                return
+
+    def __enter__(self) -> RedisPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.redis.close()
 
 
 # --- digest ------------------------------------------------------------------------------
