@@ -22,6 +22,7 @@ history): the case records `within_limits` and the report marks a breach as miss
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -183,20 +184,16 @@ def twoworker(stack: BenchStack, work: Path, queue: str, rows: int, seed: int) -
     for name, cores in (("one", ["0"]), ("two", ["0", "1"])):
         print(f"[scale] twoworker {name} ({rows:,} rows, cores {','.join(cores)}) ...", flush=True)
         servers = Servers(stack)
-        with Sampler() as sampler:
+        with Sampler() as sampler, contextlib.ExitStack() as running:
             workers = [
-                folks.Worker(fenv, work / "runs" / f"twoworker-{name}-core{c}.log", cpus=c)
+                running.enter_context(
+                    folks.Worker(fenv, work / "runs" / f"twoworker-{name}-core{c}.log", cpus=c)
+                )
                 for c in cores
             ]
             for w in workers:
-                w.__enter__()
-            try:
-                for w in workers:
-                    sampler.watch(w.pid)
-                res = _import_once(fenv, csv, stack.psql, sampler, counted, rows)
-            finally:
-                for w in workers:
-                    w.__exit__(None, None, None)
+                sampler.watch(w.pid)
+            res = _import_once(fenv, csv, stack.psql, sampler, counted, rows)
         runs = res.pop("runs_figures")
         names = {w.pid: f"core {c}" for w, c in zip(workers, cores, strict=True)}
         res["per_worker"] = _per_worker(runs, names)
