@@ -71,18 +71,24 @@ class FolksEnv:
 class Worker:
     """`python worker.py` as a child process, ready once it says it is running."""
 
-    def __init__(self, fenv: FolksEnv, log: Path, profile: Path | None = None) -> None:
+    def __init__(
+        self, fenv: FolksEnv, log: Path, profile: Path | None = None, cpus: str | None = None
+    ) -> None:
         self.fenv = fenv
         self.log = log
         self.profile = profile
+        # `taskset -c` CPU list (e.g. "0"): the worker and its chunker processes on those
+        # cores only, so N workers on N cores compare with one worker on one.
+        self.cpus = cpus
         self.proc: subprocess.Popen[bytes] | None = None
         self.spy: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "wb")
+        pin = ["taskset", "-c", self.cpus] if self.cpus is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
+            [*pin, sys.executable, str(ROOT / "worker.py")],
             cwd=ROOT, env=self.fenv.env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60

@@ -13,7 +13,15 @@ again into the same workspace (re-import: all updates). Cases:
   d  pgloader into the same staging table + the same merge
 
 and, at --export-rows, the export: folksjobs end to end vs COPY (SELECT ...) TO STDOUT.
-Writes bench/results.json (raw), bench/results.md (tables, ratios, machine) and
+Then, once each, issue 20's cases on the same stack and task queue:
+
+  burst      W workspaces x R rows confirmed at once vs one W x R import (bench/tenants.py)
+  small      N small imports in a row vs a one-activity no-op workflow (bench/tenants.py)
+  twoworker  two workers pinned to cores 0 and 1 vs one pinned to core 0 (bench/scale.py)
+  digest     weekly digest over N workspaces seeded in bulk (bench/scale.py)
+  big        one 10M-row import: runs, largest history, peak RSS (bench/scale.py)
+
+Writes bench/results.json (raw), bench/results.md (tables, ratios, targets, machine) and
 bench/results.png. `--report-only` re-renders the last two from the first.
 """
 
@@ -33,12 +41,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import ceiling, folks, profile, report  # noqa: E402
+from bench import ceiling, folks, profile, report, scale, tenants  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from bench.sampler import CpuMeter, Sampler  # noqa: E402
 from bench.stack import BenchStack, start_stack  # noqa: E402
 
 CASES = ["c", "d", "a", "b"]
+# Run once each after the sizes, in this order (big last: the longest, and its 10M
+# contacts would slow the digest's per-workspace counts of nothing).
+ISSUE20 = ["burst", "small", "twoworker", "digest", "big"]
+TEMPORAL_CASES = {"a", "b", *ISSUE20}
 
 
 @dataclass
@@ -67,6 +79,8 @@ class Bench:
         self.pg_cpu = CpuMeter(stack.postmaster_pid)
         self.temporal_cpu = CpuMeter(stack.temporal_pid) if stack.temporal.proc else None
         self.results: list[Result] = []
+        # Issue 20's cases: one dict of figures per case, as each case returns it.
+        self.issue20: dict[str, Any] = {}
         self.meta = report.machine_meta(stack, args)
         self.rows = 0
         # One queue for every worker of the run, as in production: workflows that outlive
@@ -75,7 +89,11 @@ class Bench:
 
     # --- bookkeeping -----------------------------------------------------------------
     def save(self) -> None:
-        data = {"meta": self.meta, "results": [asdict(r) for r in self.results]}
+        data = {
+            "meta": self.meta,
+            "results": [asdict(r) for r in self.results],
+            "issue20": self.issue20,
+        }
         self.args.out.mkdir(parents=True, exist_ok=True)
         (self.args.out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
 
@@ -173,6 +191,8 @@ class Bench:
 
     def unavailable(self, case: str, rows: int) -> str | None:
         if case == "d":
+            if self.args.d_max_rows and rows > self.args.d_max_rows:
+                return f"above --d-max-rows {self.args.d_max_rows:,}"
             return ceiling.pgloader_available()
         if case in ("a", "b"):
             why = folks.import_available()
@@ -261,14 +281,65 @@ class Bench:
 
         self.measure(Result("a", "export", rows), run)
 
+    # --- issue 20 ----------------------------------------------------------------------
+    def run_issue20(self, case: str) -> None:
+        a = self.args
+        work = a.work / "issue20"
+        print(f"[bench] {case} ...", flush=True)
+        t0 = time.monotonic()
+        try:
+            if case in ("burst", "small"):
+                # bench/tenants.py's own cases, on this stack and queue.
+                targs = argparse.Namespace(
+                    workspaces=a.burst_workspaces, rows=a.burst_rows, imports=a.small_imports,
+                    small_rows=a.small_rows, seed=a.seed, env={}, work=work / case,
+                )  # fmt: skip
+                run = tenants.burst if case == "burst" else tenants.small
+                out = run(self.stack, targs, self.task_queue)
+            elif case == "twoworker":
+                out = scale.twoworker(self.stack, work, self.task_queue, a.twoworker_rows, a.seed)
+            elif case == "big":
+                out = scale.big(
+                    self.stack, work, self.task_queue, a.big_rows, a.seed, a.big_chunks_per_run
+                )
+            else:
+                out = scale.digest(self.stack, work, self.task_queue, a.digest_workspaces)
+        except Exception as e:
+            traceback.print_exc()
+            out = {"note": f"failed: {type(e).__name__}: {str(e)[:300]}"}
+        out["case_s"] = round(time.monotonic() - t0, 1)
+        self.issue20[case] = out
+        self.save()
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="100000,1000000,5000000", help="rows per file, comma list")
-    p.add_argument("--cases", default="a,b,c,d", help="subset of a,b,c,d")
+    p.add_argument(
+        "--cases",
+        default=",".join(["a", "b", "c", "d", *ISSUE20]),
+        help="subset of a,b,c,d (per size) and " + ",".join(ISSUE20) + " (once)",
+    )
+    p.add_argument("--burst-workspaces", type=int, default=40, help="burst: W workspaces")
+    p.add_argument("--burst-rows", type=int, default=25_000, help="burst: R rows each")
+    p.add_argument("--small-imports", type=int, default=20, help="small: imports in a row")
+    p.add_argument("--small-rows", type=int, default=1_000, help="small: rows per import")
+    p.add_argument("--twoworker-rows", type=int, default=1_000_000, help="twoworker: rows")
+    p.add_argument("--big-rows", type=int, default=10_000_000, help="big: rows")
+    p.add_argument(
+        "--big-chunks-per-run",
+        type=int,
+        default=0,
+        help="big: IMPORT_CHUNKS_PER_RUN (0: the setting's default)",
+    )
+    p.add_argument(
+        "--digest-workspaces", type=int, default=100_000, help="digest: workspaces seeded"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--export-rows", type=int, default=1_000_000, help="size whose export is run")
     p.add_argument("--b-max-rows", type=int, default=0, help="never run case b above this size")
+    p.add_argument("--d-max-rows", type=int, default=0,
+                   help="never run case d (pgloader) above this size (0: no cap)")  # fmt: skip
     p.add_argument("--b-max-minutes", type=float, default=20.0,
                    help="skip b when its projected minutes (all phases) exceed this")  # fmt: skip
     p.add_argument("--no-reimport", action="store_true")
@@ -286,9 +357,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.sizes or min(args.sizes) < 1:
         p.error("--sizes needs at least one positive size")
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    bad = [c for c in args.cases if c not in CASES]
+    bad = [c for c in args.cases if c not in CASES + ISSUE20]
     if bad:
-        p.error(f"unknown case(s) {bad}: choose from a, b, c, d")
+        p.error(f"unknown case(s) {bad}: choose from {', '.join(CASES + ISSUE20)}")
+    sizes = (args.burst_workspaces, args.burst_rows, args.small_imports, args.small_rows,
+             args.twoworker_rows, args.big_rows, args.digest_workspaces)  # fmt: skip
+    if min(sizes) < 1 or args.big_chunks_per_run < 0:
+        p.error("the issue-20 sizes must be positive (--big-chunks-per-run >= 0)")
     args.argv = sys.argv[1:] if argv is None else argv
     return args
 
@@ -299,12 +374,15 @@ def main(argv: list[str] | None = None) -> None:
         report.render(args.out)
         return
     t0 = time.monotonic()
-    need_temporal = any(c in args.cases for c in ("a", "b"))
+    need_temporal = any(c in TEMPORAL_CASES for c in args.cases)
     stack = start_stack(args.work / "state", temporal=need_temporal)
     try:
         bench = Bench(args, stack)
-        for rows in sorted(args.sizes):
-            bench.run_size(rows)
+        if any(c in CASES for c in args.cases):
+            for rows in sorted(args.sizes):
+                bench.run_size(rows)
+        for case in [c for c in ISSUE20 if c in args.cases]:
+            bench.run_issue20(case)
         bench.meta["total_s"] = time.monotonic() - t0
         bench.save()
     finally:
