@@ -81,7 +81,7 @@ def distinct_valid(path: Path) -> int:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         next(reader)
-        return len({e for row in reader if (e := email_of(row, 0)) is not None})
+        return len({e for row in reader if (e := email_of(row, [0], allow_test=True)) is not None})
 
 
 def split(big: Path, parts: int, rows: int, out: Path) -> list[Part]:
