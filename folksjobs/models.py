@@ -97,6 +97,8 @@ class ImportOptions(Model):
     sub_batch_rows: int
     parallel_chunks: int
     chunks_per_run: int
+    # Settings.import_inline_max_rows; 0 in runs recorded before it (never inline).
+    inline_max_rows: int = 0
 
 
 class ImportCursor(Model):
@@ -419,6 +421,8 @@ class SlotRequest(Model):
 
 class SlotRelease(Model):
     holder_id: Name
+    # For the release-slot activity only: the gate to signal (the signal itself carries None).
+    gate_workflow_id: str | None = None
 
 
 class GateInput(Model):
