@@ -32,7 +32,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -324,8 +324,9 @@ def timeline(history: WorkflowHistory) -> list[str]:
                 la = json.loads(attrs.details["data"].payloads[0].data)
                 what += f" {la['activity_type']}"
                 with contextlib.suppress(KeyError, TypeError, ValueError):
-                    stamp = la["complete_time"]  # "...T18:34:33.123456789Z": to the microsecond
-                    done = datetime.fromisoformat(stamp[:26].rstrip("Z"))
+                    t = la["complete_time"]  # a protobuf Timestamp, as core's JSON writes it
+                    done = datetime.fromtimestamp(t["seconds"] + t["nanos"] / 1e9, UTC)
+                    done = done.replace(tzinfo=None)
                     what += f" (completed at {(done - first).total_seconds() * 1000:.1f})"
         ms = (e.event_time.ToDatetime() - first).total_seconds() * 1000
         out.append(f"{ms:7.1f} {what}")
