@@ -60,6 +60,13 @@ POISON = (
 )
 
 
+def _beat(*details: Any) -> None:
+    """activity.heartbeat, but not in a local activity (import-small, finalize in a small
+    import's run): the server knows no such task and the SDK logs each one as failed."""
+    if not activity.info().is_local:
+        activity.heartbeat(*details)
+
+
 async def _heartbeating(work: Awaitable[T], every: float, details: Callable[[], Any]) -> T:
     """Await `work`, heartbeating `details()` every `every` seconds meanwhile: a long step
     (slow Gravatar answers, a large file) must not look like a dead worker. On cancel, the
@@ -68,7 +75,7 @@ async def _heartbeating(work: Awaitable[T], every: float, details: Callable[[], 
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=every)
-            activity.heartbeat(details())
+            _beat(details())
     finally:
         if not task.done():
             task.cancel()
@@ -292,7 +299,7 @@ class ImportActivities(ActivityClass):
             # Committed rows are let go: four chunks in flight stay well under the
             # worker's memory target however large the file.
             chunk.release(start, stop)
-            activity.heartbeat(b)
+            _beat(b)
 
     # --- import-small ---------------------------------------------------------------
 
