@@ -1,7 +1,9 @@
-"""The concurrency gate's side effects: signal-with-start of the gate, holder liveness.
+"""The concurrency gate's side effects: update-with-start (or, for runs started before it,
+signal-with-start) of the gate, the release signal, holder liveness.
 
-A workflow cannot signal-with-start another workflow itself, so asking for a slot is a
-(tiny, idempotent) activity; releasing is a plain external signal from the workflow.
+A workflow cannot update-with-start another workflow itself, so asking for a slot is a
+(tiny, idempotent) local activity; so is releasing, which lets the holder end in the same
+workflow task (an external signal from the workflow needs one more).
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WithStartWorkflowOperation, WorkflowExecutionStatus
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -72,14 +78,20 @@ class GateActivities(ActivityClass):
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=self._summary(req, limit),
         )
-        return bool(
-            await activity.client().execute_update_with_start_workflow(
-                ACQUIRE_UPDATE,
-                req.model_copy(update={"limit": limit}),
-                start_workflow_operation=start,
-                result_type=bool,
+        try:
+            return bool(
+                await activity.client().execute_update_with_start_workflow(
+                    ACQUIRE_UPDATE,
+                    req.model_copy(update={"limit": limit}),
+                    start_workflow_operation=start,
+                    result_type=bool,
+                )
             )
-        )
+        except WorkflowUpdateFailedError:
+            # A gate still run by a worker of the release before this one has no such
+            # update and rejects it, changing nothing: ask as that release did.
+            await self.request_slot(req)
+            return False
 
     def _gate_input(self, req: SlotRequest, limit: int) -> GateInput:
         return GateInput(

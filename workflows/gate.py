@@ -6,10 +6,17 @@ long-lived gate workflow per key (`import-gate-<workspace_id>`) owns the queue:
 
 | message              | from       | what it does                                       |
 |----------------------|------------|----------------------------------------------------|
-| request-slot (act.)  | holder     | signal-with-start `acquire` on the gate             |
+| request-slot-now     | holder     | local activity: update-with-start `acquire-now` on  |
+| (local act.)         |            | the gate; returns True when the slot is free at once|
+| acquire-now (update) | activity   | `acquire`, then the grant at once if the holder is  |
+|                      |            | next and a slot is free (no signal then)            |
+| request-slot (act.)  | holder     | runs started before REQUEST_SLOT_LOCAL: signal-with-|
+|                      |            | start `acquire` on the gate                         |
 | acquire (signal)     | activity   | queue the holder (by confirmation time); a known  |
 |                      |            | holder is re-granted                               |
 | <gate>.granted       | gate       | signal to the holder: its turn has come             |
+| release-slot         | holder     | local activity: the client sends `release` (runs   |
+| (local act.)         |            | before RELEASE_SLOT_LOCAL signal from the workflow) |
 | release (signal)     | holder     | frees the slot, or leaves the queue                 |
 | state (query)        | anyone     | limit, holders, waiting                             |
 

@@ -11,6 +11,9 @@
 |                     | MAX_RECHUNKS times) and for a repair                             |
 | process-batch (xN)  | per chunk: map, validate, Gravatar, dedup, upsert in sub-batches,|
 |                     | each committed with its ledger row; fanned out `parallel_chunks` |
+| import-small        | instead of the two above for a file of one chunk and at most     |
+|                     | IMPORT_INLINE_MAX_ROWS rows: parsed in the worker by the         |
+|                     | chunker's code, processed by process-batch's (same ledger row)   |
 | find-missing-chunks | only when finalize finds the ledger short of the file (the       |
 |                     | database lost acknowledged commits): the chunks to redo, which   |
 |                     | are chunked and processed again before finalize runs once more   |
@@ -19,6 +22,10 @@
 | mark-failed         | on any failure: failed + error_log, caches, best-effort email;   |
 |                     | cancelled on a cancellation. Its own failure is logged, never    |
 |                     | reported instead of the import's                                 |
+
+check-import and fetch-import are local activities (no task-queue round trip), and so
+are import-small and finalize on the small path: a small import after the gate is one
+workflow task (bench/notes.md, "Where a small import's time goes").
 
 History stays small: after `chunks_per_run` chunks the run continues as new with its
 cursor and running counts, so a 10M-row file is many short runs of one workflow id.
@@ -180,7 +187,8 @@ class ProcessCsv:
         except asyncio.CancelledError:
             await self._mark_cancelled(inp)
             raise
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:
+            # A local activity's failure (LOCAL_CHECKS) comes as its ApplicationError.
             if is_cancelled_exception(e):
                 # The record may already be this run's (a confirm moved it): it ends
                 # cancelled; mark-failed touches only a record this run holds.
@@ -215,7 +223,7 @@ class ProcessCsv:
         self.stage = "finalize"
         try:
             result = await self._finalize(inp, cursor)
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:  # local on the small path
             if not errors.failed_with(e, errors.LEDGER_MISMATCH):
                 raise
             await self._find_missing_chunks(inp, cursor)
