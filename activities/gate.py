@@ -19,12 +19,10 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.base import ActivityClass
-from folksjobs.errors import INVALID_PAYLOAD
-from folksjobs.models import WF_IMPORT_GATE, GateInput, SlotRelease, SlotRequest
+from folksjobs.models import WF_IMPORT_GATE, GateInput, ReleaseSlot, SlotRequest
 
 log = logging.getLogger(__name__)
 ACQUIRE_SIGNAL = "acquire"
@@ -109,22 +107,16 @@ class GateActivities(ActivityClass):
                 "waits for requests and ends when idle)")  # fmt: skip
 
     @activity.defn(name="release-slot")
-    async def release_slot(self, rel: SlotRelease) -> None:
+    async def release_slot(self, job: ReleaseSlot) -> None:
         """The holder's release signal, sent by the client (gate.RELEASE_SLOT_LOCAL)."""
-        if not rel.gate_workflow_id:
-            raise ApplicationError(
-                "release-slot: gate_workflow_id is required",
-                type=INVALID_PAYLOAD,
-                non_retryable=True,
-            )
-        gate = activity.client().get_workflow_handle(rel.gate_workflow_id)
+        gate = activity.client().get_workflow_handle(job.gate_workflow_id)
         try:
-            await gate.signal(RELEASE_SIGNAL, rel.model_copy(update={"gate_workflow_id": None}))
+            await gate.signal(RELEASE_SIGNAL, job.release)
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
             # The gate only ends when nobody holds a slot, so there is nothing to free.
-            log.info("gate %s not running; nothing to release", rel.gate_workflow_id)
+            log.info("gate %s not running; nothing to release", job.gate_workflow_id)
 
     @activity.defn(name="find-closed-holders")
     async def find_closed_holders(self, holders: list[str]) -> list[str]:

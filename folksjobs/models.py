@@ -421,8 +421,13 @@ class SlotRequest(Model):
 
 class SlotRelease(Model):
     holder_id: Name
-    # For the release-slot activity only: the gate to signal (the signal itself carries None).
-    gate_workflow_id: str | None = None
+
+
+class ReleaseSlot(Model):
+    """The release-slot activity's input: the gate to signal and the signal's payload."""
+
+    gate_workflow_id: str
+    release: SlotRelease
 
 
 class GateInput(Model):

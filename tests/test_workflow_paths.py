@@ -63,7 +63,7 @@ from folksjobs.models import (
     NotificationResult,
     ProcessCsvInput,
     ProcessExportInput,
-    SlotRelease,
+    ReleaseSlot,
     SlotRequest,
     StreamExportJob,
     TagFilter,
@@ -129,7 +129,7 @@ def gate_mocks() -> list[Callable[..., Any]]:
         return True
 
     @activity.defn(name="release-slot")
-    async def release_slot(rel: SlotRelease) -> None:
+    async def release_slot(job: ReleaseSlot) -> None:
         return None
 
     @activity.defn(name="find-closed-holders")

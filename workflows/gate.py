@@ -57,7 +57,14 @@ with workflow.unsafe.imports_passed_through():
         gate_workflow_id,
     )
     from folksjobs.infra.ui import set_job_attributes
-    from folksjobs.models import WF_IMPORT_GATE, GateInput, GateState, SlotRelease, SlotRequest
+    from folksjobs.models import (
+        WF_IMPORT_GATE,
+        GateInput,
+        GateState,
+        ReleaseSlot,
+        SlotRelease,
+        SlotRequest,
+    )
 
 IMPORT_GATE = "import-gate"
 # Holders started after this change ask with request-slot-now, a local activity whose
@@ -288,7 +295,10 @@ async def release_slot(slot: Slot) -> None:
     if workflow.patched(RELEASE_SLOT_LOCAL):
         await workflow.execute_local_activity_method(
             GateActivities.release_slot,
-            SlotRelease(holder_id=slot.holder_id, gate_workflow_id=slot.gate_workflow_id),
+            ReleaseSlot(
+                gate_workflow_id=slot.gate_workflow_id,
+                release=SlotRelease(holder_id=slot.holder_id),
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=GATE_RETRY,
         )
