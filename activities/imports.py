@@ -325,8 +325,9 @@ class ImportActivities(ActivityClass):
         if local is not None:
             try:
                 data = local.read_bytes()
-            except FileNotFoundError as e:
-                raise self._missing_blob(rec) from e
+            except FileNotFoundError:
+                # Not chained: the reason the import's error gives is the missing upload.
+                raise self._missing_blob(rec) from None
         else:
             data = b"".join([part async for part in self._blob_bytes(rec)])
         # One chunk of the whole file: more rows than uploaded show as a second frame.
