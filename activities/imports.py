@@ -4,6 +4,7 @@ mark-failed. Payloads carry ids and counts; rows travel through Redis, never Tem
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,6 +61,13 @@ POISON = (
 )
 
 
+def _beat(*details: Any) -> None:
+    """activity.heartbeat, but not in a local activity (import-small, finalize in a small
+    import's run): the server knows no such task and the SDK logs each one as failed."""
+    if not activity.info().is_local:
+        activity.heartbeat(*details)
+
+
 async def _heartbeating(work: Awaitable[T], every: float, details: Callable[[], Any]) -> T:
     """Await `work`, heartbeating `details()` every `every` seconds meanwhile: a long step
     (slow Gravatar answers, a large file) must not look like a dead worker. On cancel, the
@@ -68,7 +76,7 @@ async def _heartbeating(work: Awaitable[T], every: float, details: Callable[[], 
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=every)
-            activity.heartbeat(details())
+            _beat(details())
     finally:
         if not task.done():
             task.cancel()
@@ -177,6 +185,7 @@ class ImportActivities(ActivityClass):
                 sub_batch_rows=s.import_sub_batch_rows,
                 parallel_chunks=s.import_parallel_chunks,
                 chunks_per_run=s.import_chunks_per_run,
+                inline_max_rows=min(s.import_inline_max_rows, s.import_chunk_rows),
             ),
         )
 
@@ -194,16 +203,7 @@ class ImportActivities(ActivityClass):
         local = self.blob.local_path(rec.blob_key)
         if local is not None and not local.exists():
             raise self._missing_blob(rec)
-        spec = ChunkSpec(
-            encoding=rec.encoding,
-            delimiter=rec.delimiter,
-            sep_line=rec.sep_line,
-            field_limit=self.settings.csv_field_size_limit,
-            email_columns=email_columns(rec.column_mapping),
-            chunk_rows=plan.chunk_rows,
-            path=None if local is None else str(local),
-            email_test_domains=self.settings.email_test_domains,
-        )
+        spec = self._chunk_spec(rec, plan.chunk_rows, None if local is None else str(local))
         progress = {"chunks": 0, "rows": 0}
 
         async def store(frame: chunker.Frame) -> None:
@@ -225,6 +225,18 @@ class ImportActivities(ActivityClass):
         done_key = rediskeys.chunking_done(plan.import_id, plan.generation)
         await self.redis.set(done_key, done.chunks, ex=self.settings.chunk_ttl_seconds)
         return ChunkPlanResult(chunk_count=done.chunks, total_rows=done.rows)
+
+    def _chunk_spec(self, rec: ImportRow, chunk_rows: int, path: str | None) -> ChunkSpec:
+        return ChunkSpec(
+            encoding=rec.encoding,
+            delimiter=rec.delimiter,
+            sep_line=rec.sep_line,
+            field_limit=self.settings.csv_field_size_limit,
+            email_columns=email_columns(rec.column_mapping),
+            chunk_rows=chunk_rows,
+            path=path,
+            email_test_domains=self.settings.email_test_domains,
+        )
 
     async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> None:
         """Claim the chunk's emails and store it (unless the ledger already has it), then
@@ -274,6 +286,16 @@ class ImportActivities(ActivityClass):
         rec = await self._record(job.workspace_id, job.import_id)
         chunk = chunker.unpack(raw)
         del raw
+        await self._process(job, rec, chunk)
+        del chunk
+        # A chunk's ~100k small objects were just freed: hand the pages back now, or the
+        # worker keeps the high-water mark of every arena for as long as it runs.
+        release_free_memory()
+        await self.redis.delete(key)
+        return await self._chunk_result(job)
+
+    async def _process(self, job: ChunkJob, rec: ImportRow, chunk: chunker.Chunk) -> None:
+        """A chunk's rows, sub-batch by sub-batch, each committed with its ledger row."""
         mapper = Mapper(rec.column_mapping, rec.headers, self.settings.email_test_domains)
         size, total = job.sub_batch_rows, len(chunk.cells)
         for b, start in enumerate(range(0, total, size)):
@@ -282,12 +304,57 @@ class ImportActivities(ActivityClass):
             # Committed rows are let go: four chunks in flight stay well under the
             # worker's memory target however large the file.
             chunk.release(start, stop)
-            activity.heartbeat(b)
-        del chunk
-        # A chunk's ~100k small objects were just freed: hand the pages back now, or the
-        # worker keeps the high-water mark of every arena for as long as it runs.
-        release_free_memory()
-        await self.redis.delete(key)
+            _beat(b)
+
+    # --- import-small ---------------------------------------------------------------
+
+    @activity.defn(name="import-small")
+    async def import_small(self, job: ChunkJob) -> ChunkResult:
+        """A file of one chunk (at most ImportOptions.inline_max_rows rows) in one activity:
+        parsed here by the chunker's own code (`chunker.frames`, as its child process
+        would) and processed by process-batch's (`_process`: same ledger rows, duplicates
+        and failures), with no child process, no Redis and no waiting for a chunk. A
+        retry parses again, identically, and the ledger skips what is committed."""
+        rec = await self._record(job.workspace_id, job.import_id)
+        if rec.status != "processing":
+            raise ApplicationError(
+                f"Invalid import state: {rec.status} (expected processing)",
+                type=errors.INVALID_IMPORT,
+                non_retryable=True,
+            )
+        if job.chunk_index in await imports_repo.complete_chunks(
+            self.pool, job.workspace_id, job.import_id
+        ):
+            return await self._chunk_result(job)
+        local = self.blob.local_path(rec.blob_key)
+        if local is not None:
+            try:
+                data = local.read_bytes()
+            except FileNotFoundError:
+                # Not chained: the reason the import's error gives is the missing upload.
+                raise self._missing_blob(rec) from None
+        else:
+            data = b"".join([part async for part in self._blob_bytes(rec)])
+        # One chunk of the whole file: more rows than uploaded show as a second frame.
+        spec = self._chunk_spec(rec, max(rec.total_rows, 1), None)
+        try:
+            found = list(chunker.frames(io.BytesIO(data), spec))
+        except Exception as e:
+            raise ApplicationError(
+                f"the CSV parser failed: {type(e).__name__}: {e}", type=errors.CHUNKER_FAILED
+            ) from e
+        del data
+        rows = found[-1].rows if found else 0
+        if len(found) != 1 or rows != rec.total_rows:
+            raise ApplicationError(
+                f"the stored file has {rows:,} rows but {rec.total_rows:,} were uploaded: "
+                "it is truncated or was replaced; upload it again",
+                type=errors.INVALID_IMPORT,
+                non_retryable=True,
+            )
+        (frame,) = found
+        # A single chunk: no earlier chunk can own one of its emails (dedup.claim's job).
+        await self._process(job, rec, chunker.unpack(chunker.pack(frame.superseded, frame.blob)))
         return await self._chunk_result(job)
 
     async def _wait_for_chunk(self, job: ChunkJob, key: str) -> bytes | None:
@@ -576,6 +643,7 @@ class ImportActivities(ActivityClass):
         fetch_import,
         download_and_chunk,
         process_batch,
+        import_small,
         find_missing_chunks,
         finalize,
         mark_failed,

@@ -97,6 +97,8 @@ class ImportOptions(Model):
     sub_batch_rows: int
     parallel_chunks: int
     chunks_per_run: int
+    # Settings.import_inline_max_rows; 0 in runs recorded before it (never inline).
+    inline_max_rows: int = 0
 
 
 class ImportCursor(Model):
@@ -419,6 +421,13 @@ class SlotRequest(Model):
 
 class SlotRelease(Model):
     holder_id: Name
+
+
+class ReleaseSlot(Model):
+    """The release-slot activity's input: the gate to signal and the signal's payload."""
+
+    gate_workflow_id: str
+    release: SlotRelease
 
 
 class GateInput(Model):

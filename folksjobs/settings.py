@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     import_chunk_rows: int = 10000
     import_sub_batch_rows: int = 5000
     import_parallel_chunks: int = 4
+    # A file of at most this many rows (and at most one chunk) is parsed and processed in
+    # one activity inside the worker (import-small): no chunker process, no Redis, no
+    # waiting process-batch. 0 turns it off. Above it, parsing in the worker's event loop
+    # would hold its other activities back (folksjobs/imports/chunker.py).
+    import_inline_max_rows: Annotated[int, Field(ge=0)] = 5000
     chunk_ttl_seconds: int = 3600
     # process-batch waits this long for its chunk without any chunking progress before
     # it declares the chunk lost (and the workflow rebuilds it from the blob).

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from folksjobs.confirm import confirm_import
 from folksjobs.imports.uploads import UploadResult, upload_csv
@@ -71,3 +72,18 @@ async def import_row(owner: asyncpg.Pool, import_id: str) -> dict[str, Any]:
     r = await owner.fetchrow("SELECT * FROM imports WHERE id = $1::uuid", import_id)
     assert r is not None
     return dict(r)
+
+
+def local_activities(history: WorkflowHistory) -> list[tuple[str, int]]:
+    """(activity type, attempt) of each local activity the run recorded, in order: they
+    leave a marker each, not the scheduled/started/completed events of an activity."""
+    out = []
+    for e in history.events:  # core names the marker "core_local_activity"
+        m = e.marker_recorded_event_attributes
+        if (
+            e.HasField("marker_recorded_event_attributes")
+            and m.marker_name == "core_local_activity"
+        ):
+            data = json.loads(m.details["data"].payloads[0].data)
+            out.append((data["activity_type"], int(data["attempt"])))
+    return out

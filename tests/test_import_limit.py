@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(
 async def gate_log(client: Client, gate_id: str) -> list[tuple[str, str]]:
     """("acquire" | "grant" | "release", holder workflow id), in history order."""
     out: list[tuple[str, str]] = []
+    updates: dict[str, str] = {}  # update id -> holder
     async for e in client.get_workflow_handle(gate_id).fetch_history_events():
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             a = e.workflow_execution_signaled_event_attributes
@@ -39,6 +40,16 @@ async def gate_log(client: Client, gate_id: str) -> list[tuple[str, str]]:
             b = e.signal_external_workflow_execution_initiated_event_attributes
             if b.signal_name == granted_signal(IMPORT_GATE):
                 out.append(("grant", b.workflow_execution.workflow_id))
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            # request-slot-now: the acquire-now update, granted in its answer when True.
+            req = e.workflow_execution_update_accepted_event_attributes.accepted_request
+            body = json.loads(req.input.args.payloads[0].data)
+            updates[req.meta.update_id] = body["holder_id"]
+            out.append(("acquire", body["holder_id"]))
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+            c = e.workflow_execution_update_completed_event_attributes
+            if json.loads(c.outcome.success.payloads[0].data) is True:
+                out.append(("grant", updates[c.meta.update_id]))
     return out
 
 

@@ -63,6 +63,7 @@ from folksjobs.models import (
     NotificationResult,
     ProcessCsvInput,
     ProcessExportInput,
+    ReleaseSlot,
     SlotRequest,
     StreamExportJob,
     TagFilter,
@@ -123,11 +124,20 @@ def gate_mocks() -> list[Callable[..., Any]]:
         handle = activity.client().get_workflow_handle(req.holder_id)
         await handle.signal(granted_signal(req.gate), req.key)
 
+    @activity.defn(name="request-slot-now")
+    async def request_slot_now(req: SlotRequest) -> bool:
+        return True
+
+    @activity.defn(name="release-slot")
+    async def release_slot(job: ReleaseSlot) -> None:
+        return None
+
     @activity.defn(name="find-closed-holders")
     async def find_closed_holders(holders: list[str]) -> list[str]:
         return []
 
-    return mocks(GateActivities, request_slot, find_closed_holders)
+    return mocks(GateActivities, request_slot, request_slot_now, release_slot,
+                 find_closed_holders)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -287,6 +297,14 @@ class FakeImport:
             return ChunkResult(chunk_index=i, rows=r, inserted=r - 2, updated=1, failed=1,
                                duplicates=0)  # fmt: skip
 
+        @activity.defn(name="import-small")
+        async def import_small(job: ChunkJob) -> ChunkResult:
+            self.calls.append(("import-small", job.chunk_index))
+            self.ledger.add(0)
+            r = self.rows(0)
+            return ChunkResult(chunk_index=0, rows=r, inserted=r - 2, updated=1, failed=1,
+                               duplicates=0)  # fmt: skip
+
         @activity.defn(name="find-missing-chunks")
         async def find_missing_chunks(job: MissingChunks) -> list[int]:
             self.calls.append(("find-missing-chunks", job.chunk_count))
@@ -313,7 +331,8 @@ class FakeImport:
                 raise database_down()
 
         return mocks(ImportActivities, check_import, fetch_import, download_and_chunk,
-                     process_batch, find_missing_chunks, finalize, mark_failed)  # fmt: skip
+                     process_batch, import_small, find_missing_chunks, finalize,
+                     mark_failed)  # fmt: skip
 
 
 async def start_import(env: WorkflowEnvironment, queue: str) -> WorkflowHandle[Any, Any]:

@@ -6,10 +6,17 @@ long-lived gate workflow per key (`import-gate-<workspace_id>`) owns the queue:
 
 | message              | from       | what it does                                       |
 |----------------------|------------|----------------------------------------------------|
-| request-slot (act.)  | holder     | signal-with-start `acquire` on the gate             |
+| request-slot-now     | holder     | local activity: update-with-start `acquire-now` on  |
+| (local act.)         |            | the gate; returns True when the slot is free at once|
+| acquire-now (update) | activity   | `acquire`, then the grant at once if the holder is  |
+|                      |            | next and a slot is free (no signal then)            |
+| request-slot (act.)  | holder     | runs started before REQUEST_SLOT_LOCAL: signal-with-|
+|                      |            | start `acquire` on the gate                         |
 | acquire (signal)     | activity   | queue the holder (by confirmation time); a known  |
 |                      |            | holder is re-granted                               |
 | <gate>.granted       | gate       | signal to the holder: its turn has come             |
+| release-slot         | holder     | local activity: the client sends `release` (runs   |
+| (local act.)         |            | before RELEASE_SLOT_LOCAL signal from the workflow) |
 | release (signal)     | holder     | frees the slot, or leaves the queue                 |
 | state (query)        | anyone     | limit, holders, waiting                             |
 
@@ -42,11 +49,32 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.gate import ACQUIRE_SIGNAL, RELEASE_SIGNAL, GateActivities, gate_workflow_id
+    from activities.gate import (
+        ACQUIRE_SIGNAL,
+        ACQUIRE_UPDATE,
+        RELEASE_SIGNAL,
+        GateActivities,
+        gate_workflow_id,
+    )
     from folksjobs.infra.ui import set_job_attributes
-    from folksjobs.models import WF_IMPORT_GATE, GateInput, GateState, SlotRelease, SlotRequest
+    from folksjobs.models import (
+        WF_IMPORT_GATE,
+        GateInput,
+        GateState,
+        ReleaseSlot,
+        SlotRelease,
+        SlotRequest,
+    )
 
 IMPORT_GATE = "import-gate"
+# Holders started after this change ask with request-slot-now, a local activity whose
+# update-with-start on the gate returns the grant when a slot is free; runs started before
+# it keep the request-slot activity and wait for the grant signal.
+REQUEST_SLOT_LOCAL = "request-slot-now"
+# Holders started after this change release with a local activity (the client's signal):
+# the run then ends in the same workflow task, where an external signal needs one more
+# (its delivery event) before the run can complete.
+RELEASE_SLOT_LOCAL = "release-slot-local"
 GATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
@@ -77,6 +105,24 @@ class SlotGate:
             self.regrant.append(req.holder_id)
         elif req.holder_id not in self.waiting:
             self._enqueue(req)
+
+    @workflow.update(name=ACQUIRE_UPDATE)
+    def acquire_now(self, req: SlotRequest) -> bool:
+        """`acquire`, answered: True when the slot is the holder's at once (it then gets
+        no grant signal), False when it queues (the grant signal comes on its turn)."""
+        self.acquire(req)
+        holder = req.holder_id
+        if holder in self.regrant:
+            self.regrant.remove(holder)
+            return True
+        if self.waiting[:1] == [holder] and len(self.holders) < self.limit:
+            # What _grant_all would do next for the head of the queue, minus the signal.
+            self.waiting.pop(0)
+            self.since.pop(holder, None)
+            self.holders.append(holder)
+            self.grants += 1
+            return True
+        return False
 
     def _enqueue(self, req: SlotRequest) -> None:
         """First come, first served by confirmation time, not by arrival: the request-slot
@@ -205,15 +251,29 @@ async def acquire_slot(key: str, *, gate: str = IMPORT_GATE) -> Slot:
 
     workflow.set_signal_handler(granted_signal(gate), on_grant)
     slot = Slot(gate, key, holder)
+    req = SlotRequest(
+        gate=gate, key=key, holder_id=holder, since=workflow.info().workflow_start_time
+    )
     try:
-        await workflow.execute_activity_method(
-            GateActivities.request_slot,
-            SlotRequest(
-                gate=gate, key=key, holder_id=holder, since=workflow.info().workflow_start_time
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=GATE_RETRY,
-        )
+        if workflow.patched(REQUEST_SLOT_LOCAL):
+            # request-slot answers whether the slot is this run's already (the gate's
+            # update): a free slot costs no signal round trip and no task-queue hop.
+            granted = (
+                await workflow.execute_local_activity_method(
+                    GateActivities.request_slot_now,
+                    req,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=GATE_RETRY,
+                )
+                or granted
+            )
+        else:
+            await workflow.execute_activity_method(
+                GateActivities.request_slot,
+                req,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=GATE_RETRY,
+            )
         waited = not granted
         if waited:
             # Findable in the UI as `JobStatus = "waiting"` while it queues.
@@ -232,6 +292,17 @@ async def acquire_slot(key: str, *, gate: str = IMPORT_GATE) -> Slot:
 
 async def release_slot(slot: Slot) -> None:
     """Free the slot (or the place in the queue). Safe to call twice."""
+    if workflow.patched(RELEASE_SLOT_LOCAL):
+        await workflow.execute_local_activity_method(
+            GateActivities.release_slot,
+            ReleaseSlot(
+                gate_workflow_id=slot.gate_workflow_id,
+                release=SlotRelease(holder_id=slot.holder_id),
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=GATE_RETRY,
+        )
+        return
     try:
         await workflow.get_external_workflow_handle(slot.gate_workflow_id).signal(
             RELEASE_SIGNAL, SlotRelease(holder_id=slot.holder_id)

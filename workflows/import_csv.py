@@ -11,6 +11,9 @@
 |                     | MAX_RECHUNKS times) and for a repair                             |
 | process-batch (xN)  | per chunk: map, validate, Gravatar, dedup, upsert in sub-batches,|
 |                     | each committed with its ledger row; fanned out `parallel_chunks` |
+| import-small        | instead of the two above for a file of one chunk and at most     |
+|                     | IMPORT_INLINE_MAX_ROWS rows: parsed in the worker by the         |
+|                     | chunker's code, processed by process-batch's (same ledger row)   |
 | find-missing-chunks | only when finalize finds the ledger short of the file (the       |
 |                     | database lost acknowledged commits): the chunks to redo, which   |
 |                     | are chunked and processed again before finalize runs once more   |
@@ -20,6 +23,10 @@
 |                     | cancelled on a cancellation. Its own failure is logged, never    |
 |                     | reported instead of the import's                                 |
 
+check-import and fetch-import are local activities (no task-queue round trip), and so
+are import-small and finalize on the small path: a small import after the gate is one
+workflow task (bench/notes.md, "Where a small import's time goes").
+
 History stays small: after `chunks_per_run` chunks the run continues as new with its
 cursor and running counts, so a 10M-row file is many short runs of one workflow id.
 The methods below follow the table, top to bottom.
@@ -28,8 +35,9 @@ The methods below follow the table, top to bottom.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -72,6 +80,7 @@ RETRY = RetryPolicy(
     ],
 )
 MAX_RECHUNKS = 3
+T = TypeVar("T")
 # Runs started before this patch checked the record only after the gate (fetch-import).
 CHECK_BEFORE_GATE = "check-import-before-gate"
 # Runs that reached mark-failed before this change let its failure replace the import's.
@@ -83,6 +92,14 @@ PATCH_CHUNKING_QUEUE = "chunking-task-queue"
 # change); runs in flight before it keep creating them all up front. The old branch can go
 # once no run started before the change is open (deprecate_patch first).
 CHUNKS_AS_SLOTS_FREE = "chunks-as-slots-free"
+# check-import and fetch-import as local activities: two short reads (and check-import's
+# one idempotent update) need no task-queue round trip each. Runs started before this
+# change keep scheduling them as activities.
+LOCAL_CHECKS = "check-and-fetch-local"
+# A file of at most ImportOptions.inline_max_rows rows (one chunk) is one import-small
+# activity instead of download-and-chunk + process-batch; runs started before this change
+# (and their options, recorded with inline_max_rows 0) keep the chunker path.
+SMALL_IN_ONE_ACTIVITY = "small-file-in-one-activity"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -94,6 +111,7 @@ class ProcessCsv:
         self.counts = ImportCounts()
         self.rechunk_lock = asyncio.Lock()
         self.chunking: asyncio.Task[ChunkPlanResult] | None = None
+        self.small = False  # the file is one import-small activity (SMALL_IN_ONE_ACTIVITY)
 
     @workflow.query(name="progress")
     def progress(self) -> ImportProgress:
@@ -165,16 +183,12 @@ class ProcessCsv:
         record and sends nothing, so it cannot hold the id while the owner confirms."""
         self.stage = "check-import"
         try:
-            await workflow.execute_activity_method(
-                ImportActivities.check_import,
-                inp,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RETRY,
-            )
+            await self._short(ImportActivities.check_import, inp)
         except asyncio.CancelledError:
             await self._mark_cancelled(inp)
             raise
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:
+            # A local activity's failure (LOCAL_CHECKS) comes as its ApplicationError.
             if is_cancelled_exception(e):
                 # The record may already be this run's (a confirm moved it): it ends
                 # cancelled; mark-failed touches only a record this run holds.
@@ -194,7 +208,10 @@ class ProcessCsv:
         self.stage = "process-batch"
         self._show_progress()
         end = min(cursor.chunk_count, cursor.next_chunk + cursor.options.chunks_per_run)
-        await self._process_chunks(inp, cursor, range(cursor.next_chunk, end), self._count)
+        if self.small:
+            self._count(cursor, await self._import_small(inp, cursor))
+        else:
+            await self._process_chunks(inp, cursor, range(cursor.next_chunk, end), self._count)
         if self.chunking is not None:
             # Every chunk is in Redis before this run hands over or finalizes.
             await self.chunking
@@ -206,7 +223,7 @@ class ProcessCsv:
         self.stage = "finalize"
         try:
             result = await self._finalize(inp, cursor)
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:  # local on the small path
             if not errors.failed_with(e, errors.LEDGER_MISMATCH):
                 raise
             await self._find_missing_chunks(inp, cursor)
@@ -219,12 +236,7 @@ class ProcessCsv:
 
     async def _fetch_import(self, inp: ProcessCsvInput) -> ImportCursor:
         self.stage = "fetch-import"
-        record = await workflow.execute_activity_method(
-            ImportActivities.fetch_import,
-            inp,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
-        )
+        record = await self._short(ImportActivities.fetch_import, inp)
         started_at = workflow.now()  # capture-start-time
         rows, size = record.total_rows, record.options.chunk_rows
         cursor = ImportCursor(
@@ -235,10 +247,49 @@ class ProcessCsv:
             options=record.options,
             counts=ImportCounts(total_rows=rows),
         )
+        if 0 < rows <= record.options.inline_max_rows and workflow.patched(SMALL_IN_ONE_ACTIVITY):
+            self.small = True
+            return cursor
         # download-and-chunk runs alongside process-batch: each chunk is processed as soon
         # as it is in Redis (the upload already counted the rows, so the chunk count is known).
         self.chunking = asyncio.create_task(self._download_and_chunk(inp, cursor))
         return cursor
+
+    async def _short(
+        self, fn: Callable[[ImportActivities, ProcessCsvInput], Awaitable[T]], inp: ProcessCsvInput
+    ) -> T:
+        """check-import, fetch-import: short and idempotent, so local activities in runs
+        started after LOCAL_CHECKS (no task-queue round trip)."""
+        if workflow.patched(LOCAL_CHECKS):
+            return await workflow.execute_local_activity_method(
+                fn, inp, start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY
+            )
+        return await workflow.execute_activity_method(
+            fn, inp, start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY
+        )
+
+    # --- import-small -------------------------------------------------------------------
+
+    async def _import_small(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ChunkResult:
+        """A local activity, like finalize after it: both are bounded (at most
+        inline_max_rows rows; the AI summary, Gravatar and email calls have their own
+        timeouts), so the whole import after the gate is one workflow task. A worker lost
+        mid-way is a workflow task timeout: the next worker runs it again, and the ledger
+        skips what is committed."""
+        return await workflow.execute_local_activity_method(
+            ImportActivities.import_small,
+            ChunkJob(
+                import_id=inp.import_id,
+                workspace_id=inp.workspace_id,
+                chunk_index=0,
+                sub_batch_rows=cursor.options.sub_batch_rows,
+            ),
+            start_to_close_timeout=timedelta(minutes=2),
+            # mark-failed reads the ledger: no row may commit after it.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            retry_policy=RETRY,
+            summary="the whole file (one chunk)",
+        )
 
     # --- download-and-chunk -------------------------------------------------------------
 
@@ -415,15 +466,23 @@ class ProcessCsv:
     # --- finalize -----------------------------------------------------------------------
 
     async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
+        job = FinalizeImport(
+            import_id=inp.import_id,
+            workspace_id=inp.workspace_id,
+            user_id=inp.user_id,
+            workflow_id=workflow.info().workflow_id,
+            started_at=cursor.started_at,
+        )
+        if self.small:
+            return await workflow.execute_local_activity_method(
+                ImportActivities.finalize,
+                job,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+            )
         return await workflow.execute_activity_method(
             ImportActivities.finalize,
-            FinalizeImport(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                user_id=inp.user_id,
-                workflow_id=workflow.info().workflow_id,
-                started_at=cursor.started_at,
-            ),
+            job,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RETRY,
         )

@@ -199,8 +199,9 @@ class Contract:
             "",
             "At most `IMPORTS_PER_WORKSPACE_LIMIT` imports run per workspace; the others wait "
             "in order of confirmation (first come, first served). One gate per workspace, "
-            "started by the `request-slot` activity with signal-with-start; other services "
-            "only read it.",
+            "started by the `request-slot-now` local activity with update-with-start (the "
+            "update answers at once when a slot is free; runs started before it use "
+            "`request-slot`, signal-with-start); other services only read it.",
             "",
             "- workflow id: `import-gate-<workspace_id>`",
             f"- input: {self._ref(GateInput)}",

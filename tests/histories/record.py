@@ -131,6 +131,17 @@ async def import_success(ctx: Ctx, tq: str) -> list[Recorded]:
     ]
 
 
+@scenario("import-small")
+async def import_small(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A file of one chunk, under IMPORT_INLINE_MAX_ROWS: one import-small activity."""
+    rows = [*_emails("m", 7), ["not-an-email", "X"], ["m1@example.com", "Dup"]]
+    wid, t, _ = await _import(ctx, tq, rows)
+    return [
+        Recorded(wid, "import-small"),
+        Recorded(f"import-gate-{t.workspace_id}", "import-gate-small"),
+    ]
+
+
 @scenario("import-continue-as-new")
 async def import_continue_as_new(ctx: Ctx, tq: str) -> list[Recorded]:
     # 30 rows in 2-row chunks, 5 chunks a run, 3 at a time: 3 runs of one workflow id.
