@@ -12,8 +12,8 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -146,15 +146,32 @@ def build_worker(client: Client, services: Services, *, task_queue: str | None =
         queue,
         [j.name for j in JOBS if j not in jobs] or "none",
     )
-    return Worker(
-        client,
-        task_queue=queue,
-        workflows=workflows,
-        activities=activities,
-        max_concurrent_activities=settings.worker_max_concurrent_activities,
-        interceptors=[SpreadChunks()],
-        **_activity_options(settings),
-    )
+    with _no_gc_finalizers():
+        return Worker(
+            client,
+            task_queue=queue,
+            workflows=workflows,
+            activities=activities,
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+            interceptors=[SpreadChunks()],
+            **_activity_options(settings),
+        )
+
+
+@contextmanager
+def _no_gc_finalizers() -> Iterator[None]:
+    """Worker() loads every workflow module in the sandbox. On Python < 3.12 a garbage
+    collection inside such a load can run a finalizer that imports (a never-awaited
+    coroutine's warning, e.g. of an evicted run) and re-enter CPython's per-module import
+    lock: `KeyError: <thread id>`, "Failed validating workflow" (temporalio/sdk-python
+    #585, #1833). No collection, no finalizer in that window."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class SpreadChunks(Interceptor):

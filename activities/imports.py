@@ -113,6 +113,18 @@ class ImportActivities(ActivityClass):
             )
         return rec
 
+    async def _processing_record(self, workspace_id: str, import_id: str) -> ImportRow:
+        """The record, which the run's check-import moved to processing; any other state
+        means another run or a caller changed it, and this run must not touch its rows."""
+        rec = await self._record(workspace_id, import_id)
+        if rec.status != "processing":
+            raise ApplicationError(
+                f"Invalid import state: {rec.status} (expected processing)",
+                type=errors.INVALID_IMPORT,
+                non_retryable=True,
+            )
+        return rec
+
     # --- check-import -------------------------------------------------------------
 
     @activity.defn(name="check-import")
@@ -161,13 +173,7 @@ class ImportActivities(ActivityClass):
 
     @activity.defn(name="fetch-import")
     async def fetch_import(self, inp: ProcessCsvInput) -> ImportRecord:
-        rec = await self._record(inp.workspace_id, inp.import_id)
-        if rec.status != "processing":
-            raise ApplicationError(
-                f"Invalid import state: {rec.status} (expected processing)",
-                type=errors.INVALID_IMPORT,
-                non_retryable=True,
-            )
+        rec = await self._processing_record(inp.workspace_id, inp.import_id)
         if "email" not in rec.column_mapping:
             raise ApplicationError(
                 "no column is mapped to email", type=errors.INVALID_IMPORT, non_retryable=True
@@ -315,13 +321,7 @@ class ImportActivities(ActivityClass):
         would) and processed by process-batch's (`_process`: same ledger rows, duplicates
         and failures), with no child process, no Redis and no waiting for a chunk. A
         retry parses again, identically, and the ledger skips what is committed."""
-        rec = await self._record(job.workspace_id, job.import_id)
-        if rec.status != "processing":
-            raise ApplicationError(
-                f"Invalid import state: {rec.status} (expected processing)",
-                type=errors.INVALID_IMPORT,
-                non_retryable=True,
-            )
+        rec = await self._processing_record(job.workspace_id, job.import_id)
         if job.chunk_index in await imports_repo.complete_chunks(
             self.pool, job.workspace_id, job.import_id
         ):

@@ -37,6 +37,9 @@ async def test_encrypted_import_is_readable_in_the_ui(
     settings = make_settings(
         stack, payload_encryption_keys=keys, temporal_ui_url=f"http://localhost:{ui_port}",
         codec_server_bind=f"127.0.0.1:{codec_port}", temporal_task_queue="ui-browser",
+        # The chunked path: the summaries checked below are those of regular activities
+        # (a 7-row file would otherwise be one local import-small step).
+        import_inline_max_rows=0,
     )  # fmt: skip
     server = TemporalDevServer(tmp_path / "temporal", ui_port=ui_port,
                                extra_args=ui_codec_args(settings))  # fmt: skip
