@@ -191,7 +191,11 @@ class ImportActivities(ActivityClass):
                 sub_batch_rows=s.import_sub_batch_rows,
                 parallel_chunks=s.import_parallel_chunks,
                 chunks_per_run=s.import_chunks_per_run,
-                inline_max_rows=min(s.import_inline_max_rows, s.import_chunk_rows),
+                inline_max_rows=(
+                    min(s.import_inline_max_rows, s.import_chunk_rows)
+                    if rec.file_bytes <= s.import_inline_max_bytes
+                    else 0
+                ),
             ),
         )
 

@@ -80,11 +80,18 @@ async def test_small_file_is_one_activity_and_exact(
     assert [s["row"] for s in result["error_samples"]] == [4, 8]
 
 
+# Off, or the file over the byte bound (a few rows can still be a large file).
+@pytest.mark.parametrize("limit", [{"import_inline_max_rows": 0}, {"import_inline_max_bytes": 10}])
 async def test_same_result_as_the_chunker_path(
-    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+    client: Client,
+    stack: Stack,
+    tenant: Tenant,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
+    limit: dict[str, int],
 ) -> None:
     settings = make_settings(
-        stack, temporal_task_queue=task_queue, import_sub_batch_rows=3, import_inline_max_rows=0
+        stack, temporal_task_queue=task_queue, import_sub_batch_rows=3, **limit
     )
     result, history = await _import(client, settings, tenant, owner_pool, task_queue)
     assert "download-and-chunk" in scheduled(history)

@@ -28,6 +28,7 @@ class ImportRow:
     headers: list[str]
     column_mapping: list[str]
     total_rows: int
+    file_bytes: int
     processed_rows: int
     inserted_rows: int
     updated_rows: int
@@ -52,9 +53,9 @@ class ImportRow:
 
 
 _COLUMNS = """id, workspace_id, user_id, status, file_name, blob_key, encoding, delimiter,
-    sep_line, headers, column_mapping, total_rows, processed_rows, inserted_rows, updated_rows,
-    failed_rows, duplicate_rows, error_samples, warnings, error_log, ai_summary, workflow_id,
-    started_at, completed_at, duration_ms"""
+    sep_line, headers, column_mapping, total_rows, file_bytes, processed_rows, inserted_rows,
+    updated_rows, failed_rows, duplicate_rows, error_samples, warnings, error_log, ai_summary,
+    workflow_id, started_at, completed_at, duration_ms"""
 
 
 async def create(
