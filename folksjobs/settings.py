@@ -153,6 +153,12 @@ class Settings(BaseSettings):
 
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20
+    # Temporal's fairness between workspaces on one task queue (folksjobs/infra/fairness.py):
+    # each workspace's jobs get this weight, or its entry in FAIRNESS_WEIGHTS (JSON,
+    # workspace id -> weight; a paid plan's workspaces, say, 2.0: twice the share of slots
+    # when the queue has a backlog).
+    fairness_default_weight: Annotated[float, Field(gt=0)] = 1.0
+    fairness_weights: dict[str, Annotated[float, Field(gt=0)]] = {}
     # download-and-chunk runs on its own queue with these slots (one CSV parser process
     # each), so chunking is never stuck behind process-batch attempts waiting for it.
     worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from folksjobs.infra.fairness import SERVER_DYNAMIC_CONFIG
 from folksjobs.infra.search_attributes import REGISTRATION
 from folksjobs.settings import ROOT, Settings
 from starter.cli import parser
@@ -102,6 +103,17 @@ def test_compose_stack_has_what_the_issue_lists() -> None:
         assert attr in setup and f"--type {kind}" in setup
     deps = services["worker"]["depends_on"]
     assert deps["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_temporal_has_priority_and_fairness_on() -> None:
+    """The server's dynamic config file is mounted where its env names it, and switches on
+    exactly what folksjobs/infra/fairness.py (the dev stack's and tests' server) does."""
+    temporal = compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    [mount] = [v for v in temporal["volumes"] if v.split(":")[1] == path]
+    assert (DEPLOY / mount.split(":")[0]).resolve() == DEPLOY / "temporal-dynamicconfig.yaml"
+    config = yaml.safe_load((DEPLOY / "temporal-dynamicconfig.yaml").read_text())
+    assert {k: v[0]["value"] for k, v in config.items()} == SERVER_DYNAMIC_CONFIG
 
 
 def dockerfile() -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ Each server keeps its state in a directory, so a restart finds its data again.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from folksjobs.infra.fairness import SERVER_DYNAMIC_CONFIG
 from folksjobs.infra.search_attributes import REGISTRATION
 
 
@@ -91,6 +93,8 @@ class TemporalDevServer:
     ui_port: int | None = None
     metrics_port: int | None = None
     extra_args: list[str] = field(default_factory=list)
+    # Task Queue Priority and Fairness (folksjobs/infra/fairness.py); off only to compare.
+    fairness: bool = True
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -122,6 +126,9 @@ class TemporalDevServer:
             args += ["--metrics-port", str(self.metrics_port)]
         for name, kind in REGISTRATION.items():
             args += ["--search-attribute", f"{name}={kind}"]
+        if self.fairness:
+            for key, value in SERVER_DYNAMIC_CONFIG.items():
+                args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
         args += self.extra_args
         log_path = self.state_dir / "temporal.log"
         log = open(log_path, "ab")  # noqa: SIM115
