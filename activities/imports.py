@@ -8,6 +8,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,6 +21,7 @@ from activities.errors import email_error
 from folksjobs import errors
 from folksjobs.imports import chunker, dedup
 from folksjobs.imports import repo as imports_repo
+from folksjobs.imports.backlog import BacklogStuck, ChunkBacklog
 from folksjobs.imports.chunker import ChunkSpec
 from folksjobs.imports.contacts import Mapper, Values, upsert
 from folksjobs.imports.mapping import email_columns
@@ -196,6 +198,7 @@ class ImportActivities(ActivityClass):
                     if rec.file_bytes <= s.import_inline_max_bytes
                     else 0
                 ),
+                chunk_lead=s.import_chunk_lead,
             ),
         )
 
@@ -214,10 +217,19 @@ class ImportActivities(ActivityClass):
         if local is not None and not local.exists():
             raise self._missing_blob(rec)
         spec = self._chunk_spec(rec, plan.chunk_rows, None if local is None else str(local))
+        # The chunks before the plan's range were claimed by the runs before; only a Redis
+        # that lost them (no start marker) needs them claimed again, from chunk 0.
+        seen = rediskeys.seen_emails(plan.import_id)
+        if plan.first_chunk and await dedup.has_state(self.redis, seen):
+            spec = replace(spec, first_chunk=plan.first_chunk)
+        spec = replace(spec, stop_chunk=plan.stop_chunk)
+        backlog = ChunkBacklog(self.redis, plan.max_held, self.settings.chunk_wait_seconds)
         progress = {"chunks": 0, "rows": 0}
 
         async def store(frame: chunker.Frame) -> None:
-            await self._store_chunk(plan, frame, complete)
+            await backlog.room()
+            if await self._store_chunk(plan, frame, complete):
+                backlog.stored(rediskeys.chunk(plan.import_id, frame.chunk_index))
             progress.update(chunks=frame.chunk_index + 1, rows=frame.rows)
 
         source = None if local is not None else self._blob_bytes(rec)
@@ -225,6 +237,11 @@ class ImportActivities(ActivityClass):
             done = await _heartbeating(chunker.run(spec, source, store), 1.0, lambda: progress)
         except chunker.ChunkerFailed as e:
             raise ApplicationError(str(e), type=errors.CHUNKER_FAILED) from e
+        except BacklogStuck as e:
+            raise ApplicationError(str(e), type=errors.CHUNKER_FAILED) from e
+        if not done.eof:
+            # The run's range is in Redis; the next run's plan reads on from there.
+            return ChunkPlanResult(chunk_count=done.chunks, total_rows=done.rows)
         if done.rows != rec.total_rows:
             raise ApplicationError(
                 f"the stored file has {done.rows:,} rows but {rec.total_rows:,} were uploaded: "
@@ -248,17 +265,17 @@ class ImportActivities(ActivityClass):
             email_test_domains=self.settings.email_test_domains,
         )
 
-    async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> None:
+    async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> bool:
         """Claim the chunk's emails and store it (unless the ledger already has it), then
-        move the progress marker process-batch waits on."""
+        move the progress marker process-batch waits on. True when it was stored."""
         ttl = self.settings.chunk_ttl_seconds
         taken = await dedup.claim(
             self.redis, rediskeys.seen_emails(plan.import_id), frame.chunk_index, frame.digests, ttl
         )
         written = rediskeys.chunks_written(plan.import_id, plan.generation)
-        if frame.chunk_index in complete:
+        if frame.chunk_index in complete or frame.chunk_index < plan.first_chunk:
             await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
-            return
+            return False
         # An email an earlier chunk owns: its last row here is a duplicate too (the rows
         # before it already are).
         dups = sorted([*frame.superseded, *(frame.last_rows[i] for i in taken)])
@@ -270,6 +287,7 @@ class ImportActivities(ActivityClass):
         )
         pipe.set(written, frame.chunk_index + 1, ex=ttl)
         await pipe.execute()
+        return True
 
     async def _blob_bytes(self, rec: ImportRow) -> AsyncIterator[bytes]:
         try:

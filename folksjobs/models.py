@@ -99,6 +99,8 @@ class ImportOptions(Model):
     chunks_per_run: int
     # Settings.import_inline_max_rows; 0 in runs recorded before it (never inline).
     inline_max_rows: int = 0
+    # Settings.import_chunk_lead; 0 in runs recorded before it (the chunker unbounded).
+    chunk_lead: int = 0
 
 
 class ImportCursor(Model):
@@ -128,6 +130,12 @@ class ChunkPlan(Model):
     chunk_rows: int
     # Bumped each time lost chunks are rebuilt; process-batch waits for its generation.
     generation: int = 0
+    # One run's range of a file continued as new (folksjobs/imports/backlog.py): chunks
+    # before first_chunk are committed, the chunker stops at stop_chunk (None: the end).
+    first_chunk: int = 0
+    stop_chunk: int | None = None
+    # At most this many chunks of the import held in Redis at once (0: no bound).
+    max_held: int = 0
 
 
 class ChunkPlanResult(Model):

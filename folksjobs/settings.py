@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # ...and of at most this many bytes: import-small holds the file in memory and parses it
     # on the event loop, so a few thousand rows of huge notes take the chunker path instead.
     import_inline_max_bytes: Annotated[int, Field(ge=0)] = 2 * 1024 * 1024
+    # download-and-chunk keeps at most IMPORT_PARALLEL_CHUNKS + this many chunks of an
+    # import in Redis, waiting for process-batch to commit them (folksjobs/imports/backlog.py).
+    import_chunk_lead: Annotated[int, Field(ge=1)] = 4
     chunk_ttl_seconds: int = 3600
     # process-batch waits this long for its chunk without any chunking progress before
     # it declares the chunk lost (and the workflow rebuilds it from the blob).

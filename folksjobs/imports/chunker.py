@@ -11,8 +11,13 @@ splits it into chunks of `chunk_rows` records, decides the duplicates inside eac
 in Redis and stores it; the pipe's buffer holds the child back while it does.
 
 stdout carries frames: a 4-byte big-endian length, then a marshal payload, either a
-`Frame` (one chunk) or, last, ("done", chunks, rows). Anything else (a crash) is a
-non-zero exit with the reason on stderr. This module writes them (`main`) and reads them
+`Frame` (one chunk) or, last, ("done", chunks, rows, eof). Anything else (a crash) is a
+non-zero exit with the reason on stderr.
+
+A spec can name a range of chunks (`first_chunk`, `stop_chunk`): one workflow run's share
+of a large file. The chunks before it are parsed (records can span lines, so only a
+parse finds where a chunk starts) but neither checked nor sent; the child stops at the
+first record of `stop_chunk` (Done.eof False). This module writes them (`main`) and reads them
 (`read_frames`, `run` for the worker's side): the format lives here only.
 """
 
@@ -46,10 +51,11 @@ class Frame(NamedTuple):
 
 
 class Done(NamedTuple):
-    """The last frame: the whole file's totals."""
+    """The last frame: the totals of what was read."""
 
-    chunks: int
-    rows: int
+    chunks: int  # chunks read, those before first_chunk included
+    rows: int  # records read
+    eof: bool = True  # the whole file: False when the child stopped at spec.stop_chunk
 
 
 _DONE = "done"
@@ -69,6 +75,8 @@ class ChunkSpec:
     chunk_rows: int
     path: str | None = None  # None: the file's bytes arrive on stdin
     email_test_domains: bool = False  # Settings.email_test_domains
+    first_chunk: int = 0  # chunks before it are only parsed, not sent
+    stop_chunk: int | None = None  # stop at its first record (None: read to the end)
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "folksjobs.imports.chunker", json.dumps(asdict(self))]
@@ -98,35 +106,53 @@ class Chunk:
 
 
 def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
-    fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
-    items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
-    read_header(records(islice(items, 1)))
-    index = rows = 0
-    first_row = 2  # row 1 is the header
-    cells: list[list[str] | None] = []
-    errors: dict[int, str] = {}
+    """The chunks of spec's range, in order."""
+    return _Reader(spec).frames(raw)
 
-    def frame() -> Frame:
-        superseded, last, emails = last_wins(
-            cells, first_row, spec.email_columns, spec.email_test_domains
-        )
-        # marshal: plain lists and strings, several times faster than JSON both ways;
-        # chunks live an hour in our own Redis, read by workers of the same release.
-        blob = marshal.dumps((first_row, cells, errors, emails))
-        return Frame(index, rows, blob, superseded, list(last), list(last.values()))
 
-    for item in items:
-        if type(item) is list:
-            cells.append(item)
-        else:
-            errors[len(cells)] = str(item)
-            cells.append(None)
-        rows += 1
-        if len(cells) == spec.chunk_rows:
+class _Reader:
+    """frames(), keeping count of what it read for the Done frame."""
+
+    def __init__(self, spec: ChunkSpec) -> None:
+        self.spec = spec
+        self.done = Done(0, 0)
+
+    def frames(self, raw: BinaryIO) -> Iterator[Frame]:
+        spec = self.spec
+        fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
+        items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
+        read_header(records(islice(items, 1)))
+        index = rows = 0
+        first_row = 2  # row 1 is the header
+        cells: list[list[str] | None] = []
+        errors: dict[int, str] = {}
+
+        def frame() -> Frame:
+            superseded, last, emails = last_wins(
+                cells, first_row, spec.email_columns, spec.email_test_domains
+            )
+            # marshal: plain lists and strings, several times faster than JSON both ways;
+            # chunks live an hour in our own Redis, read by workers of the same release.
+            blob = marshal.dumps((first_row, cells, errors, emails))
+            return Frame(index, rows, blob, superseded, list(last), list(last.values()))
+
+        for item in items:
+            if index == spec.stop_chunk:
+                self.done = Done(index, rows, eof=False)
+                return
+            if type(item) is list:
+                cells.append(item)
+            else:
+                errors[len(cells)] = str(item)
+                cells.append(None)
+            rows += 1
+            if len(cells) == spec.chunk_rows:
+                if index >= spec.first_chunk:
+                    yield frame()
+                index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
+        if cells and index >= spec.first_chunk:
             yield frame()
-            index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
-    if cells:
-        yield frame()
+        self.done = Done(index + (1 if cells else 0), rows)
 
 
 def pack(dups: list[int], rows_blob: bytes) -> bytes:
@@ -152,12 +178,11 @@ def _write(out: BinaryIO, payload: tuple[Any, ...]) -> None:
 def main() -> None:
     spec = ChunkSpec(**json.loads(sys.argv[1]))
     out = sys.stdout.buffer
-    done = Done(0, 0)
+    reader = _Reader(spec)
     with open(spec.path, "rb") if spec.path else sys.stdin.buffer as raw:
-        for f in frames(raw, spec):
+        for f in reader.frames(raw):
             _write(out, f)
-            done = Done(f.chunk_index + 1, f.rows)
-    _write(out, (_DONE, *done))
+    _write(out, (_DONE, *reader.done))
     out.flush()
 
 
