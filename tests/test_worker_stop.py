@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -97,7 +98,7 @@ async def test_sigterm_mid_import_exits_in_time_and_another_worker_finishes_exac
     assert took <= GRACE + 5, f"the worker took {took:.1f} s to stop (grace {GRACE} s)"
     assert code == 0
     async with running_worker(client, settings, settings.temporal_task_queue):
-        result = await handle.result()
+        result: dict[str, Any] = await handle.result()  # type: ignore[assignment]
     assert (result["total_rows"], result["inserted"], result["failed"]) == (ROWS, ROWS, 0)
     stored = await owner_pool.fetchval(
         "SELECT count(*) FROM contacts WHERE workspace_id = $1::uuid", tenant.workspace_id
