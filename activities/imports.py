@@ -269,10 +269,13 @@ class ImportActivities(ActivityClass):
         """Claim the chunk's emails and store it (unless the ledger already has it), then
         move the progress marker process-batch waits on. True when it was stored."""
         ttl = self.settings.chunk_ttl_seconds
+        written = rediskeys.chunks_written(plan.import_id, plan.generation)
+        if frame.skipped:  # committed by an earlier run, which claimed its emails
+            await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
+            return False
         taken = await dedup.claim(
             self.redis, rediskeys.seen_emails(plan.import_id), frame.chunk_index, frame.digests, ttl
         )
-        written = rediskeys.chunks_written(plan.import_id, plan.generation)
         if frame.chunk_index in complete or frame.chunk_index < plan.first_chunk:
             await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
             return False

@@ -40,7 +40,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
     from folksjobs import errors
     from folksjobs.catalog import job_by_workflow
+    from folksjobs.infra.fairness import BULK
     from folksjobs.infra.ui import set_job_attributes
     from folksjobs.models import (
         WF_PROCESS_CSV,
@@ -100,6 +101,14 @@ LOCAL_CHECKS = "check-and-fetch-local"
 # activity instead of download-and-chunk + process-batch; runs started before this change
 # (and their options, recorded with inline_max_rows 0) keep the chunker path.
 SMALL_IN_ONE_ACTIVITY = "small-file-in-one-activity"
+# Each run chunks only its own range of the file, at most ImportOptions.chunk_lead chunks
+# ahead of process-batch (folksjobs/imports/backlog.py), so an import's Redis use is
+# bounded whatever the file's size. Runs whose options predate chunk_lead (0) keep
+# chunking the whole file in their first run.
+CHUNK_RANGES = "chunk-ranges-bounded"
+# process-batch at the bulk priority (folksjobs/infra/fairness.py): a person's short steps
+# go first. Runs started before this change schedule it with the workflow's priority.
+BULK_CHUNKS = "process-batch-bulk-priority"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -204,6 +213,9 @@ class ProcessCsv:
 
     async def _run(self, inp: ProcessCsvInput) -> ImportResult:
         cursor = inp.resume or await self._fetch_import(inp)
+        if inp.resume is not None and self._by_range(cursor):
+            # This run's range of chunks, from where the previous run stopped.
+            self.chunking = asyncio.create_task(self._download_and_chunk(inp, cursor))
         self.cursor, self.counts = cursor, cursor.counts
         self.stage = "process-batch"
         self._show_progress()
@@ -293,20 +305,34 @@ class ProcessCsv:
 
     # --- download-and-chunk -------------------------------------------------------------
 
+    @staticmethod
+    def _by_range(cursor: ImportCursor) -> bool:
+        return cursor.options.chunk_lead > 0 and workflow.patched(CHUNK_RANGES)
+
     async def _download_and_chunk(
-        self, inp: ProcessCsvInput, cursor: ImportCursor
+        self, inp: ProcessCsvInput, cursor: ImportCursor, *, repair: bool = False
     ) -> ChunkPlanResult:
         queue = None
         if workflow.patched(PATCH_CHUNKING_QUEUE):
             queue = chunking_task_queue(workflow.info().task_queue)
+        plan = ChunkPlan(
+            import_id=inp.import_id,
+            workspace_id=inp.workspace_id,
+            chunk_rows=cursor.options.chunk_rows,
+            generation=cursor.rechunks,
+        )
+        # A repair rebuilds chunks anywhere in the file and processes them only after:
+        # unbounded, from the start.
+        if not repair and self._by_range(cursor):
+            o = cursor.options
+            end = min(cursor.chunk_count, cursor.next_chunk + o.chunks_per_run)
+            plan.first_chunk = cursor.next_chunk
+            # The last run reads to the file's end: it checks the file has no more rows.
+            plan.stop_chunk = end if end < cursor.chunk_count else None
+            plan.max_held = max(1, o.parallel_chunks) + o.chunk_lead
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
-            ChunkPlan(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_rows=cursor.options.chunk_rows,
-                generation=cursor.rechunks,
-            ),
+            plan,
             task_queue=queue,
             start_to_close_timeout=timedelta(hours=2),
             # Heartbeats every second: a dead worker is noticed in seconds.
@@ -417,6 +443,7 @@ class ProcessCsv:
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     retry_policy=RETRY,
                     summary=f"chunk {i + 1} of {cursor.chunk_count}",
+                    priority=BULK if workflow.patched(BULK_CHUNKS) else Priority.default,
                 )
             except ActivityError as e:
                 if not errors.failed_with(e, errors.CHUNK_MISSING):
@@ -460,7 +487,7 @@ class ProcessCsv:
             retry_policy=RETRY,
         )
         cursor.rechunks += 1
-        await self._download_and_chunk(inp, cursor)
+        await self._download_and_chunk(inp, cursor, repair=True)
         await self._process_chunks(inp, cursor, missing, _already_counted)
 
     # --- finalize -----------------------------------------------------------------------

@@ -12,13 +12,13 @@ in Redis and stores it; the pipe's buffer holds the child back while it does.
 
 stdout carries frames: a 4-byte big-endian length, then a marshal payload, either a
 `Frame` (one chunk) or, last, ("done", chunks, rows, eof). Anything else (a crash) is a
-non-zero exit with the reason on stderr.
+non-zero exit with the reason on stderr. This module writes them (`main`) and reads them
+(`read_frames`, `run` for the worker's side): the format lives here only.
 
 A spec can name a range of chunks (`first_chunk`, `stop_chunk`): one workflow run's share
 of a large file. The chunks before it are parsed (records can span lines, so only a
-parse finds where a chunk starts) but neither checked nor sent; the child stops at the
-first record of `stop_chunk` (Done.eof False). This module writes them (`main`) and reads them
-(`read_frames`, `run` for the worker's side): the format lives here only.
+parse finds where a chunk starts) but neither checked nor sent (a `skipped` frame marks
+each); the child stops at the first record of `stop_chunk` (Done.eof False).
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class Frame(NamedTuple):
     superseded: list[int]  # rows a later row of the same email in this chunk replaces
     digests: list[bytes]  # the chunk's email digests, for the claim across chunks
     last_rows: list[int]  # the last row of each digest, in the same order
+    # Before spec.first_chunk: read past, nothing else (no records, no digests). Sent so
+    # the worker's progress marker moves while the child reads up to its range.
+    skipped: bool = False
 
 
 class Done(NamedTuple):
@@ -147,12 +150,15 @@ class _Reader:
                 cells.append(None)
             rows += 1
             if len(cells) == spec.chunk_rows:
-                if index >= spec.first_chunk:
-                    yield frame()
+                yield frame() if index >= spec.first_chunk else self._skipped(index, rows)
                 index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
-        if cells and index >= spec.first_chunk:
-            yield frame()
+        if cells:
+            yield frame() if index >= spec.first_chunk else self._skipped(index, rows)
         self.done = Done(index + (1 if cells else 0), rows)
+
+    @staticmethod
+    def _skipped(index: int, rows: int) -> Frame:
+        return Frame(index, rows, b"", [], [], [], skipped=True)
 
 
 def pack(dups: list[int], rows_blob: bytes) -> bytes:
