@@ -86,7 +86,10 @@ class Settings(BaseSettings):
     # (IMPORT_CHUNK_ROWS=500 IMPORT_SUB_BATCH_ROWS=50 IMPORT_PARALLEL_CHUNKS=1 runs it);
     # the defaults are the faster design measured in bench/results.md.
     import_chunk_rows: int = 10000
-    import_sub_batch_rows: int = 5000
+    # Each sub-batch commits with its ledger row and moves the import's durable progress:
+    # 1,000 rows, so the bar moves at least every 1,000 rows of a chunk (issue 27; 5,000
+    # before, see bench/results.md "progress" for what the smaller commits cost).
+    import_sub_batch_rows: int = 1000
     import_parallel_chunks: int = 4
     # A file of at most this many rows (and at most one chunk) is parsed and processed in
     # one activity inside the worker (import-small): no chunker process, no Redis, no
