@@ -85,7 +85,7 @@ def _import_activities(s: Services) -> ImportActivities:
 
 def _import(s: Services) -> list[Callable[..., Any]]:
     # download-and-chunk stays here too: runs started before it had its own queue
-    # (build_chunk_worker) still schedule it on this one.
+    # (build_chunk_workers) still schedule it on this one.
     return _import_activities(s).activities()
 
 
@@ -217,23 +217,28 @@ def _activity_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_chunk_worker(
+def build_chunk_workers(
     client: Client, services: Services, *, task_queue: str | None = None
-) -> Worker | None:
-    """download-and-chunk on its own queue and slots, beside `build_worker`'s (None when
+) -> list[Worker]:
+    """download-and-chunk on its own queues and slots, beside `build_worker`'s (none when
     imports are off). process-batch attempts wait in their slots for the chunks it writes,
     while it never waits for them: with one shared pool, waiters could hold every slot and
-    the chunking they wait for could never start (tests/test_slots.py)."""
+    the chunking they wait for could never start (tests/test_slots.py). Files of a few
+    chunks have a queue of their own (models.chunking_task_queue)."""
     settings = services.settings
     if not settings.job_import_enabled:
-        return None
-    return Worker(
-        client,
-        task_queue=chunking_task_queue(task_queue or settings.temporal_task_queue),
-        activities=[_import_activities(services).download_and_chunk],
-        max_concurrent_activities=settings.worker_max_concurrent_chunkers,
-        **_activity_options(settings),
-    )
+        return []
+    chunking = _import_activities(services).download_and_chunk
+    return [
+        Worker(
+            client,
+            task_queue=chunking_task_queue(task_queue or settings.temporal_task_queue, small),
+            activities=[chunking],
+            max_concurrent_activities=settings.worker_max_concurrent_chunkers,
+            **_activity_options(settings),
+        )
+        for small in (False, True)
+    ]
 
 
 @asynccontextmanager
@@ -245,8 +250,7 @@ async def running_workers(
         worker = await stack.enter_async_context(
             build_worker(client, services, task_queue=task_queue)
         )
-        chunker = build_chunk_worker(client, services, task_queue=task_queue)
-        if chunker is not None:
+        for chunker in build_chunk_workers(client, services, task_queue=task_queue):
             await stack.enter_async_context(chunker)
         yield worker
 

@@ -49,7 +49,7 @@ from redis import Redis  # noqa: E402
 from bench import folks  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from bench.stack import BenchStack, start_stack  # noqa: E402
-from bench.tenants import Part, Tenants, distinct_valid  # noqa: E402
+from bench.tenants import Part, Tenants, breakdown, distinct_valid, timeline  # noqa: E402
 
 
 class RedisPeak:
@@ -109,17 +109,25 @@ async def _import(t: Tenants, part: Part, ws: tuple[str, str] | None = None) -> 
 async def _neighbour(t: Tenants, args: argparse.Namespace, big: Part, small: Part) -> Any:
     tenant = await t.workspace()
     await _import(t, small, tenant)  # its contacts exist: every counted import updates
-    idle = [(await _import(t, small, tenant))["s"] for _ in range(args.small_imports)]
+    idle = []
+    for _ in range(args.small_imports):
+        last_idle = await _import(t, small, tenant)
+        idle.append(last_idle["s"])
     alone = await _import(t, big)
     uid, wid = await t.workspace()
     import_id = await t.upload(big.path, wid, uid)
     started = time.perf_counter()
     together = asyncio.create_task(t.run_import(wid, import_id))
     beside: list[float] = []
+    slowest: Any = None
     while not together.done():
-        beside.append((await _import(t, small, tenant))["s"])
+        one = await _import(t, small, tenant)
+        if not beside or one["s"] > max(beside):
+            slowest = one["handle"]
+        beside.append(one["s"])
     res, seconds, _ = await together
     beside = beside[:-1] if len(beside) > 1 else beside  # the last one overran the big one
+    idle_history = await last_idle["handle"].fetch_history()
     idle_median = statistics.median(idle)
     return {
         "idle_median_s": round(idle_median, 3),
@@ -133,6 +141,10 @@ async def _neighbour(t: Tenants, args: argparse.Namespace, big: Part, small: Par
         "big_beside_over_alone": round(alone["s"] / seconds, 2),
         "big_started_to_done_s": round(time.perf_counter() - started, 1),
         "inexact": alone["inexact"] or await t.exact(wid, res, big),
+        # Where a small import's time went (bench/tenants.py: breakdown, timeline).
+        "idle_history_ms": breakdown(idle_history),
+        "slowest_beside_history_ms": breakdown(await slowest.fetch_history()),
+        "slowest_beside_timeline": timeline(await slowest.fetch_history()),
     }
 
 

@@ -41,11 +41,14 @@ Id = Annotated[
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-def chunking_task_queue(task_queue: str) -> str:
+def chunking_task_queue(task_queue: str, small: bool = False) -> str:
     """download-and-chunk's own queue beside `task_queue`, served by its own slots in the
     same worker process: process-batch waits for the chunks it writes, so the two must
-    never compete for one pool of slots (worker.py)."""
-    return f"{task_queue}-chunking"
+    never compete for one pool of slots (worker.py). `small`: a file of a few chunks (all
+    within the Redis bound, so its chunker never waits) has a queue and slots of its own,
+    and never queues behind the parsers of large files, which hold theirs for as long as
+    their imports run."""
+    return f"{task_queue}-chunking" + ("-small" if small else "")
 
 
 def import_workflow_id(import_id: str) -> str:

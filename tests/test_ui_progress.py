@@ -79,7 +79,7 @@ async def test_running_import_shows_its_progress(
         async with (
             Worker(client, task_queue=task_queue, workflows=[ProcessCsv, SlotGate],
                    activities=activities),
-            # download-and-chunk has its own queue (worker.build_chunk_worker).
+            # download-and-chunk has its own queue (worker.build_chunk_workers).
             Worker(client, task_queue=chunking_task_queue(task_queue),
                    activities=[held_chunking]),
         ):  # fmt: skip

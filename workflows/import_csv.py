@@ -330,6 +330,8 @@ class ProcessCsv:
             # The last run reads to the file's end: it checks the file has no more rows.
             plan.stop_chunk = end if end < cursor.chunk_count else None
             plan.max_held = max(1, o.parallel_chunks) + o.chunk_lead
+            small = cursor.chunk_count <= plan.max_held
+            queue = chunking_task_queue(workflow.info().task_queue, small=small)
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
             plan,
