@@ -14,6 +14,8 @@ redis:     Redis `used_memory` sampled every 50 ms: its peak over the idle basel
            size at the end (MEMORY USAGE); then --redis-imports imports of --redis-each
            rows confirmed at once: the peak chunk keys held against the sum of their
            bounds, (IMPORT_PARALLEL_CHUNKS + IMPORT_CHUNK_LEAD) each.
+burst:     bench/tenants.py's burst (--workspaces x --rows confirmed at once, against one
+           import of the same rows), fairness on and off.
 progress:  one --progress-rows import per --sub-batches size, its durable progress
            (imports.processed_rows) sampled every 50 ms: the largest step, the longest
            time without a move, rows/s.
@@ -360,12 +362,31 @@ def progress_case(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# --- burst --------------------------------------------------------------------------------
+
+
+def burst_case(args: argparse.Namespace) -> dict[str, Any]:
+    """bench/tenants.py's burst (W x R at once against one W x R import), fairness on and off."""
+    from bench import tenants
+
+    out = {}
+    for fairness in (True, False):
+        stack = start_stack(args.work / "state", fairness=fairness)
+        try:
+            run = argparse.Namespace(**{**vars(args), "work": args.work / "burst"})
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            out[f"fairness {'on' if fairness else 'off'}"] = tenants.burst(stack, run, queue)
+        finally:
+            stack.stop()
+    return out
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("cases", nargs="+", choices=["neighbour", "redis", "stop", "progress"])
+    p.add_argument("cases", nargs="+", choices=["neighbour", "redis", "stop", "progress", "burst"])
     p.add_argument("--big-rows", type=int, default=1_000_000)
     p.add_argument("--small-rows", type=int, default=1_000)
     p.add_argument("--small-imports", type=int, default=10, help="idle imports of the small file")
@@ -377,6 +398,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stop-rows", type=int, default=2_000_000)
     p.add_argument("--progress-rows", type=int, default=1_000_000)
     p.add_argument("--sub-batches", default="5000,1000", help="progress: sub-batch sizes")
+    p.add_argument("--workspaces", type=int, default=40, help="burst: W")
+    p.add_argument("--rows", type=int, default=25_000, help="burst: R rows per workspace")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="a worker setting for every phase (repeatable)")  # fmt: skip
@@ -394,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     run_id = uuid.uuid4().hex[:8]
     try:
         cases = (("neighbour", neighbour), ("redis", redis_case), ("stop", stop_case),
-                 ("progress", progress_case))  # fmt: skip
+                 ("progress", progress_case), ("burst", burst_case))  # fmt: skip
         for case, run in cases:
             if case in args.cases:
                 t0 = time.perf_counter()
