@@ -19,17 +19,17 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from temporalio.service import RPCError
 
-from folksjobs import confirm
+from folksjobs import confirm, tenancy
 from folksjobs.api.context import ApiError, api_of, key_of
 from folksjobs.catalog import JobDisabled
 from folksjobs.events import ROUTES, EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports_repo
+from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.mapping import (
     STANDARD_FIELDS,
     MappingError,
     apply_overrides,
-    validate_mapping,
 )
 from folksjobs.imports.repo import ImportRow
 from folksjobs.imports.uploads import (
@@ -260,7 +260,7 @@ async def _upload(
     request: web.Request, pieces: AsyncIterator[bytes], name: str, encoding: str | None = None
 ) -> UploadResult:
     api, key = api_of(request), key_of(request)
-    owner = await exports_repo.workspace_owner(api.services.pool, key.workspace_id)
+    owner = await tenancy.workspace_owner(api.services.pool, key.workspace_id)
     try:
         return await upload_stream(
             api.services.pool, api.services.blob, api.settings, pieces, name,
@@ -290,11 +290,12 @@ async def set_mapping(request: web.Request) -> web.StreamResponse:
         mapping = apply_overrides(
             row.headers, row.column_mapping, [f"{h}={f}" for h, f in chosen.items()]
         )
-        validate_mapping(mapping)
+        saved = await lifecycle.save_mapping(
+            api_of(request).services.pool, row.workspace_id, row.id, mapping
+        )
     except MappingError as e:
         raise ApiError(422, "invalid_mapping", str(e)) from None
-    api = api_of(request)
-    if not await imports_repo.set_mapping(api.services.pool, row.workspace_id, row.id, mapping):
+    if saved is None:
         raise ApiError(409, "not_pending", f"import {row.id} is {row.status}; it was confirmed")
     return web.json_response({"import_id": row.id, "headers": row.headers, "mapping": mapping})
 
@@ -304,12 +305,8 @@ async def confirm_import(request: web.Request) -> web.StreamResponse:
     api = api_of(request)
     try:
         handle = await confirm.confirm_import(
-            api.client, api.services.pool, api.settings, row.workspace_id, row.id
+            api.client, api.services.pool, api.settings, row.workspace_id, row.id, record=row
         )
-    except MappingError as e:
-        raise ApiError(422, "invalid_mapping", str(e)) from None
-    except EventError as e:  # the uploader is no longer a member of the workspace
-        raise ApiError(422, "invalid_event", str(e)) from None
     except JobDisabled as e:
         raise ApiError(409, "job_disabled", str(e)) from None
     return web.json_response(
