@@ -37,7 +37,7 @@ The methods below follow the table, top to bottom.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import ClassVar, TypeVar
 
@@ -54,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
     from folksjobs.models import (
         WF_PROCESS_CSV,
         ChunkJob,
-        ChunkPlan,
         ChunkPlanResult,
         ChunkResult,
         FinalizeImport,
@@ -64,12 +63,11 @@ with workflow.unsafe.imports_passed_through():
         ImportProgress,
         ImportRecord,
         ImportResult,
-        MissingChunks,
         ProcessCsvInput,
-        chunking_task_queue,
     )
     from workflows import import_csv_before as before
     from workflows.gate import held_slot
+    from workflows.import_chunks import ChunkedPath
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_PROCESS_CSV).attempts,
@@ -83,16 +81,9 @@ RETRY = RetryPolicy(
         errors.EMAIL_PERMANENT_FAILURE,
     ],
 )
-MAX_RECHUNKS = 3
 T = TypeVar("T")
 # Runs that reached mark-failed before this change let its failure replace the import's.
 MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
-# download-and-chunk on its own queue (models.chunking_task_queue); runs started before
-# this change keep scheduling it on the workflow's queue.
-PATCH_CHUNKING_QUEUE = "chunking-task-queue"
-# docs/deploys.md: chunk tasks are created as the window frees (runs started after this
-# change); runs in flight before it keep creating them all up front.
-CHUNKS_AS_SLOTS_FREE = "chunks-as-slots-free"
 # claim-import, one local activity returning the record, instead of check-import and
 # fetch-import (and of the patches that made them local, moved them before the gate and
 # chose the small path: CLAIM_IMPORT's runs take all three). Runs started before it keep
@@ -101,8 +92,8 @@ CLAIM_IMPORT = "claim-import"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
-class ProcessCsv:
-    RETRY: ClassVar[RetryPolicy] = RETRY  # for the old branches (import_csv_before)
+class ProcessCsv(ChunkedPath):
+    RETRY: ClassVar[RetryPolicy] = RETRY  # for the chunked path and the old branches
 
     def __init__(self) -> None:
         self.import_id = ""
@@ -186,12 +177,21 @@ class ProcessCsv:
     async def _claim(self, inp: ProcessCsvInput) -> ImportRecord:
         """A local activity: one short statement needs no task-queue round trip."""
         self.stage = "claim-import"
-        return await workflow.execute_local_activity_method(
-            ImportActivities.claim_import,
-            inp,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
+        claim = asyncio.ensure_future(
+            workflow.execute_local_activity_method(
+                ImportActivities.claim_import,
+                inp,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
         )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # A cancel that came right after the confirm: the claim ends first, so the
+            # record ends cancelled by this run, not left pending (or moved meanwhile).
+            await workflow.wait([claim])
+            raise
 
     async def _refusing(self, inp: ProcessCsvInput, step: Awaitable[T]) -> T:
         """The run's first step, before it queues for a slot: a start naming another
@@ -302,153 +302,11 @@ class ProcessCsv:
             summary="the whole file (one chunk)",
         )
 
-    # --- download-and-chunk -------------------------------------------------------------
-
-    async def _download_and_chunk(
-        self, inp: ProcessCsvInput, cursor: ImportCursor
-    ) -> ChunkPlanResult:
-        queue = None
-        if workflow.patched(PATCH_CHUNKING_QUEUE):
-            queue = chunking_task_queue(workflow.info().task_queue)
-        return await workflow.execute_activity_method(
-            ImportActivities.download_and_chunk,
-            ChunkPlan(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_rows=cursor.options.chunk_rows,
-                generation=cursor.rechunks,
-                file=cursor.file,
-            ),
-            task_queue=queue,
-            start_to_close_timeout=timedelta(hours=2),
-            # Heartbeats every second: a dead worker is noticed in seconds.
-            heartbeat_timeout=timedelta(seconds=10),
-            # On failure or cancel, wait until it has really stopped writing to Redis.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            retry_policy=RETRY,
-        )
-
-    # --- process-batch ------------------------------------------------------------------
-
-    async def _process_chunks(
-        self,
-        inp: ProcessCsvInput,
-        cursor: ImportCursor,
-        indexes: Sequence[int],
-        done: Callable[[ImportCursor, ChunkResult], None],
-    ) -> None:
-        """process-batch for each chunk of `indexes`, `parallel_chunks` at a time; `done`
-        is told each chunk's result as it comes."""
-        if not workflow.patched(CHUNKS_AS_SLOTS_FREE):
-            await before.process_chunks_up_front(self, inp, cursor, indexes, done)
-            return
-        # A chunk's task is created only when a slot is free: a run holds
-        # `parallel_chunks` tasks at a time, not one per chunk of the run.
-        window = max(1, cursor.options.parallel_chunks)
-        pending = iter(indexes)
-        running: list[asyncio.Task[None]] = []
-        # A failed chunking must stop the chunks waiting for it.
-        chunking = [self.chunking] if self.chunking is not None else []
-
-        async def one(i: int) -> None:
-            done(cursor, await self._process_chunk(inp, cursor, i))
-
-        try:
-            while True:
-                while len(running) < window and (i := next(pending, None)) is not None:
-                    running.append(asyncio.create_task(one(i)))
-                if not running:
-                    return
-                finished, _ = await workflow.wait(
-                    [*running, *chunking], return_when=asyncio.FIRST_COMPLETED
-                )
-                # In creation order (`finished` is a set), so a replay raises the same failure.
-                for t in [t for t in running if t in finished]:
-                    running.remove(t)
-                    t.result()
-                for c in [c for c in chunking if c in finished]:
-                    chunking.remove(c)
-                    c.result()
-        except BaseException:
-            for left in [*running, *chunking]:
-                left.cancel()
-            await asyncio.gather(*running, *chunking, return_exceptions=True)
-            raise
-
     def _count(self, cursor: ImportCursor, r: ChunkResult) -> None:
         # Each chunk's ledger totals are added exactly once: the activity's result.
         self.counts.add(r)
         cursor.chunks_done += 1
         self._show_progress()
-
-    async def _process_chunk(
-        self, inp: ProcessCsvInput, cursor: ImportCursor, i: int
-    ) -> ChunkResult:
-        while True:
-            generation = cursor.rechunks
-            try:
-                return await workflow.execute_activity_method(
-                    ImportActivities.process_batch,
-                    ChunkJob(
-                        import_id=inp.import_id,
-                        workspace_id=inp.workspace_id,
-                        chunk_index=i,
-                        sub_batch_rows=cursor.options.sub_batch_rows,
-                        generation=generation,
-                        chunking_done=self.chunking is None or self.chunking.done(),
-                        file=cursor.file,
-                    ),
-                    start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=15),
-                    # mark-failed reads the ledger: no chunk may commit after it.
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    retry_policy=RETRY,
-                    summary=f"chunk {i + 1} of {cursor.chunk_count}",
-                )
-            except ActivityError as e:
-                if not errors.failed_with(e, errors.CHUNK_MISSING):
-                    raise
-            await self._rechunk(inp, cursor, generation)
-
-    async def _rechunk(self, inp: ProcessCsvInput, cursor: ImportCursor, lost_in: int) -> None:
-        """The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
-        once for all the chunks that noticed in the same generation."""
-        async with self.rechunk_lock:
-            if lost_in != cursor.rechunks:
-                return  # another chunk already rebuilt this generation
-            if cursor.rechunks >= MAX_RECHUNKS:
-                raise ApplicationError(
-                    f"chunks were lost {cursor.rechunks} times; giving up",
-                    type=errors.CHUNKS_LOST,
-                    non_retryable=True,
-                )
-            if self.chunking is not None and not self.chunking.done():
-                await workflow.wait([self.chunking])
-            cursor.rechunks += 1
-            self.stage = "download-and-chunk"
-            self.chunking = None
-            await self._download_and_chunk(inp, cursor)
-            self.stage = "process-batch"
-
-    # --- find-missing-chunks ------------------------------------------------------------
-
-    async def _find_missing_chunks(self, inp: ProcessCsvInput, cursor: ImportCursor) -> None:
-        """The database lost commits it had acknowledged (a crash with
-        synchronous_commit=off): the ledger says which chunks; redo just those."""
-        self.stage = "repair"
-        missing = await workflow.execute_activity_method(
-            ImportActivities.find_missing_chunks,
-            MissingChunks(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_count=cursor.chunk_count,
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
-        cursor.rechunks += 1
-        await self._download_and_chunk(inp, cursor)
-        await self._process_chunks(inp, cursor, missing, _already_counted)
 
     # --- finalize -----------------------------------------------------------------------
 
@@ -510,7 +368,3 @@ class ProcessCsv:
                 raise
             # The import's own error (or its cancellation) is the one to report.
             workflow.logger.error("could not mark import %s: %s", failure.import_id, e)
-
-
-def _already_counted(cursor: ImportCursor, r: ChunkResult) -> None:
-    """A repaired chunk: progress already counted it once and must never pass the total."""

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from folksjobs.models import ChunkResult, ImportCursor, ProcessCsvInput
 
 if TYPE_CHECKING:
+    from workflows.import_chunks import ChunkedPath
     from workflows.import_csv import ProcessCsv
 
 T = TypeVar("T")
@@ -71,7 +72,7 @@ async def _short(
 
 
 async def process_chunks_up_front(
-    wf: ProcessCsv,
+    wf: ChunkedPath,
     inp: ProcessCsvInput,
     cursor: ImportCursor,
     indexes: Sequence[int],

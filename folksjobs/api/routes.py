@@ -42,7 +42,7 @@ from folksjobs.imports.uploads import (
 )
 from folksjobs.infra.blob import BlobNotFound
 from folksjobs.infra.ui import run_link
-from folksjobs.models import export_workflow_id
+from folksjobs.models import export_workflow_id, import_workflow_id
 
 log = logging.getLogger("folksjobs.api")
 
@@ -366,14 +366,17 @@ async def import_events(request: web.Request) -> web.StreamResponse:
 
 async def cancel_import(request: web.Request) -> web.StreamResponse:
     row = await _import_row(request)
-    if row.status != "processing" or not row.workflow_id:
+    if row.status not in ("pending", "processing"):
         raise ApiError(409, "not_running", f"import {row.id} is {row.status}; nothing to cancel")
+    # Pending: confirmed a moment ago, its run not yet at claim-import; or never confirmed,
+    # and then there is no run to cancel.
+    wid = row.workflow_id or import_workflow_id(row.id)
     try:
-        await api_of(request).client.get_workflow_handle(row.workflow_id).cancel()
+        await api_of(request).client.get_workflow_handle(wid).cancel()
     except RPCError as e:
         raise ApiError(409, "not_running", f"import {row.id}: {e.message}") from None
     return web.json_response(
-        {"import_id": row.id, "workflow_id": row.workflow_id, "cancel_requested": True},
+        {"import_id": row.id, "workflow_id": wid, "cancel_requested": True},
         status=202,
     )
 
