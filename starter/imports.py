@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from folksjobs.settings import Settings
 
 ID_VERBS = ("status", "cancel", "confirm", "discard")
+# A run's stages before its chunks move (fetch-import: runs started before claim-import).
+BEFORE_CHUNKS = ("starting", "claim-import", "fetch-import")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -204,7 +206,7 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
                     if chunked is not None:
                         rate = chunked / max(time.monotonic() - t0, 1e-6)
                         bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
-                    elif bar.tasks[task].fields["stage"] not in ("starting", "fetch-import"):
+                    elif bar.tasks[task].fields["stage"] not in BEFORE_CHUNKS:
                         chunking = False
                         rate = total / max(time.monotonic() - t0, 1e-6)
                         bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
