@@ -44,8 +44,8 @@ from folksjobs.imports import repo as imports_repo
 from folksjobs.infra import ui
 from folksjobs.infra.fairness import Lane, workspace_priority
 from folksjobs.models import Model
-from folksjobs.notify.directory import NotAMember, require_member
 from folksjobs.settings import Settings
+from folksjobs.tenancy import NotAMember, require_member
 
 ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
 ID_REUSE_POLICY = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY

@@ -108,19 +108,41 @@ class Chunk:
         self.cells[start:stop] = [None] * (stop - start)
 
 
+class Parsed(NamedTuple):
+    """One chunk as parsed, before it is framed for the pipe."""
+
+    chunk_index: int
+    rows: int  # records read so far, this chunk's included
+    chunk: Chunk  # dups: the rows a later row of the same email in this chunk replaces
+    superseded: list[int]
+    last: dict[bytes, int]  # each email digest's last row
+
+
+class Skipped(NamedTuple):
+    """A chunk before spec.first_chunk: read past, nothing else."""
+
+    chunk_index: int
+    rows: int
+
+
+def parse(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Parsed]:
+    """The chunks of spec's range, in order: the child frames them (`frames`); a file of one
+    chunk is used as it is, in the worker (import-small), with no frame packed to be unpacked."""
+    return (p for p in _Reader(spec).parse(raw) if isinstance(p, Parsed))
+
+
 def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
-    """The chunks of spec's range, in order."""
     return _Reader(spec).frames(raw)
 
 
 class _Reader:
-    """frames(), keeping count of what it read for the Done frame."""
+    """parse() and frames(), keeping count of what was read for the Done frame."""
 
     def __init__(self, spec: ChunkSpec) -> None:
         self.spec = spec
         self.done = Done(0, 0)
 
-    def frames(self, raw: BinaryIO) -> Iterator[Frame]:
+    def parse(self, raw: BinaryIO) -> Iterator[Parsed | Skipped]:
         spec = self.spec
         fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
         items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
@@ -130,14 +152,14 @@ class _Reader:
         cells: list[list[str] | None] = []
         errors: dict[int, str] = {}
 
-        def frame() -> Frame:
+        def parsed() -> Parsed | Skipped:
+            if index < spec.first_chunk:
+                return Skipped(index, rows)
             superseded, last, emails = last_wins(
                 cells, first_row, spec.email_columns, spec.email_test_domains
             )
-            # marshal: plain lists and strings, several times faster than JSON both ways;
-            # chunks live an hour in our own Redis, read by workers of the same release.
-            blob = marshal.dumps((first_row, cells, errors, emails))
-            return Frame(index, rows, blob, superseded, list(last), list(last.values()))
+            chunk = Chunk(first_row, cells, errors, emails, set(superseded))
+            return Parsed(index, rows, chunk, superseded, last)
 
         for item in items:
             if index == spec.stop_chunk:
@@ -150,15 +172,24 @@ class _Reader:
                 cells.append(None)
             rows += 1
             if len(cells) == spec.chunk_rows:
-                yield frame() if index >= spec.first_chunk else self._skipped(index, rows)
+                yield parsed()
                 index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
         if cells:
-            yield frame() if index >= spec.first_chunk else self._skipped(index, rows)
+            yield parsed()
         self.done = Done(index + (1 if cells else 0), rows)
 
-    @staticmethod
-    def _skipped(index: int, rows: int) -> Frame:
-        return Frame(index, rows, b"", [], [], [], skipped=True)
+    def frames(self, raw: BinaryIO) -> Iterator[Frame]:
+        for p in self.parse(raw):
+            if isinstance(p, Skipped):
+                yield Frame(p.chunk_index, p.rows, b"", [], [], [], skipped=True)
+                continue
+            c = p.chunk
+            # marshal: plain lists and strings, several times faster than JSON both ways;
+            # chunks live an hour in our own Redis, read by workers of the same release.
+            blob = marshal.dumps((c.first_row, c.cells, c.errors, c.emails))
+            yield Frame(
+                p.chunk_index, p.rows, blob, p.superseded, list(p.last), list(p.last.values())
+            )
 
 
 def pack(dups: list[int], rows_blob: bytes) -> bytes:
