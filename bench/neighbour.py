@@ -2,6 +2,7 @@
 
     python bench/neighbour.py neighbour redis stop progress   # in the venv; defaults below
     python bench/neighbour.py neighbour --big-rows 100000 --small-imports 5   # a smoke run
+    python bench/neighbour.py --report WORK/neighbour.json     # results.md's section
 
 neighbour: one workspace imports --big-rows while another imports --small-rows files one
            after another. The small tenant's median and slowest import against its idle
@@ -381,6 +382,62 @@ def burst_case(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# --- the report ---------------------------------------------------------------------------
+
+
+def report(out: dict[str, Any]) -> str:
+    """bench/results.md's section for a run's neighbour.json (`--report FILE`)."""
+    lines: list[str] = []
+    add = lines.append
+    if nb := out.get("neighbour"):
+        add("**neighbour** (the small tenant's imports against its idle ones; the big one's")
+        add("time alone over beside: 1.0 = as fast as alone)\n")
+        add("| server, workers | idle median s | beside median s (x idle) | slowest s (x idle) "
+            "| small imports | big alone s | big beside s | alone/beside | exact |")  # fmt: skip
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for name, r in nb.items():
+            add(f"| {name} | {r['idle_median_s']} | {r['beside_median_s']} "
+                f"({r['median_over_idle']}x) | {r['beside_slowest_s']} "
+                f"({r['slowest_over_idle']}x) | {r['beside_imports']} | {r['big_alone_s']} "
+                f"| {r['big_beside_s']} | {r['big_beside_over_alone']} "
+                f"| {'yes' if not r['inexact'] else r['inexact']} |")  # fmt: skip
+        add("")
+    if r := out.get("redis"):
+        add(f"**redis**: one {r['one_rows']:,}-row import ({r['one_s']} s): Redis peak "
+            f"+{r['one_peak_mb']} MB over idle, at most {r['one_most_chunks_held']} chunk keys "
+            f"held (bound {r['bound_chunks_each']}), its dedup hash {r['one_dedup_hash_mb']} MB "
+            f"at its largest. {r['many']} imports at once: peak +{r['many_peak_mb']} MB, at "
+            f"most {r['many_most_chunks_held']} chunk keys held (sum of bounds "
+            f"{r['many_bound_chunks']}); exact: {'NO' if r['inexact'] else 'yes'}.\n")  # fmt: skip
+    if r := out.get("stop"):
+        add(f"**stop**: SIGTERM at chunk {r['chunks_done_at_sigterm']} of {r['chunks_total']} "
+            f"of a {r['rows']:,}-row import: the worker exited in {r['exit_s']} s (code "
+            f"{r['exit_code']}; bound {r['grace_s']:.0f} + 5 s: "
+            f"{'met' if r['within_grace_plus_5'] else 'MISSED'}); a second worker finished "
+            f"it, exact: {'yes' if not r['inexact'] else r['inexact']}.\n")  # fmt: skip
+    if pr := out.get("progress"):
+        add("**progress** (durable progress sampled every 50 ms)\n")
+        add("| sub-batch rows | rows/s | s | moves | largest step (rows) | longest still (s) |")
+        add("|---:|---:|---:|---:|---:|---:|")
+        for name, r in pr.items():
+            add(f"| {name.split()[-1]} | {r['rows_per_s']:,} | {r['s']} | {r['moves']} "
+                f"| {r['largest_step_rows']:,} | {r['longest_still_s']} |")  # fmt: skip
+        add("")
+    if bu := out.get("burst"):
+        add("**burst** (40 x 25,000 at once against one 1M import)\n")
+        add("| server | single rows/s | burst rows/s | burst/single | median s | slowest s "
+            "| slowest/median | exact |")  # fmt: skip
+        add("|---|---:|---:|---:|---:|---:|---:|---|")
+        for name, r in bu.items():
+            b, one = r["burst"], r["single"]
+            add(f"| {name} | {one['rows_per_s']:,.0f} | {b['rows_per_s']:,.0f} "
+                f"| {r['burst_over_single']:.2f} | {b['median_s']:.1f} | {b['slowest_s']:.1f} "
+                f"| {b['slowest_over_median']:.2f} "
+                f"| {'yes' if not (b['inexact'] or one['inexact']) else 'NO'} |")  # fmt: skip
+        add("")
+    return "\n".join(lines)
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -412,6 +469,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None and sys.argv[1:2] == ["--report"]:
+        print(report(json.loads(Path(sys.argv[2]).read_text())))
+        return
     args = parse_args(argv)
     out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     run_id = uuid.uuid4().hex[:8]
