@@ -12,7 +12,12 @@ from dataclasses import replace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.imports.common import heartbeating, missing_blob, truncated
+from activities.imports.common import (
+    heartbeating,
+    missing_blob,
+    truncated,
+    until_worker_shutdown,
+)
 from activities.imports.rows import RowSteps
 from folksjobs import errors
 from folksjobs.imports import chunker, dedup
@@ -56,7 +61,9 @@ class ChunkedSteps(RowSteps):
 
         source = None if local is not None else self._blob_bytes(plan.import_id, f)
         try:
-            done = await heartbeating(chunker.run(spec, source, store), 1.0, lambda: progress)
+            done = await until_worker_shutdown(
+                heartbeating(chunker.run(spec, source, store), 1.0, lambda: progress)
+            )
         except (chunker.ChunkerFailed, BacklogStuck) as e:
             raise ApplicationError(str(e), type=errors.CHUNKER_FAILED) from e
         if not done.eof:
