@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     worker_deployment_name: str | None = None
     worker_build_id: str = __version__
     metrics_bind: str | None = None
+    # The worker's probes (folksjobs/infra/health.py): /livez while its event loop answers,
+    # /readyz once the server has seen it poll its task queues. Unset: no probe server.
+    worker_health_bind: str | None = None
     # OpenTelemetry traces (the otel extra): exported to the standard OTEL_EXPORTER_OTLP_*
     # endpoint, service named by OTEL_SERVICE_NAME (folksjobs/infra/tracing.py).
     tracing_enabled: bool = False

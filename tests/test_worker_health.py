@@ -1,0 +1,65 @@
+"""The worker's probes: ready only once the server has seen it poll, live while its loop
+answers (folksjobs/infra/health.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+from temporalio.client import Client
+
+from folksjobs.infra.health import WorkerHealth, polled_queues, serving_health
+from folksjobs.models import chunking_task_queue
+from folksjobs.settings import Settings
+from tests.conftest import running_worker
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str]]:
+    async with http.get(url) as r:
+        return r.status, await r.json()
+
+
+async def test_worker_is_ready_once_it_polls_and_not_before(
+    client: Client, settings: Settings, task_queue: str
+) -> None:
+    queues = polled_queues(task_queue, chunking_task_queue(task_queue))
+    health = WorkerHealth(client, queues, client.identity)
+    async with (
+        serving_health(health, "127.0.0.1:0") as runner,
+        aiohttp.ClientSession() as http,
+    ):
+        base = "http://{}:{}".format(*runner.addresses[0][:2])
+        assert (await _get(http, f"{base}/livez"))[0] == 200
+        # Nothing polls these queues yet: the server lists no poller, so not ready.
+        await asyncio.sleep(1.5)
+        status, body = await _get(http, f"{base}/readyz")
+        assert status == 503
+        assert task_queue in body["detail"] and "chunking" in body["detail"]
+        assert not await health.check()
+
+        async with running_worker(client, settings, task_queue):
+            deadline = time.monotonic() + 30
+            while (status := (await _get(http, f"{base}/readyz"))[0]) != 200:
+                assert time.monotonic() < deadline, "the worker never became ready"
+                await asyncio.sleep(0.2)
+            assert (await _get(http, f"{base}/readyz"))[1]["identity"] == client.identity
+            assert health.waiting_for == []
+            health.stop()
+            # Draining: no longer ready, still live.
+            assert (await _get(http, f"{base}/readyz"))[1]["detail"] == "stopping"
+            assert (await _get(http, f"{base}/livez"))[0] == 200
+
+
+async def test_another_workers_polls_do_not_make_this_one_ready(
+    client: Client, settings: Settings, task_queue: str
+) -> None:
+    health = WorkerHealth(client, polled_queues(task_queue, None), "someone-else@elsewhere")
+    async with running_worker(client, settings, task_queue):
+        me = WorkerHealth(client, polled_queues(task_queue, None), client.identity)
+        deadline = time.monotonic() + 30
+        while not await me.check():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        assert not await health.check()
+        assert len(health.waiting_for) == 2
