@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from folksjobs import confirm
 from folksjobs.api.context import ApiError, api_of, key_of
+from folksjobs.api.readiness import READINESS
 from folksjobs.catalog import JobDisabled
 from folksjobs.events import ROUTES, EventError, dispatch, parse_event
 from folksjobs.exports import repo as exports_repo
@@ -149,26 +150,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    api = api_of(request)
-    checks: dict[str, Callable[[], Awaitable[object]]] = {
-        "postgres": lambda: api.services.pool.fetchval("SELECT 1"),
-        "redis": lambda: api.services.redis.ping(),
-        "temporal": lambda: api.client.service_client.check_health(),
-        "blob": lambda: api.services.blob.size("readyz/probe"),
-    }
-    failed: dict[str, str] = {}
-    for name, check in checks.items():
-        try:
-            async with asyncio.timeout(3):
-                await check()
-        except Exception as e:
-            # The route needs no key: the answer names the dependency, the log the reason.
-            log.warning("readyz: %s does not answer: %r", name, e)
-            failed[name] = type(e).__name__
-    if failed:
-        detail = "; ".join(f"{k}: {v}" for k, v in failed.items())
-        return web.json_response({"error": "not_ready", "detail": detail}, status=503)
-    return web.json_response({"status": "ready", "checks": sorted(checks)})
+    return await request.app[READINESS].response()
 
 
 # --- imports ------------------------------------------------------------------------
