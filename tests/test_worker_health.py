@@ -1,18 +1,23 @@
-"""The worker's probes: ready only once the server has seen it poll, live while its loop
-answers (folksjobs/infra/health.py)."""
+"""Rollouts: the worker's probes (ready only once the server has seen it poll, live while
+its loop answers: folksjobs/infra/health.py), and new workers waiting for their release's
+migrations."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import aiohttp
+import asyncpg
 from temporalio.client import Client
 
+from folksjobs.infra import db
 from folksjobs.infra.health import WorkerHealth, polled_queues, serving_health
 from folksjobs.models import chunking_task_queue
 from folksjobs.settings import Settings
-from tests.conftest import running_worker
+from tests.cli import starter
+from tests.conftest import Stack, running_worker
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str]]:
@@ -63,3 +68,33 @@ async def test_another_workers_polls_do_not_make_this_one_ready(
             await asyncio.sleep(0.2)
         assert not await health.check()
         assert len(health.waiting_for) == 2
+
+
+async def test_new_workers_wait_for_their_releases_migrations(
+    stack: Stack, settings: Settings
+) -> None:
+    """`folksjobs migrate --wait` (the worker's init container) applies nothing and
+    returns once another process has applied every migration of this build."""
+    name = f"release_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(stack.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = stack.database_url.rsplit("/", 1)[0] + f"/{name}"
+    fresh = settings.model_copy(update={"database_url": dsn})
+    assert await db.pending_migrations(dsn) == [v for v, _ in db._migrations()]
+
+    refused = await asyncio.to_thread(starter, fresh, "migrate", "--wait", "1")
+    assert refused.returncode == 3, refused.stderr
+    assert "not applied after 1s: 0001_schema" in refused.stderr
+    assert "setup Job" in refused.stderr
+    assert await db.pending_migrations(dsn) != []  # it applied nothing
+
+    waiting = asyncio.create_task(asyncio.to_thread(starter, fresh, "migrate", "--wait", "60"))
+    await asyncio.sleep(1)
+    assert not waiting.done()
+    assert await db.migrate(dsn)  # the release's setup Job
+    done = await waiting
+    assert done.returncode == 0, done.stderr
+    assert await db.pending_migrations(dsn) == []

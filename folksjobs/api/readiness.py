@@ -1,6 +1,6 @@
 """The API's readiness: its dependencies checked at once, each bounded, the answer cached.
 
-A Kubernetes readiness probe gives the answer one second (deploy/k8s/api.yaml). Checks
+A Kubernetes readiness probe gives the answer two seconds (deploy/k8s/api.yaml). Checks
 run concurrently, each within CHECK_TIMEOUT_SECONDS, so one slow dependency costs that
 much and not the sum; the answer is kept for CACHE_SECONDS, and probes arriving while a
 round runs wait for that round, so a fleet of probes (kubelet, load balancer, a person)
@@ -23,7 +23,7 @@ from folksjobs.api.context import Api
 
 log = logging.getLogger("folksjobs.api")
 
-CHECK_TIMEOUT_SECONDS = 0.8
+CHECK_TIMEOUT_SECONDS = 1.0
 CACHE_SECONDS = 3.0
 
 Check = Callable[[], Awaitable[object]]
