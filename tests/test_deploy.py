@@ -465,3 +465,31 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
         [str(hadolint), str(DEPLOY / "Dockerfile")], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_worker_controller_example_runs_the_same_pod_as_worker_yaml() -> None:
+    """docs/deploys.md's TemporalWorkerDeployment: the plain Deployment's pod, versioned."""
+    text = (ROOT / "docs" / "deploys.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "TemporalWorker" in b]
+    docs = {d["kind"]: d for d in yaml.safe_load_all(block)}
+    twd = docs["TemporalWorkerDeployment"]
+    assert (
+        twd["spec"]["workerOptions"]["connection"] == docs["TemporalConnection"]["metadata"]["name"]
+    )
+    assert twd["spec"]["rollout"]["strategy"] == "Progressive"
+    assert [s["rampPercentage"] for s in twd["spec"]["rollout"]["steps"]] == sorted(
+        s["rampPercentage"] for s in twd["spec"]["rollout"]["steps"]
+    )
+    plain = kind("Deployment")["folksjobs-worker"]["spec"]["template"]["spec"]
+    versioned = twd["spec"]["template"]["spec"]
+
+    def pod(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        keep = ("name", "command", "envFrom", "ports", "resources", "securityContext")
+        return [{k: c.get(k) for k in keep} for c in [*spec["initContainers"], *spec["containers"]]]
+
+    assert pod(versioned) == pod(plain)
+    for c in versioned["containers"]:
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert c[probe]["httpGet"] == plain["containers"][0][probe]["httpGet"]
+    assert versioned["securityContext"].items() <= plain["securityContext"].items()
+    assert versioned["volumes"] == plain["volumes"]
