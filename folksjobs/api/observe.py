@@ -53,9 +53,10 @@ def _span(tracer: Any, request: web.Request, route: str) -> Any:
     )
 
 
-def observe(settings: Settings, client: Client) -> Callable[..., Any]:
-    """The outermost middleware: it sees the status the client gets, refusals included."""
-    runtime = client.service_client.config.runtime or Runtime.default()
+def observe(settings: Settings, client: Client | None) -> Callable[..., Any]:
+    """The outermost middleware: it sees the status the client gets, refusals included.
+    Its metrics go to the client's Runtime (the default one, serving nothing, without)."""
+    runtime = (client.service_client.config.runtime if client else None) or Runtime.default()
     meter = runtime.metric_meter
     requests = meter.create_counter(REQUESTS, "HTTP requests answered by the API")
     duration = meter.create_histogram_float(DURATION, "HTTP request duration", "seconds")
