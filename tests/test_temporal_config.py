@@ -41,8 +41,10 @@ async def test_mtls_from_temporal_variables(
         monkeypatch.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(pki.ca))
         monkeypatch.setenv("TEMPORAL_TLS_SERVER_NAME", SERVER_NAME)
 
-        # The server refuses a client without a certificate.
-        with pytest.raises(TemporalUnreachable, match=r"(?i)tls|handshake|certificate"):
+        # The server refuses a client without a certificate. (With TLS 1.3 the refusal comes
+        # after the client's side of the handshake, as a closed connection or a handshake
+        # error, whichever the client sees first.)
+        with pytest.raises(TemporalUnreachable):
             await connect(settings, attempts=1)
 
         monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(pki.client_cert))
