@@ -5,11 +5,14 @@ migrations."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import urllib.request
 import uuid
 
 import aiohttp
 import asyncpg
+import pytest
 from temporalio.client import Client
 
 from folksjobs.infra import db
@@ -98,3 +101,26 @@ async def test_new_workers_wait_for_their_releases_migrations(
     done = await waiting
     assert done.returncode == 0, done.stderr
     assert await db.pending_migrations(dsn) == []
+
+
+async def test_liveness_fails_while_the_event_loop_is_stuck(
+    client: Client, task_queue: str
+) -> None:
+    """/livez runs on the worker's own loop: a loop held by CPU work or a blocking call
+    misses the probe's timeout, and answers again once it is free."""
+    health = WorkerHealth(client, polled_queues(task_queue, None), client.identity)
+    async with serving_health(health, "127.0.0.1:0") as runner:
+        url = "http://{}:{}/livez".format(*runner.addresses[0][:2])
+        asking = threading.Event()
+
+        def probe() -> int:
+            asking.set()
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return int(r.status)
+
+        answer = asyncio.get_running_loop().run_in_executor(None, probe)
+        asking.wait(10)
+        time.sleep(2.5)  # noqa: ASYNC251 - the stuck loop this test is about
+        with pytest.raises(TimeoutError):
+            await answer
+        assert await asyncio.to_thread(probe) == 200
