@@ -124,3 +124,21 @@ async def test_liveness_fails_while_the_event_loop_is_stuck(
         with pytest.raises(TimeoutError):
             await answer
         assert await asyncio.to_thread(probe) == 200
+
+
+async def test_a_versioned_worker_is_ready_once_it_polls(
+    client: Client, settings: Settings, task_queue: str
+) -> None:
+    """With Worker Deployment versioning on, the server still lists the new version's
+    pollers before the version is current, so a ramp can start from Ready pods."""
+    versioned = settings.model_copy(
+        update={"worker_deployment_name": f"health-{uuid.uuid4().hex[:6]}", "worker_build_id": "1"}
+    )
+    health = WorkerHealth(
+        client, polled_queues(task_queue, chunking_task_queue(task_queue)), client.identity
+    )
+    async with running_worker(client, versioned, task_queue):
+        deadline = time.monotonic() + 30
+        while not await health.check():
+            assert time.monotonic() < deadline, health.waiting_for
+            await asyncio.sleep(0.2)
