@@ -275,8 +275,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if runtime is not None:
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     queue = settings.temporal_task_queue
-    chunking = chunking_task_queue(queue) if settings.job_import_enabled else None
-    health = WorkerHealth(client, polled_queues(queue, chunking), client.identity)
+    chunking = (
+        [chunking_task_queue(queue, small) for small in (False, True)]
+        if settings.job_import_enabled
+        else []
+    )
+    health = WorkerHealth(client, polled_queues(queue, *chunking), client.identity)
     # The probes outlive the workers: the pod stays live while in-flight activities drain.
     async with (
         open_services(settings) as services,
