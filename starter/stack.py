@@ -87,7 +87,7 @@ async def dev_stack(
         state / "temporal", port=temporal_port, ui_port=ui_port, extra_args=ui_codec_args(settings)
     )
     servers.append(("Temporal", temporal))
-    claim_state(state)
+    claim_state(settings)
     started: list[tuple[str, Server]] = []
     updates: dict[str, object] = {}
     try:
@@ -154,12 +154,35 @@ async def _worker(settings: Settings, run: bool, say: Callable[[str], None]) -> 
     finally:
         t0 = time.monotonic()
         stop.set()
-        try:
-            # Shielded: a second signal while the worker drains must not cut it short.
-            await asyncio.shield(task)
-            say(f"  {'worker':<11} stopped (drained in {time.monotonic() - t0:.1f} s)")
-        except Exception as e:
-            say(f"  {'worker':<11} stopped: {e!r}")
+        quiet = _DropCancelled()
+        logging.getLogger("temporalio.activity").addFilter(quiet)
+        # The grace period, then a margin for the cancelled activities to end. A worker
+        # still not done (a workflow task that waits on a local activity) is left: its
+        # work resumes from Temporal's history at the next start, and the ledger keeps
+        # the import exact.
+        done, _ = await asyncio.wait({task}, timeout=settings.worker_graceful_shutdown_seconds + 10)
+        took = f"{time.monotonic() - t0:.1f} s"
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+            say(f"  {'worker':<11} stopped after {took}, not drained: the rest at the next start")
+        elif task.exception() is not None:
+            say(f"  {'worker':<11} stopped after {took}: {task.exception()!r}")
+        else:
+            say(f"  {'worker':<11} stopped (drained in {took})")
+
+
+class _DropCancelled(logging.Filter):
+    """Activities still running after the grace period are cancelled by the stop itself,
+    and the SDK logs each with its traceback: the stop's own line says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, asyncio.CancelledError):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        return True
 
 
 def on_signals(callback: Callable[[], None]) -> None:
@@ -179,15 +202,21 @@ def on_signals(callback: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, once)
 
 
-def claim_state(state: Path) -> None:
+def claim_state(settings: Settings) -> None:
     """One dev stack per state directory: a second would find the first one's servers."""
-    lock = state / "dev.pid"
+    lock = settings.state_dir / "dev.pid"
     pid = pidfiles.running(lock, "starter")
     if pid is not None:
+        use = (
+            # The README's second shell: the export line is in place, `starter dev` again.
+            "this shell has its DATABASE_URL: run the other commands here"
+            if settings.database_url
+            else "use it (its banner has the line `export DATABASE_URL=... REDIS_URL=...`)"
+        )
         raise StackError(
-            f"a dev stack is already running on {state} (pid {pid}: "
-            f"`{pidfiles.command_line(pid)}`): use it (its banner has the export line: "
-            f"DATABASE_URL, REDIS_URL) or stop it with Ctrl-C in its shell, or `kill {pid}`"
+            f"a dev stack is already running on {settings.state_dir} (pid {pid}: "
+            f"`{pidfiles.command_line(pid)}`): {use}, or stop it (Ctrl-C in its shell, "
+            f"or `kill {pid}`) to start a new one"
         )
     pidfiles.write(lock, os.getpid())
 

