@@ -127,7 +127,12 @@ async def dev_stack(
                     api_up = True
                 except OSError as e:
                     # The jobs do not need the console: a taken port costs only the console.
-                    log.warning("the API and console did not start on %s: %s", settings.api_bind, e)
+                    log.warning(
+                        "the API and console did not start on API_BIND %s: %s; set API_BIND "
+                        "to another port for them",
+                        settings.api_bind,
+                        e,
+                    )
                 async with _worker(settings, run_worker, say):
                     yield settings, client
         finally:

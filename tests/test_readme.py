@@ -34,7 +34,7 @@ EXPECTED = [
     "started welcome-00000000-0000-4000-8000-000000000001",
     "already dispatched (existing run)",
     "schedule     weekly-digest",
-    "status: completed",
+    "completed\n  workflow   import-",
 ]
 
 
