@@ -112,3 +112,11 @@ async def test_readme_walkthrough_runs_verbatim(settings: Settings, tmp_path: Pa
     assert 0.005 < failed / generated["rows"] < 0.015, outputs[3]
     assert duplicates == generated["duplicate_rows"], outputs[3]
     assert dev.returncode == 0, "".join(seen)
+
+
+def test_readme_images_exist() -> None:
+    """The Temporal UI screenshots (tests/ui_screenshots.py) the README shows are in docs/."""
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert "docs/temporal-ui-run.png" in images and "docs/temporal-ui-list.png" in images
+    for image in images:
+        assert (ROOT / image).is_file(), image
