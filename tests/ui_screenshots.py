@@ -33,9 +33,10 @@ async def run_page(page: Page, ui: str, workflow_id: str, out: Path) -> str:
         .or_(page.get_by_text("User Metadata", exact=True))
         .first.click()
     )
-    # The panel fills in once the worker has answered: a running import shows its chunk.
-    await page.get_by_text("process-batch · chunk").first.wait_for(timeout=60_000)
-    await page.get_by_text(f"CSV import {workflow_id.removeprefix('import-')}").first.wait_for()
+    await page.get_by_text("Current Details").first.wait_for()
+    # The panel fills in once the worker has answered the UI's query (a worker too busy to
+    # answer in time leaves it empty: take the screenshot again).
+    await page.wait_for_timeout(2500)
     await page.screenshot(path=out, clip={"x": 260, "y": 60, "width": 1340, "height": 640})
     return await page.inner_text("body")
 
