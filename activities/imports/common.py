@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import asyncpg
 from redis.asyncio import Redis
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.base import ActivityClass
 from folksjobs import errors
@@ -71,6 +71,8 @@ async def until_worker_shutdown(work: Awaitable[T]) -> T:
     raise ApplicationError(
         "the worker is shutting down; the step resumes on another worker",
         type=errors.WORKER_SHUTDOWN,
+        # Expected on every stop: the SDK logs it at debug, not as a failure.
+        category=ApplicationErrorCategory.BENIGN,
     )
 
 
