@@ -237,9 +237,16 @@ WITH up AS (
         avatar_url    = COALESCE(EXCLUDED.avatar_url, c.avatar_url),
         custom_fields = c.custom_fields || EXCLUDED.custom_fields,
         updated_at    = now()
+    -- A row that would change nothing is left as it is (its updated_at too): importing a
+    -- workspace's own export into it changes no contact.
+    WHERE (c.first_name, c.last_name, c.company, c.phone, c.avatar_url, c.custom_fields)
+          IS DISTINCT FROM
+          (COALESCE(EXCLUDED.first_name, c.first_name), COALESCE(EXCLUDED.last_name, c.last_name),
+           COALESCE(EXCLUDED.company, c.company), COALESCE(EXCLUDED.phone, c.phone),
+           COALESCE(EXCLUDED.avatar_url, c.avatar_url), c.custom_fields || EXCLUDED.custom_fields)
     RETURNING (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS total FROM up
+SELECT count(*) FILTER (WHERE inserted) AS inserted FROM up
 """
 
 
@@ -251,7 +258,9 @@ async def upsert(
     avatars: dict[str, str | None],
 ) -> tuple[int, int]:
     """Insert or update `values` (distinct emails, Mapper's layout); returns (inserted,
-    updated)."""
+    updated). Updated counts every row whose contact existed, changed or not (the ledger
+    adds up: inserted + updated + failed + duplicates = rows); one that would change
+    nothing is not written."""
     if not values:
         return 0, 0
     ordered = sorted(values)
@@ -280,6 +289,5 @@ async def upsert(
     if custom_keys and not as_json:
         params.insert(6, custom_keys)
     sql = _upsert_sql(None if as_json else len(custom_keys), packed)
-    rec = await conn.fetchrow(sql, workspace_id, *params)
-    assert rec is not None
-    return int(rec["inserted"]), int(rec["total"]) - int(rec["inserted"])
+    inserted = int(await conn.fetchval(sql, workspace_id, *params))
+    return inserted, len(ordered) - inserted

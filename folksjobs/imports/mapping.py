@@ -11,6 +11,8 @@ import difflib
 import re
 import unicodedata
 
+from folksjobs.exports import layout
+
 STANDARD_FIELDS = ["email", "first_name", "last_name", "company", "phone"]
 
 # Header names as the exports people have write them (compared folded: see _norm).
@@ -226,20 +228,29 @@ def closest_email_headers(headers: list[str], preview: list[list[str]]) -> list[
 
 def mapping_notes(headers: list[str], mapping: list[str], preview: list[list[str]]) -> list[str]:
     """What the preview says about the email column(s), before anyone confirms."""
+    notes = [EXPORT_NOTE] if layout.is_export_header(headers) else []
     columns = email_columns(mapping)
     if not columns:
         closest = closest_email_headers(headers, preview)
         return [
+            *notes,
             f"no column maps to email (headers: {', '.join(headers[:50])}"
             f"{', ...' if len(headers) > 50 else ''}); "
             + (f"closest: {', '.join(closest)}; " if closest else "")
-            + "the import stays pending until one is mapped: --map 'Header=email'"
+            + "the import stays pending until one is mapped: --map 'Header=email'",
         ]
     if len(columns) > 1:
         names = ", ".join(repr(headers[i]) for i in columns)
-        return [f"email: the first valid address of {names}, per row; the other columns "
-                "stay as custom fields"]  # fmt: skip
-    return []
+        return [*notes, f"email: the first valid address of {names}, per row; the other "
+                        "columns stay as custom fields"]  # fmt: skip
+    return notes
+
+
+EXPORT_NOTE = (
+    "a folksjobs export: its columns " + ", ".join(layout.EXPORT_ONLY) + " are skipped (an "
+    "import sets no timestamps, avatars or tags; --map 'tags=custom:tags' keeps the tag "
+    "names), and the quote the export puts before formula-like cells is taken off"
+)
 
 
 class MappingError(ValueError):
@@ -247,10 +258,16 @@ class MappingError(ValueError):
 
 
 def suggest_mapping(headers: list[str]) -> list[str]:
-    """Known names become standard fields (the first column wins); the rest custom fields."""
+    """Known names become standard fields (the first column wins); the rest custom fields.
+    Our own export's columns that only an export writes (layout.EXPORT_ONLY) are skipped."""
     mapping: list[str] = []
     taken: set[str] = set()
+    skipped = set(layout.EXPORT_ONLY) if layout.is_export_header(headers) else set()
     for h in headers:
+        if h in skipped:
+            skipped.discard(h)  # the export's own column; a custom key of the same name stays
+            mapping.append("")
+            continue
         f = _LOOKUP.get(_norm(h))
         if f and f not in taken:
             taken.add(f)
