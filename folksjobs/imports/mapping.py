@@ -196,7 +196,9 @@ _EMAIL_NAMES = [_norm(s) for s in SYNONYMS["email"]]
 
 
 def is_email_header(header: str) -> bool:
-    return _LOOKUP.get(_norm(header)) == "email"
+    """An email's header, numbered or not ("Email", "Email 3": a vCard's further emails)."""
+    name = _norm(header)
+    return _LOOKUP.get(name) == "email" or _LOOKUP.get(name.rstrip("0123456789")) == "email"
 
 
 def email_columns(mapping: list[str]) -> list[int]:
