@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Literal
 
+import asyncpg
 import pytest
 from temporalio.client import Client
 
@@ -22,9 +24,10 @@ from tests.importing import contacts, import_bytes
 
 BREAKS = ["\r", "\n", "\r\n", "\r\r", "\n\n", "\n\r"]
 TERMINATORS = ["\n", "\r", "\r\n"]
+Quoting = Literal[0, 1, 2, 3]  # csv.QUOTE_*, as typeshed spells them
 
 
-def python_file(terminator: str, rows: int = 60, quoting: int = csv.QUOTE_MINIMAL) -> str:
+def python_file(terminator: str, rows: int = 60, quoting: Quoting = csv.QUOTE_MINIMAL) -> str:
     """A contacts file as Python's csv writer makes it. Every cell with a break holds a
     comma, so even Python 3.11's writer (which leaves a lone CR unquoted under a '\\n'
     terminator) quotes it: the breaks are inside quoted fields, as the issue has them."""
@@ -56,7 +59,7 @@ def streamed(data: bytes, block: int) -> list[list[str] | str]:
 
 @pytest.mark.parametrize("quoting", [csv.QUOTE_MINIMAL, csv.QUOTE_ALL])
 @pytest.mark.parametrize("terminator", TERMINATORS, ids=["LF", "CR", "CRLF"])
-def test_python_written_files_read_as_python_reads_them(terminator: str, quoting: int) -> None:
+def test_python_written_files_read_as_python_reads_them(terminator: str, quoting: Quoting) -> None:
     text = python_file(terminator, quoting=quoting)
     expected = reference(text)
     assert len(expected) == 61 and all(len(r) == 3 for r in expected)  # quoted, truly
@@ -82,7 +85,7 @@ def test_the_chunker_cuts_python_written_files_into_the_same_records(
 
 
 async def test_an_import_keeps_every_quoted_break(
-    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: object
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
 ) -> None:
     """Through the upload and the chunker child on real servers, '\\r' and '\\n' files."""
     settings = make_settings(stack, temporal_task_queue=task_queue, import_inline_max_rows=0)
@@ -96,7 +99,7 @@ async def test_an_import_keeps_every_quoted_break(
             )  # fmt: skip
             assert up.total_rows == 40 and (result["inserted"] + result["updated"]) == 40
             assert result["failed"] == 0
-    stored = await contacts(owner_pool, tenant.workspace_id)  # type: ignore[arg-type]
+    stored = await contacts(owner_pool, tenant.workspace_id)
     for row in reference(text)[1:]:
         got = stored[row[0]]
         assert (got["first_name"], got["custom_fields"]["note"]) == (row[1].strip(), row[2])

@@ -75,8 +75,9 @@ _SYNONYMS: dict[str, list[str]] = {
 #   in program/localization/<locale>/csv2vcard.inc of github.com/roundcube/roundcubemail
 #   (ru_RU, pl_PL, it_IT, pt_BR, zh_TW).
 # - Outlook's and Google's own localisation files are not public: their localised
-#   headers here are the ones Roundcube lists, and the plain words a person types as a
-#   spreadsheet header ("Компания", "Телефон", "電話番号").
+#   headers here are the ones Roundcube lists, a few of Outlook's that no public file
+#   lists (Japanese "電子メール アドレス", "勤務先電話"), and the plain words a person types
+#   as a spreadsheet header ("Компания", "Телефон", "電話番号").
 # Within a language a word keeps one meaning; across languages the same word ("Firma",
 # "Telefon") means the same field everywhere, which tests/test_mapping_exports.py checks.
 _LOCALISED: dict[str, dict[str, list[str]]] = {
