@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 import io
 
+import asyncpg
 import pytest
+from temporalio.client import Client
 
 from folksjobs.imports import mapping
 from folksjobs.imports.mapping import email_columns, mapping_notes, suggest_mapping
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.importing import contacts, import_bytes
 
 # name: (header row as the app writes it, {field: the header it must map from},
 #        further email columns, in order)
@@ -330,3 +334,26 @@ def test_every_language_has_its_test_and_no_word_means_two_fields() -> None:
             key = mapping._norm(n)
             assert key, n
             assert meaning.setdefault(key, field) == field, f"{n!r}: {meaning[key]} and {field}"
+
+
+async def test_a_russian_excel_file_imports_with_its_names(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
+) -> None:
+    """As the issue had it: Excel's Russian CSV (cp1251, semicolons), imported with the
+    suggested mapping alone (the CLI's --yes), gets its names, company and phone."""
+    rows = ["Имя;Фамилия;Компания;Телефон;Email"] + [
+        f"Иван{i};Петров{i};ООО Ромашка;+7 495 123-45-6{i};ivan{i}@example.ru" for i in range(8)
+    ]
+    data = ("\r\n".join(rows) + "\r\n").encode("cp1251")
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert up.mapping == ["first_name", "last_name", "company", "phone", "email"]
+    assert (result["inserted"], result["failed"]) == (8, 0)
+    ivan = (await contacts(owner_pool, tenant.workspace_id))["ivan3@example.ru"]
+    assert (ivan["first_name"], ivan["last_name"], ivan["company"], ivan["phone"]) == (
+        "Иван3", "Петров3", "ООО Ромашка", "+7 495 123-45-63",
+    )  # fmt: skip
+    assert ivan["custom_fields"] in ({}, "{}")
