@@ -14,7 +14,9 @@ import psutil
 from temporalio.client import Client
 
 from folksjobs.imports import chunker, vcard
+from folksjobs.imports.contacts import Mapper
 from folksjobs.imports.csvstream import detect_format, iter_records, open_text
+from folksjobs.imports.mapping import suggest_mapping
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import contacts, import_bytes
 
@@ -275,3 +277,17 @@ async def test_exporters_cards_import_with_numbered_fields_and_no_markup(
     assert custom("typo@example.com")["Email 2"] == "typo@example.com"
     everything = json.dumps([custom(e) for e in stored], ensure_ascii=False)
     assert "_$!<" not in everything and "X-ABLABEL" not in everything and ":::" not in everything
+
+
+def test_an_upload_mapped_by_the_earlier_release_still_fits_its_rows() -> None:
+    """A vCard upload made before the numbered columns (its stored header the first 16
+    names) and imported after: the new columns come in as custom fields, no row fails."""
+    earlier = vcard.HEADER[:16]
+    mapper = Mapper(suggest_mapping(earlier), earlier)
+    [ann] = cards(APPLE.encode())
+    assert ann is not None
+    rows, values, failures = mapper.map([(2, ann, None)])
+    assert (rows, failures) == ([2], [])
+    fields = dict(zip(mapper.custom_keys, values[0][5:], strict=True))
+    assert values[0][0] == "ann@example.com"
+    assert (fields["Email 2"], fields["Phone 2 Label"]) == ("ann@work.example.com", "work")

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, StringConstraints, ValidationError
 
+from folksjobs.imports import vcard
 from folksjobs.imports.addresses import MULTI, choose_email
 from folksjobs.imports.mapping import email_columns
 
@@ -124,6 +125,7 @@ class Mapper:
     def __init__(
         self, mapping: list[str], headers: list[str] | None = None, allow_test: bool = False
     ) -> None:
+        mapping = vcard.widened(mapping, headers)
         self.mapping = mapping
         self.allow_test = allow_test  # Settings.email_test_domains
         self.width = len(mapping)

@@ -20,8 +20,9 @@ Google's X-ABLABEL of the same group, with Apple's built-in labels read out of t
 markup (`_$!<Other>!$_` is "Other"), else the TYPE values that say something (home,
 work, cell, fax; not pref, internet or voice).
 
-The first 16 columns keep the places they had before emails and phones were numbered: an
-upload mapped by an earlier release still reads the same columns.
+The first 16 columns keep the places they had before emails and phones were numbered, and
+a vCard upload mapped by an earlier release (its header those 16 names) gets the new
+columns as custom fields when it is imported (`widened`), so its rows still fit.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ _BINARY = {"photo", "logo", "sound", "key"}
 # TYPE values that say nothing a person would call a label.
 _UNLABELLED = {"pref", "internet", "voice", "x400", "msg"}
 _APPLE_LABEL = re.compile(r"_\$!<(.*)>!\$_")
+
+
+_EARLIER_HEADER = HEADER[:16]
+
+
+def widened(mapping: list[str], headers: list[str] | None) -> list[str]:
+    """A mapping made for an earlier release's vCard header, with today's further columns
+    as custom fields; any other mapping as it is."""
+    if headers == _EARLIER_HEADER and len(mapping) == len(_EARLIER_HEADER):
+        return mapping + [f"custom:{h}" for h in HEADER[len(_EARLIER_HEADER) :]]
+    return mapping
 
 
 def is_vcard(head_text: str) -> bool:
