@@ -273,8 +273,10 @@ async def test_exporters_cards_import_with_numbered_fields_and_no_markup(
     assert (johnny["Email 3"], johnny["Email 3 Label"]) == ("johnny.other@example.org", "Other")
     assert stored["bob.ng@contoso.example"]["phone"] == "+1 (425) 555-0100"
     assert custom("bob.ng@contoso.example")["Phone 4 Label"] == "work, fax"
-    # The next address is the email (and stays in its own field too).
-    assert custom("typo@example.com")["Email 2"] == "typo@example.com"
+    # The next address is the email (and stays in its own field too); the preferred one,
+    # not valid, is kept verbatim under the email column's name.
+    typo = custom("typo@example.com")
+    assert (typo["Email 2"], typo["Email"]) == ("typo@example.com", "typo@@example.com")
     everything = json.dumps([custom(e) for e in stored], ensure_ascii=False)
     assert "_$!<" not in everything and "X-ABLABEL" not in everything and ":::" not in everything
 

@@ -20,7 +20,7 @@ import asyncpg
 from pydantic import BaseModel, StringConstraints, ValidationError
 
 from folksjobs.imports import vcard
-from folksjobs.imports.addresses import MULTI, choose_email
+from folksjobs.imports.addresses import MULTI, choose_email, parse_email
 from folksjobs.imports.mapping import email_columns
 
 MAX_FIELD = 10_000
@@ -54,12 +54,19 @@ class MappedRow:
 
 
 def map_cells(
-    cells: list[str], mapping: list[str], email: str, multi_key: str | None = None
+    cells: list[str],
+    mapping: list[str],
+    email: str,
+    multi_key: str | None = None,
+    allow_test: bool = False,
+    fallback: bool = False,
 ) -> dict[str, object]:
     """Cells -> the fields of a ContactRow, by column index (ragged rows: missing = empty).
 
     `multi_key`: the custom field that keeps the email column's cell verbatim when it
-    holds several addresses (Google's " ::: "), so the ones not chosen are not lost."""
+    holds several addresses (Google's " ::: "), or an address that is not the one chosen
+    (not valid, so a further email column's was taken: `fallback`, there are such
+    columns), so none is lost."""
     out: dict[str, object] = {}
     custom: dict[str, str] = {}
     for i, target in enumerate(mapping):
@@ -70,7 +77,10 @@ def map_cells(
             if value:
                 custom[target[7:]] = value  # verbatim: spaces, a lone space, line breaks
         elif target == "email":
-            if multi_key and MULTI in value:
+            if multi_key and (
+                MULTI in value
+                or (fallback and value.strip() and parse_email(value, allow_test)[0] != email)
+            ):
                 custom[multi_key] = value
         else:
             out[target] = value.strip() or None
@@ -92,13 +102,13 @@ def validate(
         return MappedRow(
             row, None, f"row has {len(cells)} cells but the header has {len(mapping)} columns"
         )
-    email, problem = choose_email(cells, email_columns(mapping), allow_test)
+    columns = email_columns(mapping)
+    email, problem = choose_email(cells, columns, allow_test)
     if problem:
         return MappedRow(row, None, problem)
+    fields = map_cells(cells, mapping, email, multi_key, allow_test, len(columns) > 1)
     try:
-        return MappedRow(
-            row, ContactRow.model_validate(map_cells(cells, mapping, email, multi_key))
-        )
+        return MappedRow(row, ContactRow.model_validate(fields))
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
@@ -142,6 +152,9 @@ class Mapper:
         self.fast = len(targets) == len(set(targets))
         index = {t: i for i, t in enumerate(mapping) if t}
         self._email_col = index.get("email", -1)
+        # Further email columns: the chunker's email may be theirs, and then the email
+        # column's own cell must be kept (map_cells), which only validate does.
+        self._fallback = len(email_columns(mapping)) > 1
         self._cols = [index.get(f, -1) for f in standard]
         self._cols += [index.get(f"custom:{k}", -1) for k in self.custom_keys]
         self._pad = [""] * (self.width + 1)  # index -1: an unmapped field
@@ -160,6 +173,7 @@ class Mapper:
             custom = _one(custom)
         strip = str.strip
         at = self._email_col
+        fallback = self._fallback
         for row, cells, email in items:
             if (
                 fast
@@ -172,6 +186,9 @@ class Mapper:
                 )
                 and "\x00" not in joined
                 and (at >= len(cells) or MULTI not in cells[at])
+                # The email is the email column's own (plain ASCII: its cell, stripped and
+                # lowered); anything else is validate's to judge.
+                and (not fallback or (at < len(cells) and strip(cells[at]).lower() == email))
             ):
                 padded = cells + pad[len(cells) :]
                 rows.append(row)

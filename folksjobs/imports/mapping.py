@@ -205,7 +205,9 @@ def is_email_header(header: str) -> bool:
 def email_columns(mapping: list[str]) -> list[int]:
     """Where a row's email is looked for, in order: the column mapped to email, then every
     column kept as a custom field whose header names an email ("E-mail 2 - Value",
-    "Email Work"). The first valid address wins; the others stay in their custom fields."""
+    "Email Work"). The first valid address wins; the others stay in their custom fields,
+    and the email column's own cell, when it is not the one taken, in a custom field named
+    after its header (contacts.map_cells)."""
     if "email" not in mapping:
         return []
     first = mapping.index("email")

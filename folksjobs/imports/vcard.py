@@ -15,7 +15,8 @@ else the first, is the contact's email (phone); the others follow in file order 
 numbered custom fields, "Email 2" to "Email 5" and "Phone 2" to "Phone 5" (more phones
 go to "Other Phones", more emails to "Other", one per line with their labels). When the
 chosen email is not a valid address, the numbered ones are tried in order
-(mapping.email_columns). Each has its label beside it ("Email 2 Label"): Apple's and
+(mapping.email_columns), and the one not valid is kept as the custom field "Email"
+(contacts.map_cells). Each has its label beside it ("Email 2 Label"): Apple's and
 Google's X-ABLABEL of the same group, with Apple's built-in labels read out of their
 markup (`_$!<Other>!$_` is "Other"), else the TYPE values that say something (home,
 work, cell, fax; not pref, internet or voice).
