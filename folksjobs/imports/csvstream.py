@@ -26,6 +26,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
 from folksjobs.exports import layout
-from folksjobs.exports.csvsafe import unguard
+from folksjobs.exports.csvsafe import GUARD, unguard
 from folksjobs.imports import vcard
 
 DELIMITERS = [",", ";", "\t", "|"]
@@ -388,25 +389,35 @@ def iter_cells(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[list
 
     A file whose header is our own export's (folksjobs.exports.layout) is read without
     the export's formula guard (folksjobs.exports.csvsafe.unguard), here, where the
-    upload and the chunker both read it.
+    upload and the chunker both read it. The header is read when this is called; any
+    other file's records then come straight from the reader (itertools.chain, no
+    generator in between for millions of rows).
     """
     if fmt.delimiter == vcard.VCARD:
-        for item in vcard.iter_cells(text, field_limit):
-            yield item if isinstance(item, list) else Malformed(item)
-        return
+        return _vcard_cells(text, field_limit)
     items = _csv_cells(text, fmt, field_limit)
     header = next(items, None)
     if header is None:
-        return
-    if type(header) is not list or not layout.is_export_header(header):
-        yield header
-        yield from items
-        return
-    # Our own export: its formula guard comes off every cell (csvsafe's rule, exact, so a
-    # quote that is data stays), and the file reads back as the values it was made from.
+        return iter(())
+    if type(header) is list and layout.is_export_header(header):
+        return _unguarded(header, items)
+    return itertools.chain((header,), items)
+
+
+def _vcard_cells(text: IO[str], field_limit: int) -> Iterator[list[str] | Malformed]:
+    for item in vcard.iter_cells(text, field_limit):
+        yield item if isinstance(item, list) else Malformed(item)
+
+
+def _unguarded(
+    header: list[str], items: Iterator[list[str] | Malformed]
+) -> Iterator[list[str] | Malformed]:
+    """Our own export: its formula guard comes off every cell (csvsafe's rule, exact, so a
+    quote that is data stays), and the file reads back as the values it was made from."""
     yield list(map(unguard, header))
     for item in items:
-        yield list(map(unguard, item)) if type(item) is list else item
+        # Only a cell that starts with the guard can lose it: the others are not looked at.
+        yield [unguard(c) if c[:1] == GUARD else c for c in item] if type(item) is list else item
 
 
 def _csv_cells(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[list[str] | Malformed]:
