@@ -471,3 +471,81 @@ class DiscardStaleUploadsResult(Model):
 ImportCursor.model_rebuild()
 ProcessCsvInput.model_rebuild()
 WeeklyDigestInput.model_rebuild()
+
+
+# --- enrich-avatars (started by process-csv; issue 25) --------------------------------
+
+WF_ENRICH_AVATARS = "EnrichAvatars"
+
+
+def avatars_task_queue(task_queue: str) -> str:
+    """lookup-avatars's own queue beside `task_queue`: the worker serving it sets the
+    server-side dispatch rate that bounds Gravatar requests for the whole cluster."""
+    return f"{task_queue}-avatars"
+
+
+def avatars_workflow_id(import_id: str) -> str:
+    return f"avatars-{import_id}"
+
+
+class EnrichAvatarsInput(Model):
+    import_id: Id
+    workspace_id: Id
+    # Carried across continue-as-new: what earlier runs of this job already did.
+    done: SkipJsonSchema[int] = 0
+    asked: SkipJsonSchema[int] = 0
+
+
+class AvatarsOf(Model):
+    import_id: str
+    workspace_id: str
+
+
+class AvatarPlan(Model):
+    """avatars-owed's answer: how much is owed now, whether more can come, and the worker's
+    settings for the next pass (recorded in history, so replays see the same)."""
+
+    pending: int
+    import_open: bool
+    lanes: int
+    batch: int
+    poll_seconds: float
+    # How long one lookup-avatars may take: `batch` requests paced at the rate, the last
+    # one's timeout, and the database round trips.
+    lookup_timeout_seconds: float
+
+
+class AvatarBatch(Model):
+    import_id: str
+    workspace_id: str
+    lane: int
+    lanes: int
+    # The contact id this lane's pass has reached (contacts are read in id order).
+    after_id: int
+    batch: int
+
+
+class AvatarBatchResult(Model):
+    # Where the lane's pass goes on; None: the lane has read all it owes for now.
+    next_after: int | None
+    done: int = 0  # avatars written (a hit, or a definite miss)
+    asked: int = 0  # requests Gravatar answered or failed
+    deferred: int = 0  # addresses another job is asking right now, or Gravatar did not answer
+    # Gravatar asked us to wait (429 Retry-After) or the breaker is open: seconds.
+    retry_after: float = 0.0
+
+
+class AvatarCounts(Model):
+    """Avatars of an import: `done` looked up (from the cache or Gravatar) and written,
+    `pending` still owed. A contact a later import touched again is its to look up."""
+
+    done: int = 0
+    pending: int = 0
+
+
+class AvatarProgress(Model):
+    import_id: str
+    stage: str
+    done: int
+    pending: int
+    asked: int

@@ -27,7 +27,23 @@ def import_pattern(import_id: str) -> str:
 
 
 def gravatar(email_hash: str) -> str:
+    """The cached answer: the avatar URL, or "" for none."""
     return f"gravatar:{email_hash}"
+
+
+def gravatar_asking(email_hash: str) -> str:
+    """Held (with a TTL) while one job asks Gravatar about this address."""
+    return f"gravatar-asking:{email_hash}"
+
+
+def gravatar_paused() -> str:
+    """Present while no worker may ask Gravatar (429 Retry-After, or the breaker)."""
+    return "gravatar-paused"
+
+
+def gravatar_failures() -> str:
+    """Failed lookups in a row, across workers (the breaker's count)."""
+    return "gravatar-failures"
 
 
 def stats_pattern(workspace_id: str) -> str:

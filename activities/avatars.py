@@ -1,0 +1,95 @@
+"""enrich-avatars's side effects: avatars-owed, lookup-avatars, drop-avatars.
+
+Payloads carry ids, contact-id cursors and counts; emails are read from the database by
+the activity that asks about them and never travel through Temporal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from temporalio import activity
+
+from activities.base import ActivityClass
+from folksjobs.imports import avatars as avatars_repo
+from folksjobs.imports import repo as imports_repo
+from folksjobs.models import AvatarBatch, AvatarBatchResult, AvatarPlan, AvatarsOf
+from folksjobs.notify.gravatar import Gravatar
+from folksjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Contacts one lookup-avatars reads at most: cached addresses cost no request, so a
+# batch of `batch` requests may need to read well past `batch` contacts to find them.
+READ_PER_REQUEST = 20
+
+
+class AvatarActivities(ActivityClass):
+    def __init__(self, pool: asyncpg.Pool, gravatar: Gravatar, settings: Settings) -> None:
+        self.pool = pool
+        self.gravatar = gravatar
+        self.settings = settings
+
+    @activity.defn(name="avatars-owed")
+    async def avatars_owed(self, job: AvatarsOf) -> AvatarPlan:
+        """How many lookups the import still owes, and whether it can still add some (it
+        is processing: its rows are being committed). The worker's settings come along."""
+        s = self.settings
+        rec = await imports_repo.get(self.pool, job.workspace_id, job.import_id)
+        if not self.gravatar.enabled:
+            # Switched off since the import started: nothing will be looked up.
+            await avatars_repo.drop(self.pool, job.workspace_id, job.import_id)
+        pending = await avatars_repo.owed_count(self.pool, job.workspace_id, job.import_id)
+        return AvatarPlan(
+            pending=pending,
+            import_open=rec is not None and rec.status in ("pending", "processing"),
+            lanes=s.gravatar_lanes,
+            batch=s.gravatar_batch,
+            poll_seconds=s.gravatar_poll_seconds,
+            lookup_timeout_seconds=s.gravatar_batch / s.gravatar_rate_per_second
+            + s.gravatar_timeout_seconds
+            + 30,
+        )
+
+    @activity.defn(name="lookup-avatars")
+    async def lookup_avatars(self, job: AvatarBatch) -> AvatarBatchResult:
+        """One lane's next contacts: cached answers written at once, up to `batch`
+        addresses asked of Gravatar (the task queue's rate allows this activity at most
+        rate/batch times a second across the cluster), each answer written with the guard
+        of folksjobs/imports/avatars.py. Unanswered contacts stay owed for the next pass."""
+        wait = await self.gravatar.paused()
+        if wait:
+            return AvatarBatchResult(next_after=job.after_id, retry_after=wait)
+        rows = await avatars_repo.owed(
+            self.pool,
+            job.workspace_id,
+            job.import_id,
+            lane=job.lane,
+            lanes=job.lanes,
+            after_id=job.after_id,
+            limit=job.batch * READ_PER_REQUEST,
+        )
+        if not rows:
+            return AvatarBatchResult(next_after=None)
+        found = await self.gravatar.lookup([email for _, email in rows], job.batch)
+        answered = [(rows[i][0], rows[i][1], url) for i, url in sorted(found.answers.items())]
+        done = await avatars_repo.write(self.pool, job.workspace_id, job.import_id, answered)
+        considered = rows[: found.considered]
+        more = found.considered < len(rows) or len(rows) == job.batch * READ_PER_REQUEST
+        return AvatarBatchResult(
+            next_after=(considered[-1][0] if considered else job.after_id) if more else None,
+            done=done,
+            asked=found.asked,
+            deferred=found.deferred,
+            retry_after=found.retry_after,
+        )
+
+    @activity.defn(name="drop-avatars")
+    async def drop_avatars(self, job: AvatarsOf) -> int:
+        """The import (and so its avatars job) was cancelled: it owes nothing any more."""
+        n = await avatars_repo.drop(self.pool, job.workspace_id, job.import_id)
+        log.info("import %s: %d avatar lookups dropped", job.import_id, n)
+        return n
+
+    ACTIVITIES = (avatars_owed, lookup_avatars, drop_avatars)
