@@ -70,7 +70,7 @@ class FakeGravatar(FakeServer):
     many), 404 otherwise. Faults, settable while it runs: `hang` (never answers),
     `outage` (503), `throttle` (the next N requests get 429 with Retry-After
     `retry_after`), `hold` (a hash's answer waits for its event). GET /stats reports the
-    requests seen, as the bench reads them from another process."""
+    requests seen (POST /reset forgets them), as the bench reads them from another process."""
 
     def __init__(
         self,
@@ -99,6 +99,7 @@ class FakeGravatar(FakeServer):
         self.arrived = asyncio.Event()
         self.app.router.add_route("HEAD", "/avatar/{hash}", self.head)
         self.app.router.add_get("/stats", self.stats)
+        self.app.router.add_post("/reset", self.reset)
 
     def has_avatar(self, h: str) -> bool:
         return h in self.known or (self.hit_every > 0 and int(h[:8], 16) % self.hit_every == 0)
@@ -140,6 +141,10 @@ class FakeGravatar(FakeServer):
                 lo += 1
             best = max(best, hi - lo + 1)
         return best
+
+    async def reset(self, request: web.Request) -> web.Response:
+        self.requests, self.times, self.max_in_flight = [], [], self.in_flight
+        return web.Response(status=204)
 
     async def stats(self, request: web.Request) -> web.Response:
         span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
