@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 from folksjobs.infra.temporal import CONVERTER
 from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
 from worker import all_workflows
-from workflows.import_csv import CHUNKS_AS_SLOTS_FREE
+from workflows.import_chunks import CHUNKS_AS_SLOTS_FREE
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, dict[str, str]] = json.loads((HISTORIES / "index.json").read_text())
