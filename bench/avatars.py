@@ -128,10 +128,10 @@ async def _avatars(settings: Any, import_id: str, wait_s: float) -> dict[str, An
     from folksjobs.models import AvatarProgress, avatars_workflow_id
 
     client = await connect(settings)
-    handle = client.get_workflow_handle(avatars_workflow_id(import_id))
+    handle = client.get_workflow_handle(avatars_workflow_id(import_id), result_type=AvatarProgress)
     t0 = time.monotonic()
     try:
-        res = await asyncio.wait_for(handle.result(result_type=AvatarProgress), wait_s)
+        res = await asyncio.wait_for(handle.result(), wait_s)
         return {"complete": True, "after_import_s": time.monotonic() - t0, **res.model_dump()}
     except TimeoutError:
         p = await handle.query("progress", result_type=AvatarProgress)

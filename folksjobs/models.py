@@ -99,6 +99,9 @@ class ImportOptions(Model):
     chunks_per_run: int
     # Settings.import_inline_max_rows; 0 in runs recorded before it (never inline).
     inline_max_rows: int = 0
+    # Settings.gravatar_enabled: the run starts the avatars job (EnrichAvatars). False in
+    # runs recorded before it, which looked avatars up inside process-batch.
+    avatars: bool = False
 
 
 class ImportCursor(Model):
@@ -112,6 +115,9 @@ class ImportCursor(Model):
     counts: ImportCounts
     # claim-import's record, for every step of every run of the import (CLAIM_IMPORT).
     file: ImportFile | None = None
+    # The run started the avatars job: its chunks mark contacts as owed a lookup instead
+    # of looking them up (ProcessCsv's AVATARS_AFTER_COMMIT).
+    avatars: bool = False
 
 
 class ImportFile(Model):
@@ -165,6 +171,9 @@ class ChunkJob(Model):
     chunking_done: bool = False
     # claim-import's record (CLAIM_IMPORT); None: the step reads it (runs from before).
     file: ImportFile | None = None
+    # True: the rows' contacts are marked as owed a lookup by this import, for the avatars
+    # job; False (runs started before it): Gravatar is asked here, before the upsert.
+    avatars: bool = False
 
 
 class ChunkResult(Model):
@@ -205,6 +214,8 @@ class FinalizeImport(Model):
     user_id: str
     workflow_id: str
     started_at: datetime
+    # The run started the avatars job: the result counts the avatars done and pending.
+    avatars: bool = False
 
 
 class ImportFailure(Model):
@@ -232,6 +243,17 @@ class ImportResult(Model):
     error_samples: list[ErrorSample] = []
     ai_summary: str | None = None
     duration_ms: int = 0
+    # When the import completed: its avatars looked up and still owed (they keep arriving
+    # after it, from the avatars job `avatars-<import_id>`). None: Gravatar off.
+    avatars: AvatarCounts | None = None
+
+
+class AvatarCounts(Model):
+    """An import's avatars: `done` (its contacts no longer owed a lookup: looked up, from
+    the cache or Gravatar, or taken over by a later import) and `pending` (still owed)."""
+
+    done: int = 0
+    pending: int = 0
 
 
 class ImportProgress(Model):
@@ -240,6 +262,8 @@ class ImportProgress(Model):
     chunks_total: int
     chunks_done: int
     counts: ImportCounts
+    # As the avatars job last reported them (None: Gravatar off, or no report yet).
+    avatars: AvatarCounts | None = None
 
 
 # --- process-export (event export/csv.confirmed) -------------------------------------
@@ -491,6 +515,7 @@ class DiscardStaleUploadsResult(Model):
 
 
 ImportCursor.model_rebuild()
+ImportResult.model_rebuild()
 ProcessCsvInput.model_rebuild()
 WeeklyDigestInput.model_rebuild()
 
@@ -555,14 +580,6 @@ class AvatarBatchResult(Model):
     deferred: int = 0  # addresses another job is asking right now, or Gravatar did not answer
     # Gravatar asked us to wait (429 Retry-After) or the breaker is open: seconds.
     retry_after: float = 0.0
-
-
-class AvatarCounts(Model):
-    """Avatars of an import: `done` looked up (from the cache or Gravatar) and written,
-    `pending` still owed. A contact a later import touched again is its to look up."""
-
-    done: int = 0
-    pending: int = 0
 
 
 class AvatarProgress(Model):

@@ -133,6 +133,10 @@ class FakeGravatar(FakeServer):
             self.arrived.clear()
             await self.arrived.wait()
 
+    async def next_request(self) -> None:
+        seen = len(self.requests)
+        await self.until(lambda: len(self.requests) > seen)
+
     def max_per_window(self, window: float = 1.0) -> int:
         """The most requests that arrived within any `window` seconds."""
         best, lo = 0, 0

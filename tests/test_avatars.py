@@ -1,7 +1,9 @@
 """The avatars job (issue 25) on real servers, with the Gravatar stand-in of tests/fakes.py.
 
-Each test starts from contacts an import owes a lookup, as its upsert leaves them, and
-runs EnrichAvatars as the import starts it; tests/test_import.py has the whole path.
+Through real imports: exact avatars with addresses repeated across imports, a stale
+answer never written, the import's cancel. Some tests start from contacts an import owes
+a lookup (as its upsert leaves them) and run EnrichAvatars as the import starts it, to
+reach one fault at a time: the rate with two workers, 429 and outage, the job's cancel.
 """
 
 from __future__ import annotations
@@ -13,19 +15,33 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 
+from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.models import (
     WF_ENRICH_AVATARS,
     AvatarProgress,
     EnrichAvatarsInput,
+    ImportProgress,
     avatars_workflow_id,
 )
 from folksjobs.notify.gravatar import email_hash
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeGravatar
+from tests.importing import avatars_done, csv_bytes, import_bytes, upload
+
+
+def tag() -> str:
+    """Addresses of their own per test: the Gravatar cache is the session's Redis."""
+    return uuid.uuid4().hex[:8]
+
 
 FAST = {
     "gravatar_enabled": True,
@@ -108,7 +124,7 @@ async def test_exact_avatars_asked_once_across_overlapping_jobs(
     """Two workspaces' imports share 30 addresses and run at once: every address is asked
     once (the claim, then the cache), every contact gets exactly its avatar."""
     a, b = await new_tenant(owner_pool), await new_tenant(owner_pool)
-    emails = [f"p{i}@example.com" for i in range(90)]
+    emails = [f"p{i}.{tag()}@example.com" for i in range(90)]
     known = {email_hash(e) for e in emails[::7]}
     async with FakeGravatar(known=known, latency=0.2) as grav:
         settings = grav_settings(stack, task_queue, grav)
@@ -128,30 +144,95 @@ async def test_exact_avatars_asked_once_across_overlapping_jobs(
 async def test_a_stale_answer_is_never_written(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    """Ann's lookup (she has an avatar) is in flight when her contact gets a new email
-    and a later import takes it over: the late answer is for the old email and is dropped;
-    the new email's answer (none) is what the contact keeps."""
-    old, new = "ann@example.com", "ann.new@example.com"
+    """Ann is imported and her lookup (she has an avatar) is in flight when her contact's
+    email changes (the CRM's edit) and a second import brings the new address, updating
+    that same contact: the late answer, for the old email, is dropped; the contact keeps
+    the new address's answer (none)."""
+    old, new = f"ann.{tag()}@example.com", f"ann.new.{tag()}@example.com"
     held = asyncio.Event()
     async with FakeGravatar(known={email_hash(old)}) as grav:
         grav.hold[email_hash(old)] = held
         settings = grav_settings(stack, task_queue, grav)
-        async with running_worker(client, settings, task_queue):
-            first = await owed_import(owner_pool, tenant, [old])
-            h1 = await start(client, task_queue, tenant, first)
+        async with running_worker(client, settings, task_queue) as services:
+            ws, user = tenant.workspace_id, tenant.user_id
+            file = csv_bytes([["email"], [old]])
+            first, _ = await import_bytes(client, services, settings, ws, user, file)
             await grav.until(lambda: email_hash(old) in grav.requests)
-            # The contact's email changes (the CRM's edit), then a re-import of the new
-            # address updates that same contact and owes its lookup.
             await owner_pool.execute(
                 "UPDATE contacts SET email = $2 WHERE workspace_id = $1::uuid AND email = $3",
                 tenant.workspace_id, new, old,
             )  # fmt: skip
-            second = await owed_import(owner_pool, tenant, [new])
+            file = csv_bytes([["email"], [new]])
+            second, result = await import_bytes(client, services, settings, ws, user, file)
             held.set()
-            r1 = await h1.result()
-            r2 = await (await start(client, task_queue, tenant, second)).result()
+            r1 = await avatars_done(client, first.import_id)
+            r2 = await avatars_done(client, second.import_id)
+    assert result["updated"] == 1  # the same contact, re-imported with its new email
     assert (r1.done, r2.done) == (0, 1)
     assert await avatars(owner_pool, tenant.workspace_id) == {new: (None, None)}
+
+
+async def test_imports_with_repeats_get_exact_avatars_asking_each_address_once(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """Two files sharing addresses, imported at once, then the first again: every contact
+    has exactly its avatar, Gravatar was asked once per address, and the re-import (in the
+    cache's TTL) asked nothing. The imports complete without waiting for any lookup."""
+    emails = [f"x{i}.{tag()}@example.com" for i in range(60)]
+    known = {email_hash(e) for e in emails[::4]}
+    one = csv_bytes([["email"], *([e.upper()] for e in emails[:40])])
+    two = csv_bytes([["email"], *([e] for e in emails[20:])])
+    async with FakeGravatar(known=known, latency=0.1) as grav:
+        settings = grav_settings(stack, task_queue, grav, import_chunk_rows=10)
+        async with running_worker(client, settings, task_queue) as services:
+            (a, ra), (b, rb) = await asyncio.gather(
+                import_bytes(client, services, settings, tenant.workspace_id, tenant.user_id, one),
+                import_bytes(client, services, settings, tenant.workspace_id, tenant.user_id, two),
+            )
+            await asyncio.gather(
+                avatars_done(client, a.import_id), avatars_done(client, b.import_id)
+            )
+            asked = sorted(grav.requests)
+            c, rc = await import_bytes(client, services, settings, tenant.workspace_id,
+                                       tenant.user_id, one)  # fmt: skip
+            again = await avatars_done(client, c.import_id)
+    assert ra["avatars"] is not None and rb["avatars"] is not None
+    assert asked == sorted(email_hash(e) for e in emails)
+    assert len(grav.requests) == len(asked) and again.asked == 0
+    assert rc["avatars"]["pending"] + rc["avatars"]["done"] == 40
+    want = {e: (url(grav, e) if email_hash(e) in known else None, None) for e in emails}
+    assert await avatars(owner_pool, tenant.workspace_id) == want
+
+
+async def test_cancelling_the_import_cancels_its_avatars(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """While the import runs, its progress query shows the avatars the job reports; a
+    cancel of the import cancels the job, and nothing stays owed."""
+    rows = [["email"], *([f"k{i}.{tag()}@example.com"] for i in range(120))]
+    async with FakeGravatar(latency=0.2) as grav:
+        settings = grav_settings(stack, task_queue, grav, gravatar_rate_per_second=20.0,
+                                 gravatar_batch=2, gravatar_lanes=1, import_chunk_rows=2,
+                                 import_parallel_chunks=1)  # fmt: skip
+        async with running_worker(client, settings, task_queue) as services:
+            up = await upload(services, settings, tenant.workspace_id, tenant.user_id,
+                              csv_bytes(rows))  # fmt: skip
+            handle = await confirm_import(client, services.pool, settings, tenant.workspace_id,
+                                          up.import_id)  # fmt: skip
+            await grav.until(lambda: len(grav.requests) >= 2)
+            # The job reports what is owed to the import, every 2 s at most.
+            while (p := await handle.query("progress", result_type=ImportProgress)).avatars is None:
+                await grav.next_request()
+            await handle.cancel()
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+            job = client.get_workflow_handle(avatars_workflow_id(up.import_id))
+            with pytest.raises(WorkflowFailureError):
+                await job.result()
+            assert (await job.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert p.stage == "process-batch" and p.avatars is not None
+    got = await avatars(owner_pool, tenant.workspace_id)
+    assert got and all(pending is None for _, pending in got.values())
 
 
 async def test_rate_holds_across_two_workers(
@@ -160,7 +241,7 @@ async def test_rate_holds_across_two_workers(
     """GRAVATAR_RATE_PER_SECOND is the cluster's: two workers serving the avatars queue
     together stay under it (the server dispatches the queue's activities)."""
     rate, n = 25.0, 100
-    emails = [f"r{i}@example.com" for i in range(n)]
+    emails = [f"r{i}.{tag()}@example.com" for i in range(n)]
     async with FakeGravatar(latency=0.05) as grav:
         settings = grav_settings(stack, task_queue, grav, gravatar_rate_per_second=rate,
                                  gravatar_batch=5, gravatar_lanes=4)  # fmt: skip
@@ -194,7 +275,7 @@ async def test_429_outage_and_breaker_wait_and_resume(
 ) -> None:
     """A 429 (Retry-After 1) and then an outage (503s until the breaker opens): the job
     waits and resumes, never caches a failure as a miss, and ends with exact avatars."""
-    emails = [f"f{i}@example.com" for i in range(40)]
+    emails = [f"f{i}.{tag()}@example.com" for i in range(40)]
     known = {email_hash(e) for e in emails[::3]}
     async with FakeGravatar(known=known) as grav:
         grav.throttle, grav.retry_after = 2, "1"
@@ -218,7 +299,7 @@ async def test_429_outage_and_breaker_wait_and_resume(
 async def test_cancel_drops_what_is_owed(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    emails = [f"c{i}@example.com" for i in range(30)]
+    emails = [f"c{i}.{tag()}@example.com" for i in range(30)]
     async with FakeGravatar(latency=0.3) as grav:
         settings = grav_settings(stack, task_queue, grav, gravatar_rate_per_second=10.0,
                                  gravatar_batch=2, gravatar_lanes=1)  # fmt: skip

@@ -31,11 +31,11 @@ not the job's but the task queue's, so any number of these jobs share it.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.avatars import AvatarActivities
@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         AvatarsOf,
         EnrichAvatarsInput,
         avatars_task_queue,
+        import_workflow_id,
     )
 
 # Enrichment never gives up: a database or Redis outage is waited out, as Gravatar's is.
@@ -60,6 +61,10 @@ LOOKUPS_PER_RUN = 1000
 # A pass that wrote nothing (every address being asked by another job, or no answers)
 # waits at least this long before the next one.
 IDLE_SECONDS = 1.0
+# While its import runs, the job tells it how many lookups are still owed (its progress
+# query and the UI's current details show them), at most this often.
+AVATARS_PENDING_SIGNAL = "avatars-pending"
+REPORT_EVERY = timedelta(seconds=2)
 
 
 @workflow.defn(name=WF_ENRICH_AVATARS)
@@ -71,6 +76,8 @@ class EnrichAvatars:
         self.asked = 0
         self.pending = 0
         self.lookups = 0
+        self.import_open = True
+        self.reported_at: datetime | None = None
 
     @workflow.query(name="progress")
     def progress(self) -> AvatarProgress:
@@ -138,7 +145,25 @@ class EnrichAvatars:
             retry_policy=RETRY,
         )
         self.pending = plan.pending
+        await self._report()
+        # Once the import has ended its finalize counted what was owed: no more reports.
+        self.import_open = plan.import_open
         return plan
+
+    async def _report(self) -> None:
+        """The count still owed, to the import while it runs (at most every REPORT_EVERY)."""
+        now = workflow.now()
+        if not self.import_open or (self.reported_at and now - self.reported_at < REPORT_EVERY):
+            return
+        self.reported_at = now
+        parent = workflow.info().parent
+        target = parent.workflow_id if parent else import_workflow_id(self.import_id)
+        try:
+            await workflow.get_external_workflow_handle(target).signal(
+                AVATARS_PENDING_SIGNAL, self.pending
+            )
+        except FailureError:
+            self.import_open = False  # the import has ended
 
     async def _pass(self, inp: EnrichAvatarsInput, plan: AvatarPlan) -> int:
         """Every lane once along the contacts owed; returns the avatars written."""
@@ -170,6 +195,7 @@ class EnrichAvatars:
             self.asked += r.asked
             self.pending = max(0, self.pending - r.done)
             self._show_progress()
+            await self._report()
             if r.retry_after:
                 self.stage = "waiting for Gravatar"
                 self._show_progress()

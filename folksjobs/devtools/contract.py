@@ -20,7 +20,6 @@ from folksjobs.catalog import JOBS, JobSpec
 from folksjobs.errors import INVALID_PAYLOAD
 from folksjobs.events import ID_CONFLICT_POLICY, ID_REUSE_POLICY, ROUTES, Route
 from folksjobs.infra import search_attributes
-from folksjobs.settings import Settings
 from folksjobs.models import (
     TASK_QUEUE,
     WF_ENRICH_AVATARS,
@@ -31,6 +30,7 @@ from folksjobs.models import (
     ProcessCsvInput,
     avatars_task_queue,
 )
+from folksjobs.settings import Settings
 
 SCHEMA_DIR = "docs/schemas"
 CONTRACT = "docs/contract.md"

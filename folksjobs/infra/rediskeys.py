@@ -36,14 +36,15 @@ def gravatar_asking(email_hash: str) -> str:
     return f"gravatar-asking:{email_hash}"
 
 
-def gravatar_paused() -> str:
-    """Present while no worker may ask Gravatar (429 Retry-After, or the breaker)."""
-    return "gravatar-paused"
+def gravatar_paused(service: str) -> str:
+    """Present while no worker may ask this Gravatar (429 Retry-After, or the breaker);
+    `service` names its base URL (a digest), as a pause belongs to the service asked."""
+    return f"gravatar-paused:{service}"
 
 
-def gravatar_failures() -> str:
-    """Failed lookups in a row, across workers (the breaker's count)."""
-    return "gravatar-failures"
+def gravatar_failures(service: str) -> str:
+    """Failed lookups of this Gravatar in a row, across workers (the breaker's count)."""
+    return f"gravatar-failures:{service}"
 
 
 def stats_pattern(workspace_id: str) -> str:

@@ -9,8 +9,9 @@ cluster's, not a process's:
 - the cache (`gravatar:<hash>`), so a re-import inside the TTL asks nothing;
 - a claim per address being asked (`gravatar-asking:<hash>`, expiring), so two jobs that
   reach the same address at once ask it once: the second waits for the first's answer;
-- the pause (`gravatar-paused`): set for Retry-After on a 429, and for the breaker's
-  time after `breaker_failures` failed lookups in a row; every worker stops asking.
+- the pause (`gravatar-paused:<service>`): set for Retry-After on a 429, and for the
+  breaker's time after `breaker_failures` failed lookups in a row; every worker stops
+  asking.
 The request rate itself is the avatars task queue's (workflows/enrich_avatars.py).
 """
 
@@ -71,6 +72,7 @@ class Gravatar:
         self.session = session
         self.redis = redis
         self.base_url = base_url.rstrip("/")
+        self.service = hashlib.sha256(self.base_url.encode()).hexdigest()[:12]
         self.enabled = enabled
         self.concurrency = concurrency
         self.sem = asyncio.Semaphore(concurrency)
@@ -87,7 +89,7 @@ class Gravatar:
 
     async def paused(self) -> float:
         """Seconds left before anyone may ask Gravatar again (0: ask away)."""
-        ms = await self.redis.pttl(rediskeys.gravatar_paused())
+        ms = await self.redis.pttl(rediskeys.gravatar_paused(self.service))
         return ms / 1000 if ms and ms > 0 else 0.0
 
     async def lookup(self, emails: list[str], budget: int) -> Lookups:
@@ -180,13 +182,13 @@ class Gravatar:
             await self._pause(wait)
             return (None, False), wait
         if status in (200, 404):
-            await self.redis.delete(rediskeys.gravatar_failures())
+            await self.redis.delete(rediskeys.gravatar_failures(self.service))
             return (url if status == 200 else None, True), 0.0
         return (None, False), await self._failed()
 
     async def _failed(self) -> float:
         """One more failure in a row, counted across workers; the breaker opens at the limit."""
-        key = rediskeys.gravatar_failures()
+        key = rediskeys.gravatar_failures(self.service)
         pipe = self.redis.pipeline(transaction=True)
         pipe.incr(key)
         pipe.expire(key, int(self.breaker_seconds) + 1)
@@ -198,7 +200,7 @@ class Gravatar:
         return self.breaker_seconds
 
     async def _pause(self, seconds: float) -> None:
-        await self.redis.set(rediskeys.gravatar_paused(), 1, px=max(1, int(seconds * 1000)))
+        await self.redis.set(rediskeys.gravatar_paused(self.service), 1, px=max(1, int(seconds * 1000)))
 
     async def _release(self, token: str, hashes: list[str]) -> None:
         if not hashes:
