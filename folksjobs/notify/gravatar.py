@@ -200,7 +200,8 @@ class Gravatar:
         return self.breaker_seconds
 
     async def _pause(self, seconds: float) -> None:
-        await self.redis.set(rediskeys.gravatar_paused(self.service), 1, px=max(1, int(seconds * 1000)))
+        key = rediskeys.gravatar_paused(self.service)
+        await self.redis.set(key, 1, px=max(1, int(seconds * 1000)))
 
     async def _release(self, token: str, hashes: list[str]) -> None:
         if not hashes:
