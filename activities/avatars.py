@@ -47,6 +47,7 @@ class AvatarActivities(ActivityClass):
             lanes=s.gravatar_lanes,
             batch=s.gravatar_batch,
             poll_seconds=s.gravatar_poll_seconds,
+            lookups_per_run=s.gravatar_lookups_per_run,
             lookup_timeout_seconds=s.gravatar_batch / s.gravatar_rate_per_second
             + s.gravatar_timeout_seconds
             + 30,

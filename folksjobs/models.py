@@ -557,6 +557,7 @@ class AvatarPlan(Model):
     lanes: int
     batch: int
     poll_seconds: float
+    lookups_per_run: int = 1000
     # How long one lookup-avatars may take: `batch` requests paced at the rate, the last
     # one's timeout, and the database round trips.
     lookup_timeout_seconds: float

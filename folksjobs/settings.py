@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     gravatar_breaker_seconds: Annotated[float, Field(gt=0)] = 60.0
     # While its import still commits rows, the avatars job looks for new ones this often.
     gravatar_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # lookup-avatars activities in one run of the avatars job before it continues as new
+    # (~4 history events each: well inside Temporal's limits).
+    gravatar_lookups_per_run: Annotated[int, Field(ge=1)] = 1000
 
     # --- Import (spec 000 / 002) ----------------------------------------------------
     upload_max_bytes: int = 200 * 1024 * 1024

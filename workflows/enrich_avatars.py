@@ -20,7 +20,7 @@ Passes repeat until the import is no longer processing and owes nothing. Gravata
 slow or answering 429 makes lookup-avatars return a wait: the job sleeps and resumes, it
 never fails. A worker lost mid-lookup loses nothing: the contacts stay owed and the
 activity's retry (or the next pass) reads them again. History stays small: after
-LOOKUPS_PER_RUN lookups the job continues as new with its counts.
+GRAVATAR_LOOKUPS_PER_RUN lookups the job continues as new with its counts.
 
 Why one job per import, not one per workspace fed by signals: its lifetime is the import's
 (cancel the import, cancel it), its progress is the import's, and its input is two ids;
@@ -56,8 +56,6 @@ RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
 )
-# ~4 history events per lookup: continue as new well before the history grows large.
-LOOKUPS_PER_RUN = 1000
 # A pass that wrote nothing (every address being asked by another job, or no answers)
 # waits at least this long before the next one.
 IDLE_SECONDS = 1.0
@@ -113,7 +111,7 @@ class EnrichAvatars:
                 self.stage = "lookup-avatars"
                 self._show_progress()
                 wrote = await self._pass(inp, plan)
-                if self.lookups >= LOOKUPS_PER_RUN:
+                if self.lookups >= plan.lookups_per_run:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
                         inp.model_copy(update={"done": self.done, "asked": self.asked})
@@ -173,7 +171,7 @@ class EnrichAvatars:
     async def _lane(self, inp: EnrichAvatarsInput, plan: AvatarPlan, lane: int) -> int:
         after, wrote = 0, 0
         queue = avatars_task_queue(workflow.info().task_queue)
-        while self.lookups < LOOKUPS_PER_RUN:
+        while self.lookups < plan.lookups_per_run:
             self.lookups += 1
             r = await workflow.execute_activity_method(
                 AvatarActivities.lookup_avatars,
