@@ -20,9 +20,8 @@ from folksjobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Contacts one lookup-avatars reads at most: cached addresses cost no request, so a
-# batch of `batch` requests may need to read well past `batch` contacts to find them.
-READ_PER_REQUEST = 20
+# Contacts one lookup-avatars reads at most (cached ones included): bounds its time.
+READ_MAX = 5000
 
 
 class AvatarActivities(ActivityClass):
@@ -62,29 +61,37 @@ class AvatarActivities(ActivityClass):
         wait = await self.gravatar.paused()
         if wait:
             return AvatarBatchResult(next_after=job.after_id, retry_after=wait)
-        rows = await avatars_repo.owed(
-            self.pool,
-            job.workspace_id,
-            job.import_id,
-            lane=job.lane,
-            lanes=job.lanes,
-            after_id=job.after_id,
-            limit=job.batch * READ_PER_REQUEST,
-        )
-        if not rows:
-            return AvatarBatchResult(next_after=None)
-        found = await self.gravatar.lookup([email for _, email in rows], job.batch)
-        answered = [(rows[i][0], rows[i][1], url) for i, url in sorted(found.answers.items())]
-        done = await avatars_repo.write(self.pool, job.workspace_id, job.import_id, answered)
-        considered = rows[: found.considered]
-        more = found.considered < len(rows) or len(rows) == job.batch * READ_PER_REQUEST
-        return AvatarBatchResult(
-            next_after=(considered[-1][0] if considered else job.after_id) if more else None,
-            done=done,
-            asked=found.asked,
-            deferred=found.deferred,
-            retry_after=found.retry_after,
-        )
+        out = AvatarBatchResult(next_after=job.after_id)
+        budget, read = job.batch, 0
+        # Cached addresses cost no request: read on (up to READ_MAX contacts) until the
+        # budget is spent, so a re-import's cached lookups do not each take a turn of the
+        # rate.
+        while budget > 0 and read < READ_MAX:
+            after = out.next_after or 0
+            rows = await avatars_repo.owed(
+                self.pool, job.workspace_id, job.import_id,
+                lane=job.lane, lanes=job.lanes, after_id=after, limit=2 * job.batch,
+            )  # fmt: skip
+            if not rows:
+                out.next_after = None
+                break
+            found = await self.gravatar.lookup([email for _, email in rows], budget)
+            answered = [(rows[i][0], rows[i][1], url) for i, url in sorted(found.answers.items())]
+            out.done += await avatars_repo.write(
+                self.pool, job.workspace_id, job.import_id, answered
+            )
+            out.asked += found.asked
+            out.deferred += found.deferred
+            budget -= found.used
+            read += found.considered
+            if found.considered:
+                out.next_after = rows[found.considered - 1][0]
+            if found.retry_after:
+                out.retry_after = found.retry_after
+                break
+            if found.considered < len(rows):
+                break  # the budget ran out within these rows
+        return out
 
     @activity.defn(name="drop-avatars")
     async def drop_avatars(self, job: AvatarsOf) -> int:

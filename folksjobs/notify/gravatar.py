@@ -49,6 +49,7 @@ class Lookups:
 
     answers: dict[int, str | None] = field(default_factory=dict)  # avatar URL or None
     asked: int = 0  # requests sent
+    used: int = 0  # of the budget: addresses asked, or claimed by another job meanwhile
     deferred: int = 0  # no answer yet: being asked elsewhere, or Gravatar did not answer
     considered: int = 0  # the emails before this position were all dealt with
     retry_after: float = 0.0  # > 0: nobody may ask for this long
@@ -109,17 +110,30 @@ class Gravatar:
             else:
                 out.considered = i
                 break
+        out.used = len(todo)
         if not todo:
             return out
+        return await self._claim_and_ask(hashes, todo, out)
+
+    async def _claim_and_ask(self, hashes: list[str], todo: list[int], out: Lookups) -> Lookups:
+        """Ask about the addresses no other job is asking right now (each claimed in Redis
+        for as long as this call can take); the others are deferred to a later pass."""
         # The claim lasts as long as this call can: the pacing, the last timeout, a margin.
         hold_ms = int((len(todo) / self.rate + self.timeout_s + 5) * 1000)
         token = uuid.uuid4().hex
         pipe = self.redis.pipeline(transaction=False)
         for i in todo:
             pipe.set(rediskeys.gravatar_asking(hashes[i]), token, nx=True, px=hold_ms)
-        mine = [i for i, ok in zip(todo, await pipe.execute(), strict=True) if ok]
-        out.deferred = len(todo) - len(mine)
+        claimed = [i for i, ok in zip(todo, await pipe.execute(), strict=True) if ok]
+        out.deferred = len(todo) - len(claimed)
         try:
+            # Another job may have answered and let go between our read and our claim.
+            keys = [rediskeys.gravatar(hashes[i]) for i in claimed]
+            late = await self.redis.mget(keys) if keys else []
+            for i, c in zip(claimed, late, strict=True):
+                if c is not None:
+                    out.answers[i] = (c.decode() if isinstance(c, bytes) else c) or None
+            mine = [i for i in claimed if i not in out.answers]
             found = await self._ask_paced([hashes[i] for i in mine], out)
             pipe = self.redis.pipeline(transaction=False)
             for i, (url, definite) in zip(mine, found, strict=True):
@@ -131,7 +145,7 @@ class Gravatar:
             await pipe.execute()
         finally:
             # After the cache is written: whoever waited on a claim finds the answer.
-            await self._release(token, [hashes[i] for i in mine])
+            await self._release(token, [hashes[i] for i in claimed])
         return out
 
     async def _ask_paced(self, hashes: list[str], out: Lookups) -> list[tuple[str | None, bool]]:
