@@ -150,10 +150,12 @@ class Gravatar:
 
     async def _ask_paced(self, hashes: list[str], out: Lookups) -> list[tuple[str | None, bool]]:
         """One HEAD per hash, the k-th started k/rate s after the first: on its own, one
-        call never goes faster than the cluster's rate."""
+        call never goes faster than the cluster's rate. Redis is told once, at the end
+        (or at the first 429 or the breaker's limit, which stop the asking)."""
         loop = asyncio.get_running_loop()
         sem = asyncio.Semaphore(self.concurrency)
         halted = asyncio.Event()
+        run = _Run()
         start = loop.time()
 
         async def one(h: str) -> tuple[str | None, bool]:
@@ -161,11 +163,17 @@ class Gravatar:
                 if halted.is_set():
                     return None, False
                 out.asked += 1
-                result, wait = await self._head(h)
-                if wait:
+                answer, throttled = await self._head(h)
+                if throttled is not None:
+                    run.wait = max(run.wait, throttled)
                     halted.set()
-                    out.retry_after = max(out.retry_after, wait)
-                return result
+                elif answer[1]:
+                    run.ok, run.in_a_row = run.ok + 1, 0
+                else:
+                    run.failed, run.in_a_row = run.failed + 1, run.in_a_row + 1
+                    if run.in_a_row >= self.breaker_failures:
+                        halted.set()
+                return answer
             finally:
                 sem.release()
 
@@ -177,37 +185,49 @@ class Gravatar:
             await sem.acquire()
             if halted.is_set():
                 sem.release()
-                tasks.append(asyncio.create_task(_unanswered()))
-                continue
+                break
             tasks.append(asyncio.create_task(one(h)))
-        return list(await asyncio.gather(*tasks))
+        found = list(await asyncio.gather(*tasks))
+        found += [(None, False)] * (len(hashes) - len(found))
+        out.retry_after = await self._settle(run)
+        return found
 
-    async def _head(self, h: str) -> tuple[tuple[str | None, bool], float]:
-        """((avatar URL or None, definite), seconds everyone must now wait or 0)."""
+    async def _head(self, h: str) -> tuple[tuple[str | None, bool], float | None]:
+        """((avatar URL or None, definite), Retry-After seconds when throttled)."""
         url = f"{self.base_url}/{h}"
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with self.session.head(f"{url}?d=404", timeout=self.timeout) as resp:
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError):
-            return (None, False), await self._failed()
+            return (None, False), None
         if status == 429:
-            wait = _retry_after_seconds(retry_after, self.breaker_seconds)
-            await self._pause(wait)
-            return (None, False), wait
+            return (None, False), _retry_after_seconds(retry_after, self.breaker_seconds)
         if status in (200, 404):
-            await self.redis.delete(rediskeys.gravatar_failures(self.service))
-            return (url if status == 200 else None, True), 0.0
-        return (None, False), await self._failed()
+            return (url if status == 200 else None, True), None
+        return (None, False), None  # a 5xx: ask again later
 
-    async def _failed(self) -> float:
-        """One more failure in a row, counted across workers; the breaker opens at the limit."""
+    async def _settle(self, run: _Run) -> float:
+        """The batch's news for every worker: a 429's pause, or failures added to the count
+        of failures in a row (the breaker opens at the limit; any answer resets it).
+        Returns how long nobody may ask now (0: go on)."""
         key = rediskeys.gravatar_failures(self.service)
+        if run.wait:
+            await self._pause(run.wait)
+            return run.wait
+        if run.ok and not run.in_a_row:
+            await self.redis.delete(key)
+            return 0.0
+        if not run.in_a_row:
+            return 0.0
         pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, int(self.breaker_seconds) + 1)
-        n, _ = await pipe.execute()
-        if int(n) < self.breaker_failures:
+        if run.ok:  # answers came, then failures: the count starts again from those
+            pipe.set(key, run.in_a_row, ex=int(self.breaker_seconds) + 1)
+        else:
+            pipe.incrby(key, run.in_a_row)
+            pipe.expire(key, int(self.breaker_seconds) + 1)
+        n = int((await pipe.execute())[0] or run.in_a_row)
+        if max(n, run.in_a_row) < self.breaker_failures:
             return 0.0
         await self.redis.delete(key)
         await self._pause(self.breaker_seconds)
@@ -270,8 +290,15 @@ class Gravatar:
             return None, status == 404
 
 
-async def _unanswered() -> tuple[str | None, bool]:
-    return None, False
+@dataclass
+class _Run:
+    """One batch's answers: definite ones, failures (and the last ones in a row), the
+    longest Retry-After of a 429."""
+
+    ok: int = 0
+    failed: int = 0
+    in_a_row: int = 0
+    wait: float = 0.0
 
 
 def _retry_after_seconds(value: str | None, default: float) -> float:
