@@ -179,3 +179,15 @@ def test_one_owner_moves_an_import_record() -> None:
     assert import_repo_calls("claim") == ["folksjobs/imports/lifecycle.py"]
     for change in ("set_mapping", "complete", "end", "discard_pending", "record_batch"):
         assert import_repo_calls(change) == ["folksjobs/imports/lifecycle.py"], change
+
+
+def test_no_file_of_the_busy_rooms_exceeds_400_lines() -> None:
+    """The house style's limit for api/, activities/ and workflows/ (issue 24)."""
+    rooms = [ROOT / "activities", ROOT / "workflows", PACKAGE / "api"]
+    long = {
+        str(p.relative_to(ROOT)): n
+        for room in rooms
+        for p in room.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert long == {}

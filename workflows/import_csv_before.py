@@ -11,7 +11,7 @@ here is deleted, with the histories that only this branch replays.
 |   check-import first      | check-import-before-gate             | before i19: none        |
 |   as activities           | check-and-fetch-local                | before the local steps  |
 | fetch_import              | claim-import                         | before claim-import     |
-|   the chunker path only   | small-file-in-one-activity           | before import-small     |
+|   the chunker path only   | small-file-in-one-activity           | deprecated: none (step 1)|
 | process_chunks_up_front   | chunks-as-slots-free                 | recorded at e3589b5     |
 """
 
@@ -39,7 +39,8 @@ CHECK_BEFORE_GATE = "check-import-before-gate"
 # scheduled them as activities.
 LOCAL_CHECKS = "check-and-fetch-local"
 # A file of at most ImportOptions.inline_max_rows rows (one chunk) is one import-small
-# activity; runs started before this change (inline_max_rows 0) keep the chunker path.
+# activity. Deprecated (docs/deploys.md, step 1): runs started before it recorded
+# inline_max_rows 0 and never reach the call; the call goes in the next release (step 2).
 SMALL_IN_ONE_ACTIVITY = "small-file-in-one-activity"
 
 
@@ -54,7 +55,12 @@ async def fetch_import(wf: ProcessCsv, inp: ProcessCsvInput) -> ImportCursor:
     """fetch-import after the gate, then capture-start-time."""
     wf.stage = "fetch-import"
     record = await _short(wf, ImportActivities.fetch_import, inp)
-    return wf._start(inp, record, lambda: workflow.patched(SMALL_IN_ONE_ACTIVITY))
+    return wf._start(inp, record, _small)
+
+
+def _small() -> bool:
+    workflow.deprecate_patch(SMALL_IN_ONE_ACTIVITY)
+    return True
 
 
 async def _short(
