@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,7 +32,7 @@ from folksjobs.models import (
     ImportProgress,
     avatars_workflow_id,
 )
-from folksjobs.notify.gravatar import email_hash
+from folksjobs.notify.gravatar import _retry_after_seconds, email_hash
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeGravatar
@@ -326,3 +327,41 @@ async def test_import_gone_or_closed_ends_the_job(
             result = await (await start(client, task_queue, tenant, iid)).result()
     assert (result.done, result.pending, result.asked) == (0, 0, 0)
     assert not grav.requests
+
+
+async def test_a_worker_lost_mid_lookup_loses_nothing(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """The worker holding a lookup stops mid-request (its answer never comes back): the
+    contacts it was asking about stay owed, and the next worker asks again and finishes
+    with every avatar exact."""
+    emails = [f"l{i}.{tag()}@example.com" for i in range(12)]
+    known = {email_hash(e) for e in emails[::2]}
+    stuck = asyncio.Event()
+    async with FakeGravatar(known=known) as grav:
+        grav.hold[email_hash(emails[0])] = stuck
+        settings = grav_settings(stack, task_queue, grav, gravatar_timeout_seconds=30.0,
+                                 worker_graceful_shutdown_seconds=0.1)  # fmt: skip
+        iid = await owed_import(owner_pool, tenant, emails)
+        async with running_worker(client, settings, task_queue):
+            handle = await start(client, task_queue, tenant, iid)
+            await grav.until(lambda: email_hash(emails[0]) in grav.requests)
+        grav.hold.clear()
+        stuck.set()
+        async with running_worker(client, settings, task_queue):
+            result = await handle.result()
+    assert result.pending == 0
+    assert grav.requests.count(email_hash(emails[0])) >= 2  # asked again
+    want = {e: (url(grav, e) if email_hash(e) in known else None, None) for e in emails}
+    assert await avatars(owner_pool, tenant.workspace_id) == want
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    from email.utils import format_datetime
+
+    assert _retry_after_seconds("7", 60.0) == 7.0
+    assert _retry_after_seconds(None, 60.0) == 60.0
+    assert _retry_after_seconds("soon", 60.0) == 60.0
+    assert _retry_after_seconds("999999", 60.0) == 3600.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= _retry_after_seconds(later, 60.0) <= 31
