@@ -262,7 +262,8 @@ class ImportProgress(Model):
     chunks_total: int
     chunks_done: int
     counts: ImportCounts
-    # As the avatars job last reported them (None: Gravatar off, or no report yet).
+    # None: Gravatar off. While the import runs its avatars are all pending (the job
+    # starts once the rows are committed); the result has them as of its completion.
     avatars: AvatarCounts | None = None
 
 
@@ -541,6 +542,7 @@ class EnrichAvatarsInput(Model):
     # Carried across continue-as-new: what earlier runs of this job already did.
     done: SkipJsonSchema[int] = 0
     asked: SkipJsonSchema[int] = 0
+    committed: SkipJsonSchema[bool] = False
 
 
 class AvatarsOf(Model):

@@ -9,6 +9,7 @@ reach one fault at a time: the rate with two workers, 429 and outage, the job's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -208,30 +209,31 @@ async def test_imports_with_repeats_get_exact_avatars_asking_each_address_once(
 async def test_cancelling_the_import_cancels_its_avatars(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    """While the import runs, its progress query shows the avatars the job reports; a
-    cancel of the import cancels the job, and nothing stays owed."""
+    """While the import runs, its progress shows every committed contact's avatar pending
+    (nothing is asked before the rows are all in); a cancel of the import cancels the
+    avatars job, and nothing stays owed."""
     rows = [["email"], *([f"k{i}.{tag()}@example.com"] for i in range(120))]
-    async with FakeGravatar(latency=0.2) as grav:
-        settings = grav_settings(stack, task_queue, grav, gravatar_rate_per_second=20.0,
-                                 gravatar_batch=2, gravatar_lanes=1, import_chunk_rows=2,
+    async with FakeGravatar() as grav:
+        settings = grav_settings(stack, task_queue, grav, import_chunk_rows=2,
                                  import_parallel_chunks=1)  # fmt: skip
         async with running_worker(client, settings, task_queue) as services:
             up = await upload(services, settings, tenant.workspace_id, tenant.user_id,
                               csv_bytes(rows))  # fmt: skip
             handle = await confirm_import(client, services.pool, settings, tenant.workspace_id,
                                           up.import_id)  # fmt: skip
-            await grav.until(lambda: len(grav.requests) >= 2)
-            # The job reports what is owed to the import, every 2 s at most.
-            while (p := await handle.query("progress", result_type=ImportProgress)).avatars is None:
-                await grav.next_request()
+            job = client.get_workflow_handle(avatars_workflow_id(up.import_id))
+            progress = functools.partial(handle.query, "progress", result_type=ImportProgress)
+            while (p := await progress()).chunks_done < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
             await handle.cancel()
             with pytest.raises(WorkflowFailureError):
                 await handle.result()
-            job = client.get_workflow_handle(avatars_workflow_id(up.import_id))
             with pytest.raises(WorkflowFailureError):
                 await job.result()
             assert (await job.describe()).status == WorkflowExecutionStatus.CANCELED
     assert p.stage == "process-batch" and p.avatars is not None
+    assert p.avatars.done == 0 and p.avatars.pending == p.counts.inserted > 0
+    assert not grav.requests
     got = await avatars(owner_pool, tenant.workspace_id)
     assert got and all(pending is None for _, pending in got.values())
 
@@ -282,14 +284,13 @@ async def test_429_outage_and_breaker_wait_and_resume(
         grav.throttle, grav.retry_after = 2, "1"
         settings = grav_settings(stack, task_queue, grav)
         async with running_worker(client, settings, task_queue):
-            iid = await owed_import(owner_pool, tenant, emails, status="processing")
+            iid = await owed_import(owner_pool, tenant, emails)
             handle = await start(client, task_queue, tenant, iid)
             await grav.until(lambda: grav.throttle == 0)
             grav.outage = True
             await asyncio.sleep(1.5)  # past the Retry-After, into the breaker
             progress = await handle.query("progress", result_type=AvatarProgress)
             grav.outage = False
-            await owner_pool.execute("UPDATE imports SET status = 'completed' WHERE id = $1", iid)
             result = await handle.result()
     assert progress.pending > 0
     assert (result.done, result.pending) == (40, 0)

@@ -8,6 +8,8 @@ without waiting, marks each one as owed a lookup, and starts this job (workflow 
 
 | step           | what it does                                                     |
 |----------------|------------------------------------------------------------------|
+| (rows-committed| a signal from the import once all its rows are committed (or it  |
+|  signal)       | failed): lookups never compete with the import's own upserts     |
 | avatars-owed   | how many lookups the import owes, whether it still commits rows, |
 |                | the worker's settings for the pass (local activity)              |
 | lookup-avatars | per lane, along the owed contacts in id order: cached answers    |
@@ -16,7 +18,11 @@ without waiting, marks each one as owed a lookup, and starts this job (workflow 
 |                | task queue: its dispatch rate is the cluster's Gravatar rate)    |
 | drop-avatars   | on cancel: the import owes nothing any more                      |
 
-Passes repeat until the import is no longer processing and owes nothing. Gravatar down,
+The job is started with the import (so it can be followed and cancelled from the start)
+but looks nothing up until the import says its rows are committed: an import competes
+for the worker's event loop and PostgreSQL with nobody, and its avatars start seconds
+later, a small share of the time the rate gives them. Passes repeat until the import is
+no longer processing and owes nothing. Gravatar down,
 slow or answering 429 makes lookup-avatars return a wait: the job sleeps and resumes, it
 never fails. A worker lost mid-lookup loses nothing: the contacts stay owed and the
 activity's retry (or the next pass) reads them again. History stays small: after
@@ -31,11 +37,12 @@ not the job's but the task queue's, so any number of these jobs share it.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+import contextlib
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.avatars import AvatarActivities
@@ -47,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
         AvatarsOf,
         EnrichAvatarsInput,
         avatars_task_queue,
-        import_workflow_id,
     )
 
 # Enrichment never gives up: a database or Redis outage is waited out, as Gravatar's is.
@@ -59,10 +65,9 @@ RETRY = RetryPolicy(
 # A pass that wrote nothing (every address being asked by another job, or no answers)
 # waits at least this long before the next one.
 IDLE_SECONDS = 1.0
-# While its import runs, the job tells it how many lookups are still owed (its progress
-# query and the UI's current details show them), at most this often.
-AVATARS_PENDING_SIGNAL = "avatars-pending"
-REPORT_EVERY = timedelta(seconds=2)
+# The import's word that every row it will commit is committed (ProcessCsv sends it
+# before finalize, and on failure).
+ROWS_COMMITTED_SIGNAL = "rows-committed"
 
 
 @workflow.defn(name=WF_ENRICH_AVATARS)
@@ -74,8 +79,11 @@ class EnrichAvatars:
         self.asked = 0
         self.pending = 0
         self.lookups = 0
-        self.import_open = True
-        self.reported_at: datetime | None = None
+        self.committed = False
+
+    @workflow.signal(name=ROWS_COMMITTED_SIGNAL)
+    def rows_committed(self) -> None:
+        self.committed = True
 
     @workflow.query(name="progress")
     def progress(self) -> AvatarProgress:
@@ -97,15 +105,23 @@ class EnrichAvatars:
     async def run(self, inp: EnrichAvatarsInput) -> AvatarProgress:
         self.import_id = inp.import_id
         self.done, self.asked = inp.done, inp.asked
+        self.committed = self.committed or inp.committed
         of = AvatarsOf(import_id=inp.import_id, workspace_id=inp.workspace_id)
         try:
             while True:
                 plan = await self._owed(of)
-                if plan.pending == 0:
-                    if not plan.import_open:
-                        break
+                if plan.pending == 0 and not plan.import_open:
+                    break
+                if plan.import_open and not self.committed:
+                    # The import's word, or (a run that never sends it) its status.
                     self.stage = "waiting for the import's rows"
                     self._show_progress()
+                    with contextlib.suppress(TimeoutError):  # then look at its status
+                        await workflow.wait_condition(
+                            lambda: self.committed, timeout=timedelta(seconds=plan.poll_seconds)
+                        )
+                    continue
+                if plan.pending == 0:
                     await workflow.sleep(plan.poll_seconds)
                     continue
                 self.stage = "lookup-avatars"
@@ -114,7 +130,9 @@ class EnrichAvatars:
                 if self.lookups >= plan.lookups_per_run:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
-                        inp.model_copy(update={"done": self.done, "asked": self.asked})
+                        inp.model_copy(
+                            update={"done": self.done, "asked": self.asked, "committed": True}
+                        )
                     )
                 if not wrote:
                     await workflow.sleep(max(IDLE_SECONDS, plan.poll_seconds / 2))
@@ -143,25 +161,7 @@ class EnrichAvatars:
             retry_policy=RETRY,
         )
         self.pending = plan.pending
-        await self._report()
-        # Once the import has ended its finalize counted what was owed: no more reports.
-        self.import_open = plan.import_open
         return plan
-
-    async def _report(self) -> None:
-        """The count still owed, to the import while it runs (at most every REPORT_EVERY)."""
-        now = workflow.now()
-        if not self.import_open or (self.reported_at and now - self.reported_at < REPORT_EVERY):
-            return
-        self.reported_at = now
-        parent = workflow.info().parent
-        target = parent.workflow_id if parent else import_workflow_id(self.import_id)
-        try:
-            await workflow.get_external_workflow_handle(target).signal(
-                AVATARS_PENDING_SIGNAL, self.pending
-            )
-        except FailureError:
-            self.import_open = False  # the import has ended
 
     async def _pass(self, inp: EnrichAvatarsInput, plan: AvatarPlan) -> int:
         """Every lane once along the contacts owed; returns the avatars written."""
@@ -193,7 +193,6 @@ class EnrichAvatars:
             self.asked += r.asked
             self.pending = max(0, self.pending - r.done)
             self._show_progress()
-            await self._report()
             if r.retry_after:
                 self.stage = "waiting for Gravatar"
                 self._show_progress()

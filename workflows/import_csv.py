@@ -114,7 +114,6 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
         self.rechunk_lock = asyncio.Lock()
         self.chunking: asyncio.Task[ChunkPlanResult] | None = None
         self.small = False  # the file is one import-small activity (SMALL_IN_ONE_ACTIVITY)
-        self.avatars_pending: int | None = None  # as the avatars job last reported
 
     @workflow.query(name="progress")
     def progress(self) -> ImportProgress:
@@ -257,6 +256,8 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(inp.model_copy(update={"resume": cursor}))
         self.stage = "finalize"
+        # The avatars job may start asking; the signal goes alongside finalize.
+        committed = asyncio.create_task(self._rows_committed(inp))
         try:
             result = await self._finalize(inp, cursor)
         except (ActivityError, ApplicationError) as e:  # local on the small path
@@ -264,10 +265,11 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
                 raise
             await self._find_missing_chunks(inp, cursor)
             result = await self._finalize(inp, cursor)
+        await committed
         self.stage = "completed"
         set_job_attributes(status="completed")
         if result.avatars is not None:
-            self.avatars_pending = result.avatars.pending
+            self.avatars_at_end = result.avatars
             self._show_progress()
         return result
 
@@ -359,6 +361,8 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
         self.stage = "failed"
         set_job_attributes(status="failed")
         await self._record_failure(self._failure(inp, error))
+        # The rows it did commit are contacts: their avatars are still looked up.
+        await self._rows_committed(inp)
 
     async def _mark_cancelled(self, inp: ProcessCsvInput) -> None:
         self.stage = "cancelled"
