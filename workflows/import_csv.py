@@ -10,7 +10,8 @@
 |                     | TTL), alongside process-batch; again for lost chunks (at most    |
 |                     | MAX_RECHUNKS times) and for a repair                             |
 | enrich-avatars      | the avatars job (child workflow `avatars-<import_id>`, started    |
-|                     | before the first row is committed, left running when the import  |
+|                     | before the first row is committed, signalled `rows-committed`    |
+|                     | alongside finalize (or on failure), left running when the import |
 |                     | completes, cancelled with it): Gravatar after the upsert         |
 | process-batch (xN)  | per chunk: map, validate, dedup, upsert in sub-batches (each     |
 |                     | contact marked as owed its avatar lookup), each committed with   |

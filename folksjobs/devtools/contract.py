@@ -228,7 +228,9 @@ class Contract:
             f"### {WF_ENRICH_AVATARS} (internal)",
             "",
             "The Gravatar lookups of one import, started by `ProcessCsv` as a child that "
-            "outlives it (cancelling the import cancels it). This departs from the spec's "
+            "outlives it (cancelling the import cancels it), asking nothing until the import "
+            "signals `rows-committed` (alongside finalize, or on failure). This departs from "
+            "the spec's "
             "step order on purpose: the spec looks avatars up inside process-batch, before "
             "the upsert, which bounds an import at about 10 / latency rows a second (20,000 "
             "rows took 250 s at 120 ms). The import now commits its contacts without waiting "
