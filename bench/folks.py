@@ -59,8 +59,6 @@ class FolksEnv:
             OUTBOX_DIR=str(self.work / "outbox"),
             EMAIL_BACKEND="outbox",
             GRAVATAR_ENABLED="false",
-            # The generated files' domains are .test ones, refused by default.
-            EMAIL_TEST_DOMAINS="true",
             ANTHROPIC_API_KEY="",
             LOG_LEVEL="INFO",
         )
