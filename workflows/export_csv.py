@@ -2,8 +2,9 @@
 
 | step                    | what it does                                                 |
 |-------------------------|--------------------------------------------------------------|
-| resolve-tag-filter      | marks the export processing; its tag names -> the workspace's |
-|                         | tag ids (contacts carrying ANY of them); none named, no filter|
+| resolve-tag-filter      | marks the export processing; its tag names (or the event's   |
+|                         | tagIds) -> the workspace's tag ids (contacts carrying ANY of |
+|                         | them); none named, no filter                                 |
 | upload-empty            | nothing to export (the tags match no contact, or the work-    |
 |                         | space has none): a header-only CSV, export completed at once |
 | resolve-export-metadata | distinct custom-field keys and the row count, concurrently   |
@@ -115,7 +116,12 @@ class ProcessExport:
             workflow.logger.error("could not mark export %s: %s", inp.export_id, mark_error)
 
     async def _export(self, inp: ProcessExportInput) -> ExportFile:
-        job = ExportJob(export_id=inp.export_id, workspace_id=inp.workspace_id, user_id=inp.user_id)
+        job = ExportJob(
+            export_id=inp.export_id,
+            workspace_id=inp.workspace_id,
+            user_id=inp.user_id,
+            tag_ids=inp.tag_ids,
+        )
         self._stage = "resolve-tag-filter"
         flt = await workflow.execute_activity_method(
             ExportActivities.resolve_tag_filter,

@@ -364,21 +364,34 @@ async def end(conn: asyncpg.Connection, export_id: str, error: str, *, cancelled
 
 async def tag_names(pool: asyncpg.Pool, workspace_id: str, tag_ids: Sequence[str]) -> list[str]:
     """The names of a workspace's tags by id; an id that is not one of them is refused."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        return await names_of_tags(conn, workspace_id, tag_ids)
+
+
+async def names_of_tags(
+    conn: asyncpg.Connection, workspace_id: str, tag_ids: Sequence[str]
+) -> list[str]:
     try:
         ids = [uuid.UUID(t) for t in tag_ids]
     except ValueError as e:
         raise InvalidExportRequest(f"tag_ids: {e}") from None
-    async with tenant_tx(pool, workspace_id) as conn:
-        rows = await conn.fetch(
-            "SELECT id, name FROM tags WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
-            uuid.UUID(workspace_id),
-            ids,
-        )
+    rows = await conn.fetch(
+        "SELECT id, name FROM tags WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+        uuid.UUID(workspace_id),
+        ids,
+    )
     found = {str(r["id"]): r["name"] for r in rows}
     unknown = [str(i) for i in ids if str(i) not in found]
     if unknown:
         raise InvalidExportRequest(f"tag_ids: no tag {', '.join(unknown)} in this workspace")
     return [found[str(i)] for i in ids]
+
+
+async def set_tag_names(conn: asyncpg.Connection, export_id: str, names: Sequence[str]) -> None:
+    """The export's filter as the event named it by id (export/csv.confirmed tagIds)."""
+    await conn.execute(
+        "UPDATE exports SET tag_names = $2 WHERE id = $1", uuid.UUID(export_id), list(names)
+    )
 
 
 async def create_export(
@@ -475,3 +488,42 @@ async def in_workspace(pool: asyncpg.Pool, workspace_id: str, export_id: str) ->
             uuid.UUID(workspace_id),
         )
     return bool(found)
+
+
+# --- retention (expire-files) ------------------------------------------------------------
+
+
+async def expired_files(pool: asyncpg.Pool, workspace_id: str, older_than_s: float) -> list[str]:
+    """Exports of the workspace whose file was written more than `older_than_s` seconds
+    ago and is still stored."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM exports WHERE workspace_id = $1 AND blob_key IS NOT NULL"
+            " AND file_deleted_at IS NULL"
+            " AND completed_at < now() - make_interval(secs => $2) ORDER BY completed_at",
+            uuid.UUID(workspace_id),
+            float(older_than_s),
+        )
+    return [str(r["id"]) for r in rows]
+
+
+async def expire_file(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    export_id: str,
+    delete_file: Callable[[str], Awaitable[None]],
+) -> bool:
+    """Delete an export's file and record when (a download then answers 410, naming the
+    time); the record and its counts stay. False when it was already gone."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        key = await conn.fetchval(
+            "UPDATE exports SET file_deleted_at = now()"
+            " WHERE id = $1 AND workspace_id = $2 AND blob_key IS NOT NULL"
+            " AND file_deleted_at IS NULL RETURNING blob_key",
+            uuid.UUID(export_id),
+            uuid.UUID(workspace_id),
+        )
+        if key is None:
+            return False
+        await delete_file(key)
+    return True
