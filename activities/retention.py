@@ -27,6 +27,8 @@ class RetentionActivities(ActivityClass):
         exports_s = inp.export_retention_seconds
         if exports_s is None:
             exports_s = self.settings.export_retention_hours * 3600
+        # Whoever asks, a link already sent keeps working until it expires.
+        exports_s = max(exports_s, float(self.settings.s3_presign_seconds))
         # `workspaces` is the tenant directory (no row-level security); each workspace's
         # records are read in its own scope. A retry starts over: a deleted file is
         # recorded as such in the same transaction, so it is not counted twice.

@@ -490,7 +490,8 @@ EXPIRE_FILES_WORKFLOW_ID = "expire-files"
 
 
 class ExpireFilesInput(Model):
-    # None: the worker's UPLOAD_RETENTION_HOURS / EXPORT_RETENTION_HOURS.
+    # None: the worker's UPLOAD_RETENTION_HOURS / EXPORT_RETENTION_HOURS. An export file
+    # is kept at least S3_PRESIGN_SECONDS whatever is asked: its link must not outlive it.
     upload_retention_seconds: float | None = Field(default=None, ge=0)
     export_retention_seconds: float | None = Field(default=None, ge=0)
 
