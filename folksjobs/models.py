@@ -508,6 +508,9 @@ class ExpireFilesResult(Model):
 class DeleteWorkspaceInput(Model):
     workspace_id: Id
     user_id: Id = Field(description="The workspace's owner: who asked for the deletion")
+    # How long a step that deletes in batches may go silent before Temporal declares its
+    # worker dead and retries it elsewhere; callers leave the default (tests shorten it).
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
 
 
 class WorkspaceDeletion(Model):

@@ -44,9 +44,8 @@ RETRY = RetryPolicy(
 )
 SHORT = timedelta(seconds=60)
 # Rows and files go in batches, each heartbeat: a big workspace takes long, a dead
-# worker is noticed within the heartbeat timeout.
+# worker is noticed within the heartbeat timeout (the input's, 30 s by default).
 LONG = timedelta(hours=6)
-HEARTBEAT = timedelta(seconds=30)
 
 
 @workflow.defn(name=WF_DELETE_WORKSPACE)
@@ -54,6 +53,7 @@ class DeleteWorkspace:
     @workflow.run
     async def run(self, inp: DeleteWorkspaceInput) -> DeleteWorkspaceResult:
         set_job_attributes(workspace_id=inp.workspace_id, status="processing")
+        heartbeat = timedelta(seconds=inp.heartbeat_timeout_seconds)
         begun = await workflow.execute_activity_method(
             DeletionActivities.begin_workspace_deletion,
             inp,
@@ -66,14 +66,14 @@ class DeleteWorkspace:
                 DeletionActivities.cancel_workspace_jobs,
                 inp,
                 start_to_close_timeout=timedelta(minutes=15),
-                heartbeat_timeout=HEARTBEAT,
+                heartbeat_timeout=heartbeat,
                 retry_policy=RETRY,
             )
             await workflow.execute_activity_method(
                 DeletionActivities.delete_workspace_rows,
                 inp,
                 start_to_close_timeout=LONG,
-                heartbeat_timeout=HEARTBEAT,
+                heartbeat_timeout=heartbeat,
                 retry_policy=RETRY,
             )
             result = DeleteWorkspaceResult(
@@ -90,7 +90,7 @@ class DeleteWorkspace:
             DeletionActivities.delete_workspace_files,
             inp,
             start_to_close_timeout=LONG,
-            heartbeat_timeout=HEARTBEAT,
+            heartbeat_timeout=heartbeat,
             retry_policy=RETRY,
         )
         set_job_attributes(status="completed")

@@ -1,0 +1,268 @@
+"""workspace/deleted and user/deleted on real servers: nothing of the workspace is left in
+any table or under its folders (directory store and S3), a killed deletion finishes, and
+every refusal is clear and deletes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+
+from folksjobs import errors
+from folksjobs.api import keys
+from folksjobs.confirm import confirm_import, start_export
+from folksjobs.devtools import seed
+from folksjobs.events import EventError, dispatch, parse_event
+from folksjobs.infra.blob import BlobStore, workspace_prefixes
+from folksjobs.models import (
+    WF_DELETE_WORKSPACE,
+    DeleteWorkspaceInput,
+    DeleteWorkspaceResult,
+    delete_workspace_workflow_id,
+)
+from folksjobs.services import Services
+from folksjobs.settings import ROOT
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.gate_holder import GateHolder
+from tests.importing import csv_bytes, upload
+from tests.test_export import moto_s3, new_bucket_settings  # noqa: F401 (a fixture)
+from tests.test_gate import eventually, gate_state, gate_worker
+
+CSV = csv_bytes([["email", "first_name"], *([f"p{i}@example.com", f"P{i}"] for i in range(5))])
+
+
+async def workspace_rows(owner: asyncpg.Pool, workspace_id: str) -> dict[str, int]:
+    """Rows naming the workspace, in every table that has a workspace_id (and workspaces)."""
+    ws = uuid.UUID(workspace_id)
+    tables = [
+        r["table_name"]
+        for r in await owner.fetch(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND column_name = 'workspace_id' ORDER BY table_name"
+        )
+    ]
+    counts = {t: await owner.fetchval(f"SELECT count(*) FROM {t} WHERE workspace_id = $1", ws)
+              for t in tables}  # fmt: skip
+    counts["workspaces"] = await owner.fetchval("SELECT count(*) FROM workspaces WHERE id = $1", ws)
+    return {t: n for t, n in counts.items() if n}
+
+
+async def files_under(blob: BlobStore, workspace_id: str) -> list[str]:
+    """Every stored object under the workspace's folders, unfinished writes included."""
+    found: list[str] = []
+    for prefix in workspace_prefixes(workspace_id):
+        path = blob.local_path(prefix)
+        if path is not None:
+            found += [str(p) for p in path.rglob("*") if p.is_file()] if path.exists() else []
+            continue
+        s3: Any = blob
+        client = await s3.client()
+        resp = await client.list_objects_v2(Bucket=s3.bucket, Prefix=f"{s3.prefix}/{prefix}/")
+        found += [o["Key"] for o in resp.get("Contents", [])]
+    return found
+
+
+async def fill(owner: asyncpg.Pool, services: Services, t: Tenant) -> None:
+    """Tagged contacts, a completed export (its file), a pending upload and an API key."""
+    ws = uuid.UUID(t.workspace_id)
+    await owner.executemany(
+        "INSERT INTO contacts (workspace_id, email) VALUES ($1, $2)",
+        [(ws, f"c{i}@example.com") for i in range(20)],
+    )
+    await seed.tag_contacts(owner, t.workspace_id, {"vip": ["c1@example.com", "c2@example.com"]})
+    await upload(services, services.settings, t.workspace_id, t.user_id, CSV)
+    await keys.create(services.pool, t.workspace_id, "backend", "service")
+
+
+@asynccontextmanager
+async def running_import(
+    client: Client, services: Services, t: Tenant, queue: str
+) -> AsyncIterator[str]:
+    """An import that is running: confirmed, and waiting behind a gate slot held by
+    another run of the workspace (the limit is 1)."""
+    async with gate_worker(client, queue, 1):
+        holder = await client.start_workflow(
+            GateHolder.run, t.workspace_id, id=f"holder-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+        await eventually(lambda: _holding(holder), "the holder holds the slot")
+        up = await upload(services, services.settings, t.workspace_id, t.user_id, CSV)
+        handle = await confirm_import(
+            client, services.pool, services.settings, t.workspace_id, up.import_id
+        )
+        await eventually(lambda: _waiting(client, t.workspace_id, handle.id), "the import waits for its turn")
+        yield handle.id
+        await holder.signal(GateHolder.done, "ok")
+
+
+async def _waiting(client: Client, workspace_id: str, import_wid: str) -> bool:
+    return import_wid in (await gate_state(client, workspace_id)).waiting
+
+
+async def _holding(h: Any) -> bool:
+    return bool(await h.query(GateHolder.progress) == "holding")
+
+
+async def _delete(client: Client, services: Services, t: Tenant) -> dict[str, Any]:
+    event = parse_event("workspace/deleted", {"workspaceId": t.workspace_id, "userId": t.user_id})
+    d = await dispatch(client, services.settings, event, pool=services.pool)
+    result: dict[str, Any] = await client.get_workflow_handle(d.workflow_id).result()
+    return result
+
+
+@pytest.mark.parametrize("backend", ["directory", "s3"])
+async def test_workspace_deleted_with_an_import_running_leaves_nothing(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str,
+    backend: str, request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    if backend == "s3":
+        base = await new_bucket_settings(stack, request.getfixturevalue("moto_s3"))
+    else:
+        base = make_settings(stack)
+    # One import at a time per workspace: the confirmed import waits behind the holder.
+    settings = base.model_copy(
+        update={"temporal_task_queue": task_queue, "imports_per_workspace_limit": 1}
+    )
+    other = Tenant(tenant.user_id, await seed.create_workspace(owner_pool, tenant.user_id), "")
+    async with running_worker(client, settings, task_queue) as services:
+        await fill(owner_pool, services, tenant)
+        await fill(owner_pool, services, other)
+        _, started = await start_export(
+            client, services.pool, settings, tenant.workspace_id, None, ["vip"]
+        )
+        await client.get_workflow_handle(started.workflow_id).result()
+        async with running_import(client, services, tenant, f"{task_queue}-gate") as import_wid:
+            before = await workspace_rows(owner_pool, tenant.workspace_id)
+            assert {"contacts", "tags", "contact_tags", "imports", "exports", "api_keys"} <= set(
+                before
+            )
+            # The pending upload, the running import's and the export's files.
+            assert len(await files_under(services.blob, tenant.workspace_id)) == 3
+            result = await _delete(client, services, tenant)
+            import_run = await client.get_workflow_handle(import_wid).describe()
+        assert await workspace_rows(owner_pool, tenant.workspace_id) == {}
+        assert await files_under(services.blob, tenant.workspace_id) == []
+        # The other workspace of the same owner is untouched.
+        assert (await workspace_rows(owner_pool, other.workspace_id))["contacts"] == 20
+        assert len(await files_under(services.blob, other.workspace_id)) == 1
+    assert import_run.status == WorkflowExecutionStatus.CANCELED
+    assert result == {
+        "workspace_id": tenant.workspace_id, "status": "deleted", "contacts": 20,
+        "imports": 2, "exports": 1, "jobs_cancelled": 1, "pending_uploads_discarded": 1,
+    }  # fmt: skip
+
+
+async def test_repeated_event_is_a_no_op_and_the_workspace_leaves_the_digest(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    from folksjobs.digest.stats import active_workspace_page
+
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        assert tenant.workspace_id in await active_workspace_page(services.pool, None, 100_000)
+        first = await _delete(client, services, tenant)
+        event = parse_event(
+            "workspace/deleted", {"workspaceId": tenant.workspace_id, "userId": tenant.user_id}
+        )
+        again = await dispatch(client, settings, event, pool=services.pool)
+        assert tenant.workspace_id not in await active_workspace_page(services.pool, None, 100_000)
+    assert first["status"] == "deleted"
+    assert not again.started  # the completed run under the same id: nothing runs again
+
+
+async def test_killed_deletion_resumes_exactly(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    n, batch = 600, 100
+    ws = uuid.UUID(tenant.workspace_id)
+    await owner_pool.executemany(
+        "INSERT INTO contacts (workspace_id, email) VALUES ($1, $2)",
+        [(ws, f"k{i:04d}@example.com") for i in range(n)],
+    )
+    settings = make_settings(stack, temporal_task_queue=task_queue, deletion_batch_rows=batch)
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "", "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_TASK_QUEUE": task_queue, "BLOB_URL": settings.blob_url,
+        "DELETION_BATCH_ROWS": str(batch), "CRASH_AFTER_BATCHES": "2",
+    }  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "tests" / "deletion_crash_worker.py"), env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    handle = await client.start_workflow(
+        WF_DELETE_WORKSPACE,
+        DeleteWorkspaceInput(
+            workspace_id=tenant.workspace_id, user_id=tenant.user_id, heartbeat_timeout_seconds=2
+        ),
+        id=delete_workspace_workflow_id(tenant.workspace_id),
+        task_queue=task_queue,
+        result_type=DeleteWorkspaceResult,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == -9, out.decode()
+    # Killed after two committed batches: those rows are gone, the rest still there.
+    left = await owner_pool.fetchval("SELECT count(*) FROM contacts WHERE workspace_id = $1", ws)
+    assert left == n - 2 * batch
+    async with running_worker(client, settings, task_queue):
+        result = await handle.result()
+    assert await workspace_rows(owner_pool, tenant.workspace_id) == {}
+    assert (result.status, result.contacts) == ("deleted", n)
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert 2 in attempts  # the rows step was retried by the second worker
+
+
+async def test_refusals_are_clear_and_delete_nothing(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    member = await seed.create_user(owner_pool, f"m-{uuid.uuid4().hex[:6]}@example.com")
+    await seed.add_member(owner_pool, tenant.workspace_id, member)
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    data = {"workspaceId": tenant.workspace_id, "userId": member}
+    async with running_worker(client, settings, task_queue) as services:
+        await fill(owner_pool, services, tenant)
+        before = await workspace_rows(owner_pool, tenant.workspace_id)
+        # Through dispatch (the API, `starter dispatch`): refused before anything starts.
+        with pytest.raises(EventError) as info:
+            await dispatch(client, settings, parse_event("workspace/deleted", data),
+                           pool=services.pool)  # fmt: skip
+        assert str(info.value) == (
+            f"workspace/deleted: user {member} is not the owner of workspace"
+            f" {tenant.workspace_id}: only its owner may delete it"
+        )
+        # Started directly over gRPC: its first step refuses, before the keys go.
+        handle = await client.start_workflow(
+            WF_DELETE_WORKSPACE,
+            DeleteWorkspaceInput(workspace_id=tenant.workspace_id, user_id=member),
+            id=f"delete-refused-{uuid.uuid4().hex[:6]}",
+            task_queue=task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        assert errors.failed_with(failed.value.cause, errors.DELETION_REFUSED)
+        # The CLI: exit 2, the same words.
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "starter", "dispatch", "workspace/deleted",
+             "--data", json.dumps(data), "--task-queue", task_queue],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address,
+                 "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url},
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert "is not the owner of workspace" in proc.stderr
+        assert await workspace_rows(owner_pool, tenant.workspace_id) == before
+        assert len(await files_under(services.blob, tenant.workspace_id)) == 1
