@@ -99,7 +99,7 @@ async def running_import(
         handle = await confirm_import(
             client, services.pool, services.settings, t.workspace_id, up.import_id
         )
-        await eventually(lambda: _waiting(client, t.workspace_id, handle.id), "the import waits for its turn")
+        await eventually(lambda: _waiting(client, t.workspace_id, handle.id), "the import waits")
         yield handle.id
         await holder.signal(GateHolder.done, "ok")
 
