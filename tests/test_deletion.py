@@ -266,3 +266,77 @@ async def test_refusals_are_clear_and_delete_nothing(
         assert "is not the owner of workspace" in proc.stderr
         assert await workspace_rows(owner_pool, tenant.workspace_id) == before
         assert len(await files_under(services.blob, tenant.workspace_id)) == 1
+
+
+async def test_user_deleted_cancels_their_work_and_no_email_reaches_them(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    from folksjobs.digest.stats import active_workspace_page
+
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    user, sole = tenant.user_id, tenant.workspace_id
+    shared = await seed.create_workspace(owner_pool, user, "Shared")
+    member = await seed.create_user(owner_pool, f"m-{uuid.uuid4().hex[:6]}@example.com")
+    await seed.add_member(owner_pool, shared, member)
+    boss = await seed.create_user(owner_pool, f"b-{uuid.uuid4().hex[:6]}@example.com")
+    elsewhere = await seed.create_workspace(owner_pool, boss, "Elsewhere")
+    await seed.add_member(owner_pool, elsewhere, user)
+    async with running_worker(client, settings, task_queue) as services:
+        mine = await upload(services, settings, elsewhere, user, CSV)
+        theirs = await upload(services, settings, elsewhere, boss, CSV)
+        await upload(services, settings, sole, user, CSV)
+        d = await dispatch(client, settings, parse_event("user/deleted", {"userId": user}),
+                           pool=services.pool)  # fmt: skip
+        result = await client.get_workflow_handle(d.workflow_id).result()
+        # Afterwards: the welcome is skipped, the digest leaves out the workspace they own.
+        welcome = await dispatch(
+            client, settings, parse_event("user/signed.up", {"userId": user}), pool=services.pool
+        )
+        skipped = await client.get_workflow_handle(welcome.workflow_id).result()
+        page = await active_workspace_page(services.pool, None, 100_000)
+        with pytest.raises(EventError, match=f"user/signed.up: user {user} was deleted"):
+            await dispatch(client, settings,
+                           parse_event("user/signed.up", {"userId": user, "email": tenant.email}),
+                           pool=services.pool)  # fmt: skip
+    assert result == {
+        "user_id": user, "status": "deleted", "jobs_cancelled": 0,
+        "pending_uploads_discarded": 2, "memberships_removed": 1,
+        "workspaces_deleted": [sole], "workspaces_kept": [shared],
+    }  # fmt: skip
+    assert await workspace_rows(owner_pool, sole) == {}
+    assert (await workspace_rows(owner_pool, shared))["workspaces"] == 1
+    row = await owner_pool.fetchrow("SELECT email, name, deleted_at FROM users WHERE id = $1",
+                                    uuid.UUID(user))  # fmt: skip
+    assert row is not None and (row["email"], row["name"]) == ("", None) and row["deleted_at"]
+    left = {r["id"] for r in await owner_pool.fetch(
+        "SELECT id FROM imports WHERE workspace_id = $1", uuid.UUID(elsewhere))}  # fmt: skip
+    assert left == {uuid.UUID(theirs.import_id)} and mine.import_id not in map(str, left)
+    assert skipped == {"message_id": "", "backend": "skipped: user deleted"}
+    assert list(settings.outbox_dir.glob("*.eml")) == []
+    assert shared not in page and elsewhere in page
+
+
+async def test_signed_up_with_the_address(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    newcomer = str(uuid.uuid4())
+    async with running_worker(client, settings, task_queue) as services:
+        with pytest.raises(EventError) as info:
+            await dispatch(client, settings, parse_event(
+                "user/signed.up", {"userId": tenant.user_id, "email": "someone@example.com"}),
+                pool=services.pool)  # fmt: skip
+        assert str(info.value) == (
+            f"user/signed.up: email: not the address user {tenant.user_id} has in the user"
+            " directory"
+        )
+        # The directory's own address (any case) is fine; an unknown user is registered.
+        known = parse_event("user/signed.up",
+                            {"userId": tenant.user_id, "email": tenant.email.upper()})  # fmt: skip
+        await dispatch(client, settings, known, pool=services.pool)
+        event = parse_event("user/signed.up", {"userId": newcomer, "email": "New@Example.com"})
+        d = await dispatch(client, settings, event, pool=services.pool)
+        await client.get_workflow_handle(d.workflow_id).result()
+    email = await owner_pool.fetchval("SELECT email FROM users WHERE id = $1", uuid.UUID(newcomer))
+    assert email == "new@example.com"
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == 2
