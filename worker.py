@@ -53,7 +53,7 @@ from workflows.delete_workspace import DeleteWorkspace
 from workflows.discard_uploads import DiscardStaleUploads
 from workflows.expire_files import ExpireFiles
 from workflows.export_csv import ProcessExport
-from workflows.gate import IMPORT_GATE, SlotGate
+from workflows.gate import EXPORT_GATE, IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
 from workflows.pinned import PINNED
 from workflows.send_welcome import SendWelcome
@@ -131,12 +131,18 @@ JOBS: list[Job] = [
 ]
 
 
-# Registered whatever the flags: the per-workspace import gate (workflows/gate.py).
+# Registered whatever the flags: the per-workspace import and export gates
+# (workflows/gate.py).
 SUPPORT_WORKFLOWS: list[type] = [SlotGate]
 
 
 def _support(s: Services) -> tuple[list[type], list[Callable[..., Any]]]:
-    gate = GateActivities({IMPORT_GATE: s.settings.imports_per_workspace_limit})
+    gate = GateActivities(
+        {
+            IMPORT_GATE: s.settings.imports_per_workspace_limit,
+            EXPORT_GATE: s.settings.exports_per_workspace_limit,
+        }
+    )
     return list(SUPPORT_WORKFLOWS), gate.activities()
 
 

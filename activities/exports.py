@@ -261,6 +261,11 @@ class ExportActivities(ActivityClass):
         good even when the notification afterwards failed."""
         async with tenant_tx(self.pool, failure.workspace_id) as conn:
             await exports.end(conn, failure.export_id, failure.error, cancelled=failure.cancelled)
+        if failure.cancelled:
+            # A cancelled export has no file: what an attempt left unfinished goes too
+            # (one whose worker died never heard of the cancellation).
+            key = export_key(failure.workspace_id, failure.export_id)
+            await self.blob.discard_unfinished(key)
 
     ACTIVITIES = (
         resolve_tag_filter,

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
 
     # --- Export (one COPY ... TO STDOUT stream; the spec's 1,000-row cursor batches were
     # the worker's CSV writer's pace, see folksjobs/exports/repo.py) ------------------------
+    # At most this many exports run at once per workspace; the rest wait in order of
+    # their confirmation, as imports do (workflows/gate.py). Each holds a COPY stream on
+    # PostgreSQL and an upload: two keep a workspace from taking every worker slot.
+    exports_per_workspace_limit: Annotated[int, Field(ge=1)] = 2
     # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/exports/csvsafe.py).
     export_neutralise_formulas: bool = True
     # How often stream-export tells its workflow the rows written (the progress query).

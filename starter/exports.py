@@ -184,7 +184,10 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
             data["progress"] = p.model_dump()
     except RPCError as e:
         data["workflow_status"] = f"unknown ({e.message})"
-    if record["status"] == "completed" and record["blob_key"]:
+    gone = exports.file_gone(record, settings.export_retention_hours)
+    if gone:
+        data["file_gone"] = gone
+    elif record["status"] == "completed" and record["blob_key"]:
         data["location"] = await _download_location(settings, record["blob_key"])
     lines = [
         f"export {record['id']}: {record['status']} (workflow {data['workflow_status']})",
@@ -196,6 +199,8 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
         lines.append(f"  {p['stage']}: {p['rows_written']:,} / {p['total_rows'] or '?'} rows")
     if "location" in data:
         lines.append(f"  {data['location']}")
+    if gone:
+        lines.append(f"  {gone}")
     if record["error_log"]:
         lines.append(f"  error: {record['error_log'].get('error')}")
     lines.append(f"  {data['ui']}")

@@ -32,6 +32,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
+from activities.gate import GateActivities
 from folksjobs import errors
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import free_port
@@ -44,6 +45,7 @@ from folksjobs.services import open_services
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from workflows.export_csv import ProcessExport
+from workflows.gate import EXPORT_GATE, SlotGate
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -984,8 +986,13 @@ async def test_cancel_mid_stream_publishes_nothing(
             a.send_notification,
             a.mark_failed,
         ]
+        # The export gate's activities and workflow, as worker.py registers them.
+        gate = GateActivities({EXPORT_GATE: 2}).activities()
         async with Worker(
-            client, task_queue=task_queue, workflows=[ProcessExport], activities=activities
+            client,
+            task_queue=task_queue,
+            workflows=[ProcessExport, SlotGate],
+            activities=[*activities, *gate],
         ):
             handle = await start_export(
                 client, s.pool, task_queue, tenant.workspace_id, heartbeat=2.0

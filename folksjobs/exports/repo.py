@@ -30,6 +30,7 @@ import csv
 import io
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -310,12 +311,13 @@ async def tag_ids(conn: asyncpg.Connection, workspace_id: str, names: Sequence[s
 async def complete(
     conn: asyncpg.Connection, workspace_id: str, export_id: str, key: str, rows: int, size: int
 ) -> bool:
-    """Record the file; False when the export was already completed (a retried attempt)."""
+    """Record the file; False when the export is no longer processing: completed by an
+    earlier attempt, or cancelled while this one wrote (it must not come back completed)."""
     done = await conn.execute(
         "UPDATE exports SET status = 'completed', blob_key = $2, row_count = $3,"
         " file_bytes = $4, error_log = NULL, completed_at = now(),"
         " duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint"
-        " WHERE id = $1 AND workspace_id = $5 AND status <> 'completed'",
+        " WHERE id = $1 AND workspace_id = $5 AND status = 'processing'",
         uuid.UUID(export_id),
         key,
         rows,
@@ -448,7 +450,8 @@ async def create_export(
 
 
 _RECORD = """id, workspace_id, user_id, status, tag_names, blob_key, row_count, file_bytes,
-    error_log, workflow_id, created_at, started_at, completed_at, duration_ms"""
+    error_log, workflow_id, created_at, started_at, completed_at, duration_ms,
+    file_deleted_at"""
 
 
 async def find_export(pool: asyncpg.Pool, workspace_id: str, export_id: str) -> dict[str, Any]:
@@ -505,6 +508,23 @@ async def expired_files(pool: asyncpg.Pool, workspace_id: str, older_than_s: flo
             float(older_than_s),
         )
     return [str(r["id"]) for r in rows]
+
+
+def file_gone(rec: dict[str, Any], retention_hours: float) -> str | None:
+    """Why a completed export's file can no longer be downloaded, or None while it can:
+    deleted by expire-files, or past EXPORT_RETENTION_HOURS before the sweep came."""
+    deleted, written = rec.get("file_deleted_at"), rec.get("completed_at")
+    if deleted is not None:
+        what = f"was deleted on {deleted:%Y-%m-%d %H:%M} UTC"
+    elif written is not None and datetime.now(UTC) - written > timedelta(hours=retention_hours):
+        what = f"expired on {written + timedelta(hours=retention_hours):%Y-%m-%d %H:%M} UTC"
+    else:
+        return None
+    return (
+        f"the file of export {rec['id']} {what}: export files are kept"
+        f" EXPORT_RETENTION_HOURS ({retention_hours:g} h) after they are written."
+        " The export's record stays; export again for a new file"
+    )
 
 
 async def expire_file(

@@ -283,6 +283,45 @@ async def export_failure(ctx: Ctx, tq: str) -> list[Recorded]:
     return [Recorded(handle.id, "export-failure")]
 
 
+@scenario("export-cancel")
+async def export_cancel(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Cancelled while stream-export holds after its first chunk: the workflow waits for it
+    to discard its unfinished file, then marks the export cancelled."""
+    from temporalio.worker import Worker
+
+    from activities.gate import GateActivities
+    from folksjobs.services import open_services
+    from tests.test_export import HoldingExportActivities
+    from workflows.export_csv import ProcessExport
+    from workflows.gate import EXPORT_GATE, SlotGate
+
+    t = await ctx.tenant()
+    await _contacts(ctx, t, 20)
+    settings = ctx.settings()
+    async with open_services(settings, pool_size=4) as s:
+        a = HoldingExportActivities(s.pool, s.blob, s.email, s.settings)
+        a.reached = asyncio.Event()
+        gate = GateActivities({EXPORT_GATE: 2}).activities()
+        async with Worker(ctx.client, task_queue=tq, workflows=[ProcessExport, SlotGate],
+                          activities=[*a.activities(), *gate]):  # fmt: skip
+            export_id, user = await exports.create_export(s.pool, t.workspace_id, None, [])
+            handle = await ctx.client.start_workflow(
+                WF_PROCESS_EXPORT,
+                ProcessExportInput(
+                    export_id=export_id,
+                    workspace_id=t.workspace_id,
+                    user_id=user,
+                    heartbeat_timeout_seconds=2,
+                ),
+                id=export_workflow_id(export_id),
+                task_queue=tq,
+            )
+            await asyncio.wait_for(a.reached.wait(), timeout=60)
+            await handle.cancel()
+            await _expect_failure(handle)
+    return [Recorded(handle.id, "export-cancel")]
+
+
 # --- send-welcome ----------------------------------------------------------------------
 
 
