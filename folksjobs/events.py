@@ -40,6 +40,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from folksjobs import models
 from folksjobs.catalog import JobDisabled, JobSpec, job_by_workflow, require_enabled
+from folksjobs.deletion import repo as deletion_repo
 from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.addresses import parse_email
@@ -273,6 +274,8 @@ async def check_event(pool: asyncpg.Pool, event: EventData) -> None:
         await require_member(pool, ws, user)
     except NotAMember as e:
         raise EventError(f"{event.NAME}: {e}") from None
+    if await deletion_repo.being_deleted(pool, ws):
+        raise EventError(f"{event.NAME}: workspace {ws} is being deleted")
     if isinstance(event, ImportCsvConfirmed):
         found = await imports_repo.get(pool, ws, str(event.import_id)) is not None
         what = f"import {event.import_id}"

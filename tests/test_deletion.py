@@ -340,3 +340,22 @@ async def test_signed_up_with_the_address(
     email = await owner_pool.fetchval("SELECT email FROM users WHERE id = $1", uuid.UUID(newcomer))
     assert email == "new@example.com"
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 2
+
+
+async def test_a_workspace_being_deleted_starts_nothing_new(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up = await upload(services, settings, tenant.workspace_id, tenant.user_id, CSV)
+        await owner_pool.execute(
+            "UPDATE workspaces SET deleted_at = now() WHERE id = $1", uuid.UUID(tenant.workspace_id)
+        )
+        data = {"importId": up.import_id, "workspaceId": tenant.workspace_id,
+                "userId": tenant.user_id}  # fmt: skip
+        with pytest.raises(EventError) as info:
+            await dispatch(client, settings, parse_event("import/csv.confirmed", data),
+                           pool=services.pool)  # fmt: skip
+    assert str(info.value) == (
+        f"import/csv.confirmed: workspace {tenant.workspace_id} is being deleted"
+    )

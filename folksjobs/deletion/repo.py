@@ -81,6 +81,16 @@ async def mark_workspace_deleted(
     return Marked(counts["contacts"], counts["imports"], counts["exports"])
 
 
+async def being_deleted(pool: asyncpg.Pool, workspace_id: str) -> bool:
+    """Whether workspace/deleted has begun for the workspace (it starts nothing new)."""
+    return bool(
+        await pool.fetchval(
+            "SELECT deleted_at IS NOT NULL FROM workspaces WHERE id = $1",
+            uuid.UUID(workspace_id),
+        )
+    )
+
+
 async def running_job_ids(
     pool: asyncpg.Pool, workspace_id: str, user_id: str | None = None
 ) -> list[str]:
