@@ -16,13 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from aiohttp import BodyPartReader, web
 from temporalio.service import RPCError
 
 from folksjobs import confirm
 from folksjobs.api.context import ApiError, api_of, key_of
 from folksjobs.catalog import JobDisabled
-from folksjobs.events import ROUTES, EventError, dispatch, parse_event
+from folksjobs.events import ROUTES, EventError, UserDeleted, dispatch, parse_event
+from folksjobs.exports import cancel as export_cancel
 from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.mapping import (
@@ -43,6 +45,7 @@ from folksjobs.imports.uploads import (
 from folksjobs.infra.blob import BlobNotFound
 from folksjobs.infra.ui import run_link
 from folksjobs.models import export_workflow_id
+from folksjobs.notify.directory import NotAMember, require_member
 
 log = logging.getLogger("folksjobs.api")
 
@@ -69,6 +72,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/exports", create_export)
     router.add_get("/v1/exports/{id}", get_export)
     router.add_get("/v1/exports/{id}/download", download_export)
+    router.add_post("/v1/exports/{id}/cancel", cancel_export)
     router.add_post("/v1/events", send_event)
 
 
@@ -447,10 +451,28 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=str)
 
 
+async def cancel_export(request: web.Request) -> web.StreamResponse:
+    """Stop a running export; its unfinished file is deleted (folksjobs/exports/cancel.py)."""
+    rec = await _export_record(request)
+    try:
+        await export_cancel.cancel_export(api_of(request).client, api_of(request).services.pool,
+                                          rec)  # fmt: skip
+    except export_cancel.NotRunning as e:
+        raise ApiError(409, "not_running", str(e)) from None
+    return web.json_response(
+        {"export_id": rec["id"], "workflow_id": export_workflow_id(rec["id"]),
+         "cancel_requested": True},
+        status=202,
+    )  # fmt: skip
+
+
 async def download_export(request: web.Request) -> web.StreamResponse:
     rec = await _export_record(request)
     if rec["status"] != "completed" or not rec["blob_key"]:
         raise ApiError(409, "not_ready", f"export {rec['id']} is {rec['status']}")
+    gone = exports_repo.file_gone(rec, api_of(request).settings.export_retention_hours)
+    if gone:
+        raise ApiError(410, "gone", gone)
     blob = api_of(request).services.blob
     resp = web.StreamResponse(
         headers={
@@ -475,6 +497,18 @@ async def download_export(request: web.Request) -> web.StreamResponse:
 # --- events -------------------------------------------------------------------------
 
 
+async def _require_keys_user(pool: asyncpg.Pool, workspace_id: str, user_id: Any) -> None:
+    """A workspace's key deletes only a user of its workspace (owner or member)."""
+    try:
+        await require_member(pool, workspace_id, str(uuid.UUID(str(user_id))))
+    except ValueError:
+        return  # not an id: parse_event names the field
+    except NotAMember:
+        raise ApiError(
+            403, "forbidden", f"data.userId: user {user_id} does not belong to the key's workspace"
+        ) from None
+
+
 async def send_event(request: web.Request) -> web.StreamResponse:
     """Any event of the catalog, as `starter dispatch` sends it. An event that belongs to
     a workspace gets the key's: `workspaceId` may be left out, and another one is refused."""
@@ -490,6 +524,8 @@ async def send_event(request: web.Request) -> web.StreamResponse:
         given = data.setdefault("workspaceId", key.workspace_id)
         if str(given) != key.workspace_id:
             raise ApiError(403, "forbidden", "data.workspaceId: not the key's workspace")
+    if name == UserDeleted.NAME:
+        await _require_keys_user(api.services.pool, key.workspace_id, data.get("userId"))
     try:
         event = parse_event(name, data)
         # With the pool, dispatch checks the user belongs to the workspace and the record

@@ -398,3 +398,14 @@ async def expire_upload(
             return False
         await delete_file(key)
     return True
+
+
+async def notify_on_complete(pool: asyncpg.Pool, workspace_id: str) -> bool:
+    """The workspace's notify_on_import_complete; no settings row means the schema's
+    default, which is on."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        notify = await conn.fetchval(
+            "SELECT notify_on_import_complete FROM workspace_settings WHERE workspace_id = $1",
+            uuid.UUID(workspace_id),
+        )
+    return notify is not False
