@@ -5,6 +5,7 @@ samples stay."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import asyncpg
@@ -15,6 +16,7 @@ from temporalio.client import Client
 from folksjobs.confirm import start_export
 from folksjobs.models import WF_EXPIRE_FILES, ExpireFilesInput, ExpireFilesResult
 from folksjobs.settings import Settings
+from tests.cli import settings_env, starter
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import csv_bytes, import_bytes, upload
 from tests.test_export import moto_s3, new_bucket_settings  # noqa: F401 (a fixture)
@@ -99,3 +101,18 @@ def test_export_retention_never_shorter_than_the_link() -> None:
     ) in str(info.value)
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (defaults.upload_retention_hours, defaults.export_retention_hours) == (24, 72)
+
+
+async def test_the_sweep_schedule_is_applied_once(client: Client, stack: Stack) -> None:
+    sid = f"expire-files-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(stack)
+    env = settings_env(settings, EXPIRE_FILES_SCHEDULE_ID=sid)
+    apply = ("schedule", "--schedule-id", sid, "apply", "--json")
+    first, again = [await asyncio.to_thread(starter, settings, *apply, env=env) for _ in (1, 2)]
+    show = await asyncio.to_thread(
+        starter, settings, "schedule", "--schedule-id", sid, "show", "--json", env=env
+    )
+    await client.get_schedule_handle(sid).delete()
+    assert [json.loads(p.stdout)["outcome"] for p in (first, again)] == ["created", "unchanged"]
+    shown = json.loads(show.stdout)
+    assert (shown["workflow_type"], shown["calendars"]) == ("ExpireFiles", ["45 * * * *"])
