@@ -41,8 +41,9 @@ async def active_workspace_page(pool: asyncpg.Pool, after: str | None, limit: in
     """
     # A workspace being deleted, or whose owner was, is never in a digest again.
     rows = await pool.fetch(
-        "SELECT w.id FROM workspaces w JOIN users u ON u.id = w.owner_user_id"
-        " WHERE w.active AND w.deleted_at IS NULL AND u.deleted_at IS NULL"
+        "SELECT w.id FROM workspaces w WHERE w.active AND w.deleted_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = w.owner_user_id"
+        "   AND u.deleted_at IS NOT NULL)"
         " AND ($1::uuid IS NULL OR w.id > $1::uuid) ORDER BY w.id LIMIT $2",
         after,
         limit,
