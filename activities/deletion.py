@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.base import ActivityClass
 from folksjobs import errors
 from folksjobs.deletion import repo
-from folksjobs.imports import repo as imports_repo
+from folksjobs.imports import lifecycle
 from folksjobs.infra.blob import BlobStore, workspace_prefixes
 from folksjobs.infra.search_attributes import WORKSPACE_ID
 from folksjobs.models import (
@@ -131,7 +131,7 @@ class DeletionActivities(ActivityClass):
     async def _discard_uploads(self, workspace_id: str, user_id: str | None) -> int:
         discarded = 0
         for import_id in await repo.pending_upload_ids(self.pool, workspace_id, user_id):
-            discarded += await imports_repo.discard_pending(
+            discarded += await lifecycle.discard(
                 self.pool, workspace_id, import_id, self.blob.delete
             )
         return discarded

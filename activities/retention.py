@@ -7,6 +7,7 @@ from temporalio import activity
 
 from activities.base import ActivityClass
 from folksjobs.exports import repo as exports_repo
+from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.infra.blob import BlobStore
 from folksjobs.models import ExpireFilesInput, ExpireFilesResult
@@ -36,9 +37,7 @@ class RetentionActivities(ActivityClass):
         uploads = exports = 0
         for ws in workspaces:
             for import_id in await imports_repo.expired_uploads(self.pool, ws, uploads_s):
-                uploads += await imports_repo.expire_upload(
-                    self.pool, ws, import_id, self.blob.delete
-                )
+                uploads += await lifecycle.expire_file(self.pool, ws, import_id, self.blob.delete)
             for export_id in await exports_repo.expired_files(self.pool, ws, exports_s):
                 exports += await exports_repo.expire_file(
                     self.pool, ws, export_id, self.blob.delete

@@ -38,7 +38,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from folksjobs import models
+from folksjobs import models, tenancy
 from folksjobs.catalog import JobDisabled, JobSpec, job_by_workflow, require_enabled
 from folksjobs.deletion import repo as deletion_repo
 from folksjobs.exports import repo as exports_repo
@@ -47,8 +47,8 @@ from folksjobs.imports.addresses import parse_email
 from folksjobs.infra import ui
 from folksjobs.models import Model
 from folksjobs.notify import directory
-from folksjobs.notify.directory import NotAMember, require_member
 from folksjobs.settings import Settings
+from folksjobs.tenancy import NotAMember, require_member
 
 ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
 ID_REUSE_POLICY = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
@@ -298,8 +298,8 @@ async def _check_deletion(pool: asyncpg.Pool, event: WorkspaceDeleted) -> None:
     the completed one under the same id) is a no-op."""
     ws, user = str(event.workspace_id), str(event.user_id)
     try:
-        owner = await directory.workspace_owner(pool, ws)
-    except directory.WorkspaceNotFound:
+        owner = await tenancy.workspace_owner(pool, ws)
+    except tenancy.WorkspaceNotFound:
         return
     if owner != user:
         raise EventError(

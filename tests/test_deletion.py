@@ -33,9 +33,9 @@ from folksjobs.models import (
 from folksjobs.services import Services
 from folksjobs.settings import ROOT
 from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.exporting import new_bucket_settings
 from tests.gate_holder import GateHolder
 from tests.importing import csv_bytes, upload
-from tests.test_export import moto_s3, new_bucket_settings  # noqa: F401 (a fixture)
 from tests.test_gate import eventually, gate_state, gate_worker
 
 CSV = csv_bytes([["email", "first_name"], *([f"p{i}@example.com", f"P{i}"] for i in range(5))])

@@ -18,7 +18,8 @@ from folksjobs.infra.blob import export_key
 from folksjobs.models import GateState
 from folksjobs.services import open_services
 from tests.conftest import Stack, Tenant, make_settings
-from tests.test_export import HoldingExportActivities, contact, seed_contacts, start_export
+from tests.exporting import contact, seed_contacts, start_export
+from tests.test_export_faults import HoldingExportActivities
 from tests.test_gate import eventually
 from workflows.export_csv import ProcessExport
 from workflows.gate import EXPORT_GATE, SlotGate

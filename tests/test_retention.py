@@ -18,8 +18,8 @@ from folksjobs.models import WF_EXPIRE_FILES, ExpireFilesInput, ExpireFilesResul
 from folksjobs.settings import Settings
 from tests.cli import settings_env, starter
 from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.exporting import new_bucket_settings
 from tests.importing import csv_bytes, import_bytes, upload
-from tests.test_export import moto_s3, new_bucket_settings  # noqa: F401 (a fixture)
 
 CSV = csv_bytes([["email"], ["ann@example.com"], ["not an address"], ["bob@example.com"]])
 # 1.8 s: long enough to see a young file kept, short enough to wait out.

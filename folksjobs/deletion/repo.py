@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from folksjobs.infra.db import tenant_tx
+from folksjobs.models import export_workflow_id, import_workflow_id
 
 # A workspace's tenant tables, in the order their rows are deleted: children before the
 # rows they reference, so no batch waits on a cascade it did not ask for. The workspace
@@ -30,7 +31,7 @@ WORKSPACE_TABLES = (
     "workspace_members",
 )
 # Only the jobs that act on a workspace's data are cancelled (the gate idles out alone).
-_RUNNING_IMPORT = "status = 'processing'"
+_RUNNING_IMPORT = "status IN ('pending', 'processing')"
 _RUNNING_EXPORT = "status IN ('pending', 'processing')"
 
 
@@ -94,19 +95,24 @@ async def being_deleted(pool: asyncpg.Pool, workspace_id: str) -> bool:
 async def running_job_ids(
     pool: asyncpg.Pool, workspace_id: str, user_id: str | None = None
 ) -> list[str]:
-    """Workflow ids of the workspace's imports and exports still running (only those
-    `user_id` started, when given), from their records."""
+    """Workflow ids of the workspace's imports and exports that may have a run (only those
+    `user_id` started, when given), from their records. A pending import may have one: it
+    was confirmed and its run has not claimed it yet."""
     async with tenant_tx(pool, workspace_id) as conn:
         rows = await conn.fetch(
-            f"SELECT workflow_id FROM imports WHERE workspace_id = $1 AND {_RUNNING_IMPORT}"
-            " AND ($2::uuid IS NULL OR user_id = $2) AND workflow_id IS NOT NULL"
+            f"SELECT 'import' AS kind, id, workflow_id FROM imports WHERE workspace_id = $1"
+            f" AND {_RUNNING_IMPORT} AND ($2::uuid IS NULL OR user_id = $2)"
             " UNION ALL"
-            f" SELECT 'export-' || id FROM exports WHERE workspace_id = $1 AND {_RUNNING_EXPORT}"
-            " AND ($2::uuid IS NULL OR user_id = $2)",
+            f" SELECT 'export', id, NULL FROM exports WHERE workspace_id = $1"
+            f" AND {_RUNNING_EXPORT} AND ($2::uuid IS NULL OR user_id = $2)",
             uuid.UUID(workspace_id),
             uuid.UUID(user_id) if user_id else None,
         )
-    return [r[0] for r in rows]
+    return [
+        r["workflow_id"]
+        or (import_workflow_id if r["kind"] == "import" else export_workflow_id)(str(r["id"]))
+        for r in rows
+    ]
 
 
 async def pending_upload_ids(
