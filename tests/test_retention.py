@@ -22,14 +22,14 @@ from tests.exporting import new_bucket_settings
 from tests.importing import csv_bytes, import_bytes, upload
 
 CSV = csv_bytes([["email"], ["ann@example.com"], ["not an address"], ["bob@example.com"]])
-# 1.8 s: long enough to see a young file kept, short enough to wait out.
+# 1.8 s: short enough to wait out.
 HOURS = 0.0005
 
 
-async def _expire(client: Client, task_queue: str) -> ExpireFilesResult:
+async def _expire(client: Client, task_queue: str, inp: ExpireFilesInput) -> ExpireFilesResult:
     return await client.execute_workflow(
         WF_EXPIRE_FILES,
-        ExpireFilesInput(),
+        inp,
         id=f"expire-files-test-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         result_type=ExpireFilesResult,
@@ -66,11 +66,13 @@ async def test_files_go_after_their_retention_and_the_records_stay(
         )
         keys = [done.blob_key, export_key, pending.blob_key]
         assert [await services.blob.size(k) is not None for k in keys] == [True] * 3
-        # The sweep covers every workspace of the suite's database: counts are at least.
-        await _expire(client, task_queue)
+        # Younger than an hour: kept. (The sweep covers every workspace of the suite's
+        # database, which may take longer than the short setting: the first one is told.)
+        await _expire(client, task_queue, ExpireFilesInput(
+            upload_retention_seconds=3600, export_retention_seconds=3600))  # fmt: skip
         assert [await services.blob.size(k) is not None for k in keys] == [True] * 3
         await asyncio.sleep(HOURS * 3600 + 0.5)
-        swept = await _expire(client, task_queue)
+        swept = await _expire(client, task_queue, ExpireFilesInput())  # the settings
         stored = [await services.blob.size(k) is not None for k in keys]
     assert swept.upload_files_deleted >= 1 and swept.export_files_deleted >= 1
     # The ended import's and the export's files are gone; a pending upload is not theirs
