@@ -359,3 +359,49 @@ async def test_a_workspace_being_deleted_starts_nothing_new(
     assert str(info.value) == (
         f"import/csv.confirmed: workspace {tenant.workspace_id} is being deleted"
     )
+
+
+async def test_a_deleted_user_gets_no_export_link_and_no_digest(
+    stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool
+) -> None:
+    """The races the cancellation cannot close: an export finishing, a digest already
+    paging, as the user is deleted. Each step skips them and sends nothing."""
+    from datetime import UTC, datetime
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.digest import DigestActivities
+    from activities.exports import ExportActivities
+    from folksjobs.digest.stats import digest_week
+    from folksjobs.models import ExportNotification, WorkspaceDigestJob
+    from folksjobs.services import open_services
+
+    ws = uuid.UUID(tenant.workspace_id)
+    export_id = uuid.uuid4()
+    await owner_pool.execute(
+        "INSERT INTO exports (id, workspace_id, user_id, status, blob_key, completed_at)"
+        " VALUES ($1, $2, $3, 'completed', 'exports/x/y.csv', now())",
+        export_id, ws, uuid.UUID(tenant.user_id),
+    )  # fmt: skip
+    await owner_pool.execute(
+        "INSERT INTO contacts (workspace_id, email) VALUES ($1, 'new@example.com')", ws
+    )
+    await owner_pool.execute(
+        "UPDATE users SET deleted_at = now(), email = '' WHERE id = $1", uuid.UUID(tenant.user_id)
+    )
+    settings = make_settings(stack)
+    env = ActivityEnvironment()
+    async with open_services(settings, pool_size=2) as s:
+        sent = await env.run(
+            ExportActivities(s.pool, s.blob, s.email, settings).send_notification,
+            ExportNotification(export_id=str(export_id), workspace_id=tenant.workspace_id,
+                               user_id=tenant.user_id, idempotency_key="k1"),
+        )  # fmt: skip
+        week = digest_week(datetime.now(UTC))
+        digest = await env.run(
+            DigestActivities(s.pool, s.email, settings).digest_workspace,
+            WorkspaceDigestJob(workspace_id=tenant.workspace_id, week=week, idempotency_key="k2"),
+        )
+    assert sent.sent is False
+    assert digest.outcome == "skipped_disabled"
+    assert list(settings.outbox_dir.glob("*.eml")) == []
