@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -53,6 +54,27 @@ def ensure_venv(extras: str) -> Path:
     return python
 
 
+def run_child(argv: list[str]) -> int:
+    """Run the command and wait for it, whatever signals come meanwhile.
+
+    SIGINT, SIGTERM and SIGHUP are passed on to the command, which stops its own way (the
+    dev stack drains the worker, then stops its servers) however long that takes;
+    `subprocess.call` would kill it 0.25 s after a Ctrl-C. A terminal's Ctrl-C reaches
+    both processes, so the command may see it twice: it acts on the first.
+    """
+    child = subprocess.Popen(argv)
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = child.wait()
+    # Killed by a signal: the shell's convention, 128 + its number.
+    return 128 - code if code < 0 else code
+
+
 def ensure_checks_venv() -> None:
     python = CHECKS_VENV / "bin" / "python"
     if not python.exists():
@@ -80,7 +102,7 @@ def main() -> None:
         "bench": [str(python), str(ROOT / "bench" / "run.py"), *rest],
     }[cmd]
     os.chdir(ROOT)
-    code = subprocess.call(argv)
+    code = run_child(argv)
     # pytest exits 5 when it collected no test: that is not a pass.
     if cmd == "test" and code == 5:
         print("pytest collected no tests", file=sys.stderr)

@@ -186,7 +186,6 @@ def main() -> None:
         "REDIS_URL": stack.valkey.url, "TEMPORAL_ADDRESS": stack.temporal.address,
         "BLOB_URL": str(args.state / "blobs"), "API_BIND": f"127.0.0.1:{port}",
         "API_UPLOADS_PER_KEY": str(CONCURRENT), "API_READ_TIMEOUT_SECONDS": "600",
-        "EMAIL_TEST_DOMAINS": "true",  # the generated files' domains are .test ones
     }  # fmt: skip
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

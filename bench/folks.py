@@ -59,8 +59,6 @@ class FolksEnv:
             OUTBOX_DIR=str(self.work / "outbox"),
             EMAIL_BACKEND="outbox",
             GRAVATAR_ENABLED="false",
-            # The generated files' domains are .test ones, refused by default.
-            EMAIL_TEST_DOMAINS="true",
             ANTHROPIC_API_KEY="",
             LOG_LEVEL="INFO",
         )
@@ -140,7 +138,7 @@ def _settings(fenv: FolksEnv) -> Any:
 
     env = fenv.env()
     fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
-    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **fields)  # type: ignore[call-arg, arg-type]
 
 
 def run_import(

@@ -45,13 +45,15 @@ class BenchStack:
         self.postgres.stop()
 
 
-def start_stack(root: Path, *, temporal: bool = True) -> BenchStack:
+def start_stack(
+    root: Path, *, temporal: bool = True, temporal_args: list[str] | None = None
+) -> BenchStack:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     pg = EmbeddedPostgres(root / "postgres")
     vk = EmbeddedValkey(root / "valkey")
-    tp = TemporalDevServer(root / "temporal")
+    tp = TemporalDevServer(root / "temporal", extra_args=temporal_args or [])
     stack = BenchStack(root, pg, vk, tp)
     try:
         pg.start()

@@ -110,6 +110,9 @@ class ImportOptions(Model):
     chunks_per_run: int
     # Settings.import_inline_max_rows; 0 in runs recorded before it (never inline).
     inline_max_rows: int = 0
+    # Settings.gravatar_enabled: the run starts the avatars job (EnrichAvatars). False in
+    # runs recorded before it, which looked avatars up inside process-batch.
+    avatars: bool = False
 
 
 class ImportCursor(Model):
@@ -123,6 +126,9 @@ class ImportCursor(Model):
     counts: ImportCounts
     # claim-import's record, for every step of every run of the import (CLAIM_IMPORT).
     file: ImportFile | None = None
+    # The run started the avatars job: its chunks mark contacts as owed a lookup instead
+    # of looking them up (ProcessCsv's AVATARS_AFTER_COMMIT).
+    avatars: bool = False
 
 
 class ImportFile(Model):
@@ -176,6 +182,9 @@ class ChunkJob(Model):
     chunking_done: bool = False
     # claim-import's record (CLAIM_IMPORT); None: the step reads it (runs from before).
     file: ImportFile | None = None
+    # True: the rows' contacts are marked as owed a lookup by this import, for the avatars
+    # job; False (runs started before it): Gravatar is asked here, before the upsert.
+    avatars: bool = False
 
 
 class ChunkResult(Model):
@@ -216,6 +225,8 @@ class FinalizeImport(Model):
     user_id: str
     workflow_id: str
     started_at: datetime
+    # The run started the avatars job: the result counts the avatars done and pending.
+    avatars: bool = False
 
 
 class ImportFailure(Model):
@@ -243,6 +254,17 @@ class ImportResult(Model):
     error_samples: list[ErrorSample] = []
     ai_summary: str | None = None
     duration_ms: int = 0
+    # When the import completed: its avatars looked up and still owed (they keep arriving
+    # after it, from the avatars job `avatars-<import_id>`). None: Gravatar off.
+    avatars: AvatarCounts | None = None
+
+
+class AvatarCounts(Model):
+    """An import's avatars: `done` (its contacts no longer owed a lookup: looked up, from
+    the cache or Gravatar, or taken over by a later import) and `pending` (still owed)."""
+
+    done: int = 0
+    pending: int = 0
 
 
 class ImportProgress(Model):
@@ -251,6 +273,9 @@ class ImportProgress(Model):
     chunks_total: int
     chunks_done: int
     counts: ImportCounts
+    # None: Gravatar off. While the import runs its avatars are all pending (the job
+    # starts once the rows are committed); the result has them as of its completion.
+    avatars: AvatarCounts | None = None
 
 
 # --- process-export (event export/csv.confirmed) -------------------------------------
@@ -592,5 +617,78 @@ class DeleteUserResult(Model):
 
 
 ImportCursor.model_rebuild()
+ImportResult.model_rebuild()
 ProcessCsvInput.model_rebuild()
 WeeklyDigestInput.model_rebuild()
+
+
+# --- enrich-avatars (started by process-csv; issue 25) --------------------------------
+
+WF_ENRICH_AVATARS = "EnrichAvatars"
+
+
+def avatars_task_queue(task_queue: str) -> str:
+    """lookup-avatars's own queue beside `task_queue`: the worker serving it sets the
+    server-side dispatch rate that bounds Gravatar requests for the whole cluster."""
+    return f"{task_queue}-avatars"
+
+
+def avatars_workflow_id(import_id: str) -> str:
+    return f"avatars-{import_id}"
+
+
+class EnrichAvatarsInput(Model):
+    import_id: Id
+    workspace_id: Id
+    # Carried across continue-as-new: what earlier runs of this job already did.
+    done: SkipJsonSchema[int] = 0
+    asked: SkipJsonSchema[int] = 0
+    committed: SkipJsonSchema[bool] = False
+
+
+class AvatarsOf(Model):
+    import_id: str
+    workspace_id: str
+
+
+class AvatarPlan(Model):
+    """avatars-owed's answer: how much is owed now, whether more can come, and the worker's
+    settings for the next pass (recorded in history, so replays see the same)."""
+
+    pending: int
+    import_open: bool
+    lanes: int
+    batch: int
+    poll_seconds: float
+    lookups_per_run: int = 1000
+    # How long one lookup-avatars may take: `batch` requests paced at the rate, the last
+    # one's timeout, and the database round trips.
+    lookup_timeout_seconds: float
+
+
+class AvatarBatch(Model):
+    import_id: str
+    workspace_id: str
+    lane: int
+    lanes: int
+    # The contact id this lane's pass has reached (contacts are read in id order).
+    after_id: int
+    batch: int
+
+
+class AvatarBatchResult(Model):
+    # Where the lane's pass goes on; None: the lane has read all it owes for now.
+    next_after: int | None
+    done: int = 0  # avatars written (a hit, or a definite miss)
+    asked: int = 0  # requests Gravatar answered or failed
+    deferred: int = 0  # addresses another job is asking right now, or Gravatar did not answer
+    # Gravatar asked us to wait (429 Retry-After) or the breaker is open: seconds.
+    retry_after: float = 0.0
+
+
+class AvatarProgress(Model):
+    import_id: str
+    stage: str
+    done: int
+    pending: int
+    asked: int

@@ -65,11 +65,31 @@ class Settings(BaseSettings):
     ai_concurrency: int = 4
 
     # --- Gravatar (spec: HEAD d=404, concurrency 10, 2 s timeout) --------------------
+    # Looked up after the import commits, by the EnrichAvatars job on its own task queue
+    # (workflows/enrich_avatars.py): an import never waits for Gravatar.
     gravatar_enabled: bool = True
     gravatar_base_url: str = "https://gravatar.com/avatar"
-    gravatar_concurrency: int = 10
+    # Requests in flight at once within one lookup-avatars activity.
+    gravatar_concurrency: Annotated[int, Field(ge=1)] = 10
     gravatar_timeout_seconds: float = 2.0
     gravatar_cache_ttl_seconds: int = 7 * 24 * 3600
+    # Requests per second to Gravatar from the whole cluster, however many workers: the
+    # avatars task queue dispatches at most RATE / BATCH lookup-avatars activities a second
+    # (Temporal's server-side max_task_queue_activities_per_second), each asking at most
+    # BATCH addresses, paced at RATE within itself.
+    gravatar_rate_per_second: Annotated[float, Field(gt=0)] = 100.0
+    gravatar_batch: Annotated[int, Field(ge=1, le=1000)] = 20
+    # lookup-avatars activities one import keeps in flight (each on its share of the
+    # contacts): enough to reach the rate when Gravatar answers in ~120 ms.
+    gravatar_lanes: Annotated[int, Field(ge=1, le=64)] = 4
+    # After this many failed lookups in a row (Gravatar down), no worker asks for this long.
+    gravatar_breaker_failures: Annotated[int, Field(ge=1)] = 10
+    gravatar_breaker_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # While its import still commits rows, the avatars job looks for new ones this often.
+    gravatar_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # lookup-avatars activities in one run of the avatars job before it continues as new
+    # (~4 history events each: well inside Temporal's limits).
+    gravatar_lookups_per_run: Annotated[int, Field(ge=1)] = 1000
 
     # --- Import (spec 000 / 002) ----------------------------------------------------
     upload_max_bytes: int = 200 * 1024 * 1024

@@ -9,9 +9,11 @@ python -m starter api-key revoke KEY_ID [--json]
 from __future__ import annotations
 
 import argparse
+import errno
 from typing import TYPE_CHECKING
 
 from starter.common import add_json_flag, emit, fail
+from starter.errors import ENVIRONMENT
 
 if TYPE_CHECKING:
     from folksjobs.api import keys
@@ -45,7 +47,17 @@ async def api_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.services import require_urls
 
     require_urls(settings)
-    await run_api(settings)
+    try:
+        await run_api(settings)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        fail(
+            f"API_BIND {settings.api_bind}: the port is already in use (a running `starter "
+            "dev` serves the API and console there too: use it, or stop what listens, or "
+            "set API_BIND to another port, e.g. API_BIND=127.0.0.1:8090)",
+            ENVIRONMENT,
+        )
 
 
 def _view(k: keys.ApiKey) -> dict[str, object]:

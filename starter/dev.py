@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,18 +17,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def dev(args: argparse.Namespace, settings: Settings) -> None:
-    from starter.stack import describe, dev_stack
+    from starter.stack import describe, dev_stack, on_signals
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with dev_stack(settings, run_worker=not args.no_worker) as (live, _client):
+    on_signals(stop.set)
+    async with dev_stack(settings, run_worker=not args.no_worker, say=say) as (live, _client):
         print("folksjobs dev stack is up:")
         for name, value in describe(live):
             print(f"  {name:<14} {value}")
         print("Export these in another shell to use the starter against it:")
         print(f"  export DATABASE_URL={live.database_url} REDIS_URL={live.redis_url}")
-        print("Ctrl-C stops everything; state is kept in", live.state_dir)
+        print("Ctrl-C stops everything; state is kept in", live.state_dir, flush=True)
         await stop.wait()
-        print("stopping ...")
+        print(stopping_line(live), flush=True)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def stopping_line(settings: Settings) -> str:
+    return (
+        f"stopping: the worker finishes what it runs (up to "
+        f"{settings.worker_graceful_shutdown_seconds} s), then the API and the servers"
+    )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from folksjobs.settings import Settings
 
 ID_VERBS = ("status", "cancel", "confirm", "discard")
+# A mapping's refusal names the column and field; the command adds its own syntax.
+MAP_HINT = "change the mapping with --map 'HEADER=FIELD'"
 # A run's stages before its chunks move (fetch-import: runs started before claim-import).
 BEFORE_CHUNKS = ("starting", "claim-import", "fetch-import")
 
@@ -105,15 +107,19 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
         with path.open("rb") as fh, out.status(f"uploading {path.name} ..."):
             up = await upload_csv(services.pool, services.blob, settings, fh, path.name,
                                   args.workspace, user, args.map, args.encoding)  # fmt: skip
-    except (UploadRefused, MappingError) as e:
+    except UploadRefused as e:
         fail(str(e))
+    except MappingError as e:
+        fail(f"{e}; {MAP_HINT}")
     upload_s = time.monotonic() - t0
     show_preview(out, up, upload_s)
     if not args.yes and not _ask(f"Import {up.total_rows:,} rows into workspace {args.workspace}?"):
         _left_pending(args, up)
     try:
         handle = await confirm_import(client, services.pool, settings, args.workspace, up.import_id)
-    except (MappingError, EventError) as e:
+    except MappingError as e:
+        fail(f"{e}; {MAP_HINT} (`python -m starter import confirm {up.import_id} --map ...`)")
+    except EventError as e:
         fail(str(e))
     link = ui_link(settings, handle.id)
     if args.no_wait:
@@ -199,26 +205,33 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
         task = bar.add_task("import", total=total or 1, stage="starting", rate="-")
         chunking = True
         result_task = asyncio.ensure_future(handle.result())
-        while not result_task.done():
-            try:
-                if chunking:
-                    chunked = await chunking_progress(client, workflow_id)
-                    if chunked is not None:
-                        rate = chunked / max(time.monotonic() - t0, 1e-6)
-                        bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
-                    elif bar.tasks[task].fields["stage"] not in BEFORE_CHUNKS:
-                        chunking = False
-                        rate = total / max(time.monotonic() - t0, 1e-6)
-                        bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
-                p = await handle.query("progress")
-                done = p["counts"]["processed_rows"]
-                # Until chunk 1 is in Redis, the chunk line above is where things move.
-                stage = "waiting for chunk" if p["stage"] == "download-and-chunk" else p["stage"]
-                rate = done / max(time.monotonic() - t0, 1e-6)
-                bar.update(task, completed=done, stage=stage, rate=f"{rate:,.0f}")
-            except Exception:  # the run may be between continue-as-new runs: ask again
-                pass
-            await asyncio.wait({result_task}, timeout=0.5)
+        try:
+            while not result_task.done():
+                try:
+                    if chunking:
+                        chunked = await chunking_progress(client, workflow_id)
+                        if chunked is not None:
+                            rate = chunked / max(time.monotonic() - t0, 1e-6)
+                            bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
+                        elif bar.tasks[task].fields["stage"] not in BEFORE_CHUNKS:
+                            chunking = False
+                            rate = total / max(time.monotonic() - t0, 1e-6)
+                            bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
+                    p = await handle.query("progress")
+                    done = p["counts"]["processed_rows"]
+                    # Until chunk 1 is in Redis, the chunk line above is where things move.
+                    stage = p["stage"]
+                    if stage == "download-and-chunk":
+                        stage = "waiting for chunk"
+                    rate = done / max(time.monotonic() - t0, 1e-6)
+                    bar.update(task, completed=done, stage=stage, rate=f"{rate:,.0f}")
+                except Exception:  # the run may be between continue-as-new runs: ask again
+                    pass
+                await asyncio.wait({result_task}, timeout=0.5)
+        finally:
+            # A watch that is cancelled (Ctrl-C in the demo) leaves no long poll behind to
+            # retry against a Temporal that is being stopped.
+            result_task.cancel()
         bar.update(chunk_task, completed=total)
         try:
             result: dict[str, Any] = result_task.result()
@@ -279,7 +292,31 @@ async def status(
         data["progress"] = await handle.query("progress")
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
         data["result"] = await handle.result()
-    emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    emit(args, data, format_status(data))
+
+
+def format_status(data: dict[str, Any]) -> str:
+    """`import status` as a person reads it: the counts as a table, the link to the run."""
+    lines = [f"import {data['import_id']}  {data['status']}", f"  workflow   {data['workflow_id']}"]
+    progress, result = data.get("progress"), data.get("result")
+    counts: dict[str, Any] = {}
+    if progress:
+        counts = progress["counts"]
+        lines.append(f"  stage      {progress['stage']} (chunk {progress['chunks_done']}/"
+                     f"{progress['chunks_total']})")  # fmt: skip
+        lines.append(f"  rows       {counts['processed_rows']:>12,} of {counts['total_rows']:,}")
+    elif result:
+        counts = result
+        lines.append(f"  rows       {result['total_rows']:>12,}")
+    for k in ("inserted", "updated", "failed", "duplicates"):
+        if k in counts:
+            lines.append(f"  {k:<10} {counts[k]:>12,}")
+    if result:
+        lines.append(f"  took       {result.get('duration_ms', 0) / 1000:>12.1f} s")
+        lines.append(f"  summary    {result.get('ai_summary') or '-'}")
+        lines += [f"  row {e['row']}: {e['reason']}" for e in result.get("error_samples", [])]
+    lines.append(f"  UI         {data['ui']}")
+    return "\n".join(lines)
 
 
 async def _describe_or_fail(handle: Any, import_id: str) -> Any:
@@ -347,7 +384,9 @@ async def pending_cmd(
             client = await connect(settings)
             handle = await confirm_import(client, services.pool, settings, rec.workspace_id,
                                           import_id, mapping)  # fmt: skip
-        except (UploadRefused, MappingError, EventError) as e:
+        except MappingError as e:
+            fail(f"{e}; {MAP_HINT}")
+        except (UploadRefused, EventError) as e:
             fail(str(e))
     link = ui_link(settings, handle.id)
     if args.no_wait or args.json:

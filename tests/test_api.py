@@ -216,7 +216,14 @@ async def test_upload_map_confirm_stream_and_summary(api_server: ApiServer) -> N
             s, api, "PUT", f"/v1/imports/{iid}/mapping", t, json={"mapping": {"E-mail": "skip"}}
         )
         assert (status, bad["error"]) == (422, "invalid_mapping")
-        assert "email" in bad["detail"]
+        assert "no column is mapped to email" in bad["detail"]
+        status, bad = await call(
+            s, api, "PUT", f"/v1/imports/{iid}/mapping", t, json={"mapping": {"Org": "nope"}}
+        )
+        assert (status, bad["error"]) == (422, "invalid_mapping")
+        assert "column 'Org': unknown field 'nope'; use one of email" in bad["detail"]
+        # The API's refusals speak of its own body, not of the CLI's flag.
+        assert "--map" not in bad["detail"]
 
         status, started = await call(s, api, "POST", f"/v1/imports/{iid}/confirm", t)
         assert status == 202 and started["workflow_id"] == f"import-{iid}"

@@ -14,15 +14,18 @@ import sys
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import StackError, TemporalDevServer, free_port
 from folksjobs.infra.codec import new_key_entry
 from folksjobs.infra.temporal import connect
 from folksjobs.settings import ROOT, Settings
 from starter.cli import parser
+from starter.imports import format_status
 from tests.cli import settings_env, starter
 from tests.conftest import Tenant, running_worker
 
@@ -93,14 +96,18 @@ def test_server_that_did_not_start_names_its_log(tmp_path: Path) -> None:
 
 
 async def test_unknown_workspace_tag_and_import(
-    settings: Settings, tenant: Tenant, tmp_path: Path
+    settings: Settings, tenant: Tenant, tmp_path: Path, owner_pool: asyncpg.Pool
 ) -> None:
     nobody = str(uuid.uuid4())
+    await seed.tag_contacts(owner_pool, tenant.workspace_id, {"vip": [], "a, b": []})
     csv_file = tmp_path / "c.csv"
     csv_file.write_text("email\nann@example.com\n")
     cases = [
         (("import", str(csv_file), "--workspace", nobody), f"workspace {nobody} does not exist"),
-        (("export", "--workspace", tenant.workspace_id, "--tag", "nope"), "no tag named 'nope'"),
+        (
+            ("export", "--workspace", tenant.workspace_id, "--tag", "nope"),
+            f"no tag named 'nope' in workspace {tenant.workspace_id}; its tags: 'a, b', 'vip'",
+        ),
         (("import", "status", nobody), f"no import {nobody} has run"),
     ]
     for argv, message in cases:
@@ -167,3 +174,42 @@ def test_a_port_left_in_time_wait_is_free_for_a_restart() -> None:
         conn.close()  # the server side closes first: its end of the port enters TIME_WAIT
         client.close()
     ensure_port_free(port, "PostgreSQL", "DEV_POSTGRES_PORT")
+
+
+async def test_api_on_a_busy_port_names_api_bind(settings: Settings) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        bind = f"127.0.0.1:{busy.getsockname()[1]}"
+        proc = await asyncio.to_thread(starter, settings, "api",
+                                       env=settings_env(settings, API_BIND=bind))  # fmt: skip
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    assert f"API_BIND {bind}: the port is already in use" in line
+    assert "set API_BIND to another port" in line
+
+
+def test_import_status_is_a_table() -> None:
+    base = {"import_id": "i1", "workflow_id": "import-i1", "ui": "http://ui/import-i1"}
+    counts = {"total_rows": 1000, "processed_rows": 400, "inserted": 390, "updated": 0,
+              "failed": 4, "duplicates": 6}  # fmt: skip
+    running = format_status({**base, "status": "running", "progress": {
+        "import_id": "i1", "stage": "process-batch", "chunks_total": 10, "chunks_done": 4,
+        "counts": counts}})  # fmt: skip
+    assert running.splitlines() == [
+        "import i1  running",
+        "  workflow   import-i1",
+        "  stage      process-batch (chunk 4/10)",
+        "  rows                400 of 1,000",
+        "  inserted            390",
+        "  updated               0",
+        "  failed                4",
+        "  duplicates            6",
+        "  UI         http://ui/import-i1",
+    ]
+    done = format_status({**base, "status": "completed", "result": {
+        "import_id": "i1", "status": "completed", "total_rows": 1000, "inserted": 980,
+        "updated": 0, "failed": 12, "duplicates": 8, "duration_ms": 2500,
+        "ai_summary": None, "error_samples": [{"row": 7, "reason": "missing email"}]}})  # fmt: skip
+    assert "  rows              1,000" in done and "  took                2.5 s" in done
+    assert "  row 7: missing email" in done and "{" not in done

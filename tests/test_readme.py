@@ -9,6 +9,7 @@ Each command must exit 0 and print what the README implies.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -33,7 +34,7 @@ EXPECTED = [
     "started welcome-00000000-0000-4000-8000-000000000001",
     "already dispatched (existing run)",
     "schedule     weekly-digest",
-    "status: completed",
+    "completed\n  workflow   import-",
 ]
 
 
@@ -102,4 +103,20 @@ async def test_readme_walkthrough_runs_verbatim(settings: Settings, tmp_path: Pa
     for cmd, want, out in zip(commands, EXPECTED, outputs, strict=True):
         if want is not None:
             assert want in out, f"{cmd}\n---\n{out}"
+    # The walk-through makes sense: the import fails just the rows the generator made
+    # invalid (about 1 %), and folds just its duplicates; nothing else is refused.
+    generated = json.loads(outputs[2])
+    counts = dict(re.findall(r"^  (rows|failed|duplicates) +([\d,]+)$", outputs[3], re.M))
+    failed, duplicates = (int(counts[k].replace(",", "")) for k in ("failed", "duplicates"))
+    assert failed == generated["invalid_rows"], outputs[3]
+    assert 0.005 < failed / generated["rows"] < 0.015, outputs[3]
+    assert duplicates == generated["duplicate_rows"], outputs[3]
     assert dev.returncode == 0, "".join(seen)
+
+
+def test_readme_images_exist() -> None:
+    """The Temporal UI screenshots (tests/ui_screenshots.py) the README shows are in docs/."""
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert "docs/temporal-ui-run.png" in images and "docs/temporal-ui-list.png" in images
+    for image in images:
+        assert (ROOT / image).is_file(), image

@@ -111,7 +111,7 @@ def document() -> dict[str, Any]:
             },
             "/v1/imports/{id}": {
                 "get": _op(
-                    "status, counts, error samples, AI summary, Temporal UI link",
+                    "status, counts, avatars done/pending, error samples, AI summary, UI link",
                     200,
                     _OBJ,
                     *_AUTH,

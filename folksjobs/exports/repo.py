@@ -430,7 +430,8 @@ async def create_export(
         unknown = [n for n in names if n not in known]
         if unknown:
             raise InvalidExportRequest(
-                f"no tag named {', '.join(map(repr, unknown))} in workspace {workspace_id}"
+                f"no tag named {', '.join(map(repr, unknown))} in workspace {workspace_id}; "
+                + await _tags_line(conn, workspace_id)
             )
         await conn.execute(
             "INSERT INTO exports (id, workspace_id, user_id, tag_names, workflow_id)"
@@ -486,6 +487,20 @@ async def in_workspace(pool: asyncpg.Pool, workspace_id: str, export_id: str) ->
             uuid.UUID(workspace_id),
         )
     return bool(found)
+
+
+async def _tags_line(conn: asyncpg.Connection, workspace_id: str, shown: int = 20) -> str:
+    """The workspace's tags, for a refusal that names one it does not have."""
+    rows = await conn.fetch(
+        "SELECT name FROM tags WHERE workspace_id = $1 ORDER BY name LIMIT $2",
+        uuid.UUID(workspace_id),
+        shown + 1,
+    )
+    names = [repr(r["name"]) for r in rows]
+    if not names:
+        return "it has no tags"
+    more = ", ..." if len(names) > shown else ""
+    return f"its tags: {', '.join(names[:shown])}{more}"
 
 
 # --- retention (expire-files) ------------------------------------------------------------

@@ -209,6 +209,9 @@ async def run(
         stdin=asyncio.subprocess.DEVNULL if source is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # A terminal's Ctrl-C is for the worker, which lets the activity finish or
+        # cancels it (and then kills the child) within its grace period.
+        start_new_session=True,
     )
     feeder = None if source is None else asyncio.ensure_future(_feed(proc, source))
     reading = asyncio.ensure_future(_read(proc, store))

@@ -206,7 +206,9 @@ SEP = "\x1f"
 def _upsert_sql(custom: int | None, packed: bool) -> str:
     """The upsert for `custom` custom columns (keys in $8, columns from $9), or for None:
     custom fields as one JSON object per row in $8. Every column is a text[] parameter,
-    or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key)."""
+    or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key).
+    The last parameter is the import that owes the rows their avatar lookup, or NULL
+    (folksjobs/imports/avatars.py)."""
 
     def col(n: int) -> str:
         return f"string_to_array(${n}::text, E'\\x1f')" if packed else f"${n}::text[]"
@@ -221,12 +223,14 @@ def _upsert_sql(custom: int | None, packed: bool) -> str:
         nullable = ", ".join(f"NULLIF(t.c{i}, '')" for i in range(custom))
         fields = f"jsonb_strip_nulls(jsonb_object($8::text[], ARRAY[{nullable}]))"
     standard = ", ".join(col(n) for n in range(2, 8))
+    owner = 9 if custom is None else 8 if custom == 0 else 9 + custom
     return f"""
 WITH up AS (
     INSERT INTO contacts AS c
-        (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields)
+        (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields,
+         avatar_pending)
     SELECT $1::uuid, t.e, NULLIF(t.f, ''), NULLIF(t.l, ''), NULLIF(t.co, ''), NULLIF(t.p, ''),
-           NULLIF(t.a, ''), {fields}
+           NULLIF(t.a, ''), {fields}, ${owner}::uuid
     FROM unnest({standard}{cols}) AS t(e, f, l, co, p, a{names})
     ORDER BY t.e
     ON CONFLICT (workspace_id, email) DO UPDATE SET
@@ -236,6 +240,9 @@ WITH up AS (
         phone         = COALESCE(EXCLUDED.phone, c.phone),
         avatar_url    = COALESCE(EXCLUDED.avatar_url, c.avatar_url),
         custom_fields = c.custom_fields || EXCLUDED.custom_fields,
+        -- The latest import to touch a contact owes its lookup; with Gravatar off it
+        -- leaves the mark as it was.
+        avatar_pending = COALESCE(EXCLUDED.avatar_pending, c.avatar_pending),
         updated_at    = now()
     RETURNING (xmax = 0) AS inserted
 )
@@ -249,9 +256,11 @@ async def upsert(
     custom_keys: list[str],
     values: list[Values],
     avatars: dict[str, str | None],
+    avatar_owner: str | None = None,
 ) -> tuple[int, int]:
     """Insert or update `values` (distinct emails, Mapper's layout); returns (inserted,
-    updated)."""
+    updated). `avatar_owner`: the import that owes these contacts their avatar lookup
+    (the avatars job fills them in after the commit), or None."""
     if not values:
         return 0, 0
     ordered = sorted(values)
@@ -280,6 +289,6 @@ async def upsert(
     if custom_keys and not as_json:
         params.insert(6, custom_keys)
     sql = _upsert_sql(None if as_json else len(custom_keys), packed)
-    rec = await conn.fetchrow(sql, workspace_id, *params)
+    rec = await conn.fetchrow(sql, workspace_id, *params, avatar_owner)
     assert rec is not None
     return int(rec["inserted"]), int(rec["total"]) - int(rec["inserted"])

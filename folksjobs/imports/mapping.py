@@ -116,7 +116,7 @@ def mapping_notes(headers: list[str], mapping: list[str], preview: list[list[str
             f"no column maps to email (headers: {', '.join(headers[:50])}"
             f"{', ...' if len(headers) > 50 else ''}); "
             + (f"closest: {', '.join(closest)}; " if closest else "")
-            + "the import stays pending until one is mapped: --map 'Header=email'"
+            + "the import stays pending until a column is mapped to email"
         ]
     if len(columns) > 1:
         names = ", ".join(repr(headers[i]) for i in columns)
@@ -126,7 +126,8 @@ def mapping_notes(headers: list[str], mapping: list[str], preview: list[list[str
 
 
 class MappingError(ValueError):
-    pass
+    """A mapping that cannot be used. The message names the column and the field in no
+    interface's words: the CLI adds its `--map` syntax, the HTTP API has its route."""
 
 
 def suggest_mapping(headers: list[str]) -> list[str]:
@@ -151,13 +152,13 @@ def apply_overrides(headers: list[str], mapping: list[str], overrides: list[str]
         if not sep:
             raise MappingError(f"--map {item!r}: expected HEADER=FIELD")
         if header not in headers:
-            raise MappingError(f"--map {item!r}: no column named {header!r} (columns: {headers})")
+            raise MappingError(f"no column named {header!r} (columns: {headers})")
         target = target.strip()
         if target == "skip":
             target = ""
         elif target not in STANDARD_FIELDS and not target.startswith("custom:"):
             raise MappingError(
-                f"--map {item!r}: unknown field {target!r}; use one of "
+                f"column {header!r}: unknown field {target!r}; use one of "
                 f"{', '.join(STANDARD_FIELDS)}, custom:<name> or skip"
             )
         if target in STANDARD_FIELDS:
@@ -168,4 +169,4 @@ def apply_overrides(headers: list[str], mapping: list[str], overrides: list[str]
 
 def validate_mapping(mapping: list[str]) -> None:
     if "email" not in mapping:
-        raise MappingError("no column is mapped to email; map one with --map 'Your Header=email'")
+        raise MappingError("no column is mapped to email: map the column of addresses to email")

@@ -241,7 +241,7 @@ class Env:
         """
         if self.restarting:
             return
-        if self.valkey and self.valkey.server is not None and not self.valkey.alive:
+        if self.valkey and self.valkey.port and not self.valkey.alive:
             self.external.append("Valkey died from outside; restarted (its data lost)")
             await asyncio.to_thread(self.valkey.start, persist=False)
         if self.temporal and self.temporal.proc and self.temporal.proc.poll() is not None:

@@ -54,12 +54,14 @@ from folksjobs.models import (
     ProcessExportInput,
     SendWelcomeInput,
     WeeklyDigestInput,
+    avatars_workflow_id,
     export_workflow_id,
 )
+from folksjobs.notify.gravatar import email_hash
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
-from tests.fakes import FakeEmailProvider
-from tests.importing import csv_bytes, upload
+from tests.fakes import FakeEmailProvider, FakeGravatar
+from tests.importing import avatars_done, csv_bytes, upload
 
 HERE = Path(__file__).resolve().parent
 INDEX = "index.json"
@@ -237,6 +239,69 @@ async def import_cancel_at_start(ctx: Ctx, tq: str) -> list[Recorded]:
         await handle.cancel()
         await _expect_failure(handle)
     return [Recorded(handle.id, "import-cancel-at-start")]
+
+
+# --- enrich-avatars (with process-csv) -------------------------------------------------
+
+
+def _avatar_settings(ctx: Ctx, tq: str, grav: FakeGravatar, **kw: Any) -> Settings:
+    return ctx.settings(
+        temporal_task_queue=tq, gravatar_enabled=True, gravatar_base_url=f"{grav.url}/avatar",
+        gravatar_rate_per_second=50.0, gravatar_batch=2, gravatar_lanes=2,
+        gravatar_poll_seconds=0.2, gravatar_lookups_per_run=6, **kw,
+    )  # fmt: skip
+
+
+@scenario("import-avatars")
+async def import_avatars(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A chunked import with Gravatar on: ProcessCsv starts the avatars job, which reports
+    to it, waits out a 429, continues as new, and ends once the import owes nothing."""
+    rows = _emails("v", 20)
+    known = {email_hash(r[0]) for r in rows[1::3]}
+    async with FakeGravatar(known=known, latency=0.05) as grav:
+        grav.throttle = 1
+        t = await ctx.tenant()
+        settings = _avatar_settings(ctx, tq, grav, import_chunk_rows=4, import_parallel_chunks=1)
+        async with running_worker(ctx.client, settings, tq) as services:
+            up = await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(rows))
+            handle = await _confirm(ctx, services, settings, t, up)
+            await handle.result()
+            await avatars_done(ctx.client, up.import_id)
+    return [
+        Recorded(handle.id, "import-avatars"),
+        Recorded(avatars_workflow_id(up.import_id), "avatars"),
+    ]
+
+
+@scenario("import-avatars-small")
+async def import_avatars_small(ctx: Ctx, tq: str) -> list[Recorded]:
+    rows = _emails("w", 5)
+    async with FakeGravatar(known={email_hash(rows[1][0])}) as grav:
+        on = {"gravatar_enabled": True, "gravatar_base_url": f"{grav.url}/avatar"}
+        wid, _, _ = await _import(ctx, tq, rows, **on)
+    return [Recorded(wid, "import-avatars-small")]
+
+
+@scenario("import-avatars-cancel")
+async def import_avatars_cancel(ctx: Ctx, tq: str) -> list[Recorded]:
+    """The import cancelled while it commits rows: its avatars job (waiting for them) is
+    cancelled with it and drops what is owed."""
+    async with FakeGravatar(latency=0.3) as grav:
+        t = await ctx.tenant()
+        settings = _avatar_settings(ctx, tq, grav, import_chunk_rows=1, import_parallel_chunks=1)
+        async with running_worker(ctx.client, settings, tq) as services:
+            up = await upload(services, settings, t.workspace_id, t.user_id,
+                              csv_bytes(_emails("z", 200)))  # fmt: skip
+            handle = await _confirm(ctx, services, settings, t, up)
+            while (await handle.query("progress"))["chunks_done"] < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await handle.cancel()
+            await _expect_failure(handle)
+            await _expect_failure(ctx.client.get_workflow_handle(avatars_workflow_id(up.import_id)))
+    return [
+        Recorded(handle.id, "import-avatars-cancel"),
+        Recorded(avatars_workflow_id(up.import_id), "avatars-cancel"),
+    ]
 
 
 # --- process-export --------------------------------------------------------------------
