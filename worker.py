@@ -31,10 +31,12 @@ from temporalio.worker import (
 from temporalio.workflow import ActivityHandle
 
 from activities.avatars import AvatarActivities
+from activities.deletion import DeletionActivities
 from activities.digest import DigestActivities
 from activities.exports import ExportActivities
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
+from activities.retention import RetentionActivities
 from activities.uploads import UploadActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.catalog import JobSpec, job_by_name
@@ -48,10 +50,13 @@ from folksjobs.infra.versioning import deployment_config
 from folksjobs.models import avatars_task_queue, chunking_task_queue
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
+from workflows.delete_user import DeleteUser
+from workflows.delete_workspace import DeleteWorkspace
 from workflows.discard_uploads import DiscardStaleUploads
 from workflows.enrich_avatars import EnrichAvatars
+from workflows.expire_files import ExpireFiles
 from workflows.export_csv import ProcessExport
-from workflows.gate import IMPORT_GATE, SlotGate
+from workflows.gate import EXPORT_GATE, IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
 from workflows.pinned import PINNED
 from workflows.send_welcome import SendWelcome
@@ -110,21 +115,43 @@ def _uploads(s: Services) -> list[Callable[..., Any]]:
     return UploadActivities(s.pool, s.blob, s.settings).activities()
 
 
+def _retention(s: Services) -> list[Callable[..., Any]]:
+    return RetentionActivities(s.pool, s.blob, s.settings).activities()
+
+
+def _deletion(s: Services) -> list[Callable[..., Any]]:
+    return DeletionActivities(s.pool, s.blob, s.settings).activities()
+
+
+def _no_activities(s: Services) -> list[Callable[..., Any]]:
+    # delete-user's steps are delete-workspace's class's: registered once, with that job.
+    return []
+
+
 JOBS: list[Job] = [
     Job(job_by_name("process-csv"), [ProcessCsv, EnrichAvatars], _import),
     Job(job_by_name("send-welcome"), [SendWelcome], _welcome),
     Job(job_by_name("process-export"), [ProcessExport], _export),
     Job(job_by_name("weekly-digest"), [WeeklyDigest], _digest),
     Job(job_by_name("discard-stale-uploads"), [DiscardStaleUploads], _uploads),
+    Job(job_by_name("expire-files"), [ExpireFiles], _retention),
+    Job(job_by_name("delete-workspace"), [DeleteWorkspace], _deletion),
+    Job(job_by_name("delete-user"), [DeleteUser], _no_activities),
 ]
 
 
-# Registered whatever the flags: the per-workspace import gate (workflows/gate.py).
+# Registered whatever the flags: the per-workspace import and export gates
+# (workflows/gate.py).
 SUPPORT_WORKFLOWS: list[type] = [SlotGate]
 
 
 def _support(s: Services) -> tuple[list[type], list[Callable[..., Any]]]:
-    gate = GateActivities({IMPORT_GATE: s.settings.imports_per_workspace_limit})
+    gate = GateActivities(
+        {
+            IMPORT_GATE: s.settings.imports_per_workspace_limit,
+            EXPORT_GATE: s.settings.exports_per_workspace_limit,
+        }
+    )
     return list(SUPPORT_WORKFLOWS), gate.activities()
 
 

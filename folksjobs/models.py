@@ -22,6 +22,9 @@ WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
 WF_IMPORT_GATE = "WorkspaceImportGate"
 WF_DISCARD_STALE_UPLOADS = "DiscardStaleUploads"
+WF_EXPIRE_FILES = "ExpireFiles"
+WF_DELETE_WORKSPACE = "DeleteWorkspace"
+WF_DELETE_USER = "DeleteUser"
 
 
 class Model(BaseModel):
@@ -58,6 +61,14 @@ def export_workflow_id(export_id: str) -> str:
 
 def welcome_workflow_id(user_id: str) -> str:
     return f"welcome-{user_id}"
+
+
+def delete_workspace_workflow_id(workspace_id: str) -> str:
+    return f"delete-workspace-{workspace_id}"
+
+
+def delete_user_workflow_id(user_id: str) -> str:
+    return f"delete-user-{user_id}"
 
 
 # --- send-welcome (event user/signed.up) ---------------------------------------------
@@ -277,6 +288,9 @@ class ProcessExportInput(Model):
     # How long stream-export may go silent before Temporal declares its worker dead and
     # retries it elsewhere; callers leave the default (tests shorten it).
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+    # export/csv.confirmed's tagIds (spec 001): the filter by the workspace's tag ids, for
+    # an export record that names no tags (or the same ones). None: the record's names.
+    tag_ids: list[Id] | None = Field(default=None, max_length=1000)
 
 
 class ExportJob(Model):
@@ -285,6 +299,7 @@ class ExportJob(Model):
     # Checked against the workspace before the export is claimed (None: runs scheduled
     # before the check existed).
     user_id: str | None = None
+    tag_ids: list[str] | None = None
 
 
 class TagFilter(Model):
@@ -513,6 +528,92 @@ class DiscardStaleUploadsInput(Model):
 class DiscardStaleUploadsResult(Model):
     workspaces: int
     discarded: int
+
+
+# --- expire-files (Schedule, hourly) ---------------------------------------------------
+
+# The Schedule's action id; Temporal appends the scheduled time.
+EXPIRE_FILES_WORKFLOW_ID = "expire-files"
+
+
+class ExpireFilesInput(Model):
+    # None: the worker's UPLOAD_RETENTION_HOURS / EXPORT_RETENTION_HOURS. An export file
+    # is kept at least S3_PRESIGN_SECONDS whatever is asked: its link must not outlive it.
+    upload_retention_seconds: float | None = Field(default=None, ge=0)
+    export_retention_seconds: float | None = Field(default=None, ge=0)
+
+
+class ExpireFilesResult(Model):
+    workspaces: int
+    upload_files_deleted: int
+    export_files_deleted: int
+
+
+# --- delete-workspace (event workspace/deleted) ------------------------------------------
+
+
+class DeleteWorkspaceInput(Model):
+    workspace_id: Id
+    user_id: Id = Field(description="The workspace's owner: who asked for the deletion")
+    # How long a step that deletes in batches may go silent before Temporal declares its
+    # worker dead and retries it elsewhere; callers leave the default (tests shorten it).
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+
+
+class WorkspaceDeletion(Model):
+    """begin-workspace-deletion's answer: what there was to delete when it began (the
+    result's counts: a retry after a killed worker finds fewer rows, never other ones)."""
+
+    found: bool
+    contacts: int = 0
+    imports: int = 0
+    exports: int = 0
+
+
+class JobsCancelled(Model):
+    workflow_ids: list[str]
+    pending_uploads_discarded: int
+
+
+class Removed(Model):
+    count: int
+
+
+class DeleteWorkspaceResult(Model):
+    workspace_id: str
+    status: Literal["deleted", "not_found"]
+    contacts: int = 0
+    imports: int = 0
+    exports: int = 0
+    jobs_cancelled: int = 0
+    pending_uploads_discarded: int = 0
+
+
+# --- delete-user (event user/deleted) ---------------------------------------------------
+
+
+class DeleteUserInput(Model):
+    user_id: Id
+
+
+class UserWorkspaces(Model):
+    """begin-user-deletion's answer: the workspaces the user owned, split by whether
+    anyone else belongs to them."""
+
+    found: bool
+    sole_owned: list[str] = []
+    shared_owned: list[str] = []
+
+
+class DeleteUserResult(Model):
+    user_id: str
+    status: Literal["deleted", "not_found"]
+    jobs_cancelled: int = 0
+    pending_uploads_discarded: int = 0
+    memberships_removed: int = 0
+    workspaces_deleted: list[str] = []
+    # Owned, with other members: left in place for the operator to hand over.
+    workspaces_kept: list[str] = []
 
 
 ImportCursor.model_rebuild()

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from folksjobs import BUILD_ID
@@ -137,11 +137,32 @@ class Settings(BaseSettings):
 
     # --- Export (one COPY ... TO STDOUT stream; the spec's 1,000-row cursor batches were
     # the worker's CSV writer's pace, see folksjobs/exports/repo.py) ------------------------
+    # At most this many exports run at once per workspace; the rest wait in order of
+    # their confirmation, as imports do (workflows/gate.py). Each holds a COPY stream on
+    # PostgreSQL and an upload: two keep a workspace from taking every worker slot.
+    exports_per_workspace_limit: Annotated[int, Field(ge=1)] = 2
     # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/exports/csvsafe.py).
     export_neutralise_formulas: bool = True
     # How often stream-export tells its workflow the rows written (the progress query).
     export_progress_seconds: float = 1.0
     s3_multipart_part_bytes: int = 8 * 1024 * 1024
+
+    # --- Retention and deletion (README "Data retention and deletion") ----------------
+    # An upload's file is deleted this long after its import ended (completed, failed or
+    # cancelled); an export's file this long after it was written. The records stay, and
+    # the import's error samples and error log with them. Hours, fractions allowed.
+    upload_retention_hours: Annotated[float, Field(gt=0)] = 24.0
+    # Never shorter than the download link's lifetime (S3_PRESIGN_SECONDS): a link sent
+    # in the export's email must not outlive the file it points at.
+    export_retention_hours: Annotated[float, Field(gt=0)] = 72.0
+    # The hourly Schedule that deletes the files past their time (job expire-files).
+    expire_files_cron: str = "45 * * * *"
+    expire_files_schedule_id: str = "expire-files"
+    # Rows deleted per transaction by a workspace deletion: each batch is committed and
+    # reported (heartbeat), so a killed worker's retry carries on from the next one.
+    deletion_batch_rows: Annotated[int, Field(ge=1)] = 5000
+    # How long a deletion waits for the workspace's cancelled jobs to close.
+    deletion_cancel_wait_seconds: Annotated[float, Field(gt=0)] = 300.0
 
     # --- Digest ---------------------------------------------------------------------
     digest_cron: str = "0 8 * * 1"
@@ -158,6 +179,9 @@ class Settings(BaseSettings):
     job_welcome_enabled: bool = True
     job_digest_enabled: bool = True
     job_discard_uploads_enabled: bool = True
+    job_expire_files_enabled: bool = True
+    # workspace/deleted and user/deleted (delete-workspace, delete-user).
+    job_deletion_enabled: bool = True
 
     # --- HTTP API (folksjobs/api, `python -m starter api`) ----------------------------
     api_bind: str = "127.0.0.1:8080"
@@ -209,6 +233,16 @@ class Settings(BaseSettings):
     codec_server_bind: str = "127.0.0.1:8081"
     codec_server_cors_origins: str = ""
     codec_server_auth_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _export_files_outlive_their_links(self) -> Settings:
+        if self.export_retention_hours * 3600 < self.s3_presign_seconds:
+            raise ValueError(
+                f"EXPORT_RETENTION_HOURS={self.export_retention_hours:g} is shorter than the "
+                f"download link's lifetime (S3_PRESIGN_SECONDS={self.s3_presign_seconds}): "
+                "a link would outlive its file"
+            )
+        return self
 
 
 @lru_cache

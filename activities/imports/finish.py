@@ -90,6 +90,9 @@ class FinishSteps(ImportSteps):
         samples: list[dict[str, Any]],
         summary: str,
     ) -> None:
+        # The workspace's setting decides both: the completion email and its error report.
+        if not await imports_repo.notify_on_complete(self.pool, job.workspace_id):
+            return
         try:
             await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)

@@ -190,6 +190,16 @@ def document() -> dict[str, Any]:
                     "x-content-type": "text/csv",
                 }
             },
+            "/v1/exports/{id}/cancel": {
+                "post": _op(
+                    "cancel a running export (its unfinished file is deleted)",
+                    202,
+                    _OBJ,
+                    *_AUTH,
+                    409,
+                    parameters=[_ID],
+                )
+            },
             "/v1/events": {
                 "post": _op(
                     "send an event of the catalog; the workspace is the key's",

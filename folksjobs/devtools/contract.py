@@ -155,7 +155,24 @@ class Contract:
                 f"| `{name}` | `{route.workflow}` | `{route.job.workflow_id}` | "
                 f"[schema](schemas/{file}) `{example}` |"
             )
+        lines += ["", "What each event means, and the fields it may carry besides:", ""]
+        for name, route in sorted(ROUTES.items()):
+            doc = " ".join((route.data.__doc__ or "").split())
+            optional = [
+                f"`{f.alias or n}`"
+                for n, f in route.data.model_fields.items()
+                if not f.is_required()
+            ]
+            extra = f" Optional: {', '.join(optional)}." if optional else ""
+            lines.append(f"- `{name}`: {doc}{extra}")
         lines += [
+            "",
+            "Checks before anything starts (`check_event`, with the database): the user "
+            "belongs to the workspace, the import, export and tag ids are the workspace's; "
+            "`workspace/deleted` names the workspace's owner (a workspace already gone "
+            "passes: its run is a no-op); `user/signed.up`'s `email` is the address the "
+            "user directory has, or registers a user it does not know yet. Over HTTP "
+            "(`POST /v1/events`) an event's `workspaceId` must be the key's workspace.",
             "",
             f"Duplicates: `dispatch` starts with id conflict policy `{ID_CONFLICT_POLICY.name}` "
             "(an open run with the id is returned) and id reuse policy "

@@ -30,6 +30,7 @@ import csv
 import io
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -298,12 +299,13 @@ async def tag_ids(conn: asyncpg.Connection, workspace_id: str, names: Sequence[s
 async def complete(
     conn: asyncpg.Connection, workspace_id: str, export_id: str, key: str, rows: int, size: int
 ) -> bool:
-    """Record the file; False when the export was already completed (a retried attempt)."""
+    """Record the file; False when the export is no longer processing: completed by an
+    earlier attempt, or cancelled while this one wrote (it must not come back completed)."""
     done = await conn.execute(
         "UPDATE exports SET status = 'completed', blob_key = $2, row_count = $3,"
         " file_bytes = $4, error_log = NULL, completed_at = now(),"
         " duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint"
-        " WHERE id = $1 AND workspace_id = $5 AND status <> 'completed'",
+        " WHERE id = $1 AND workspace_id = $5 AND status = 'processing'",
         uuid.UUID(export_id),
         key,
         rows,
@@ -352,21 +354,34 @@ async def end(conn: asyncpg.Connection, export_id: str, error: str, *, cancelled
 
 async def tag_names(pool: asyncpg.Pool, workspace_id: str, tag_ids: Sequence[str]) -> list[str]:
     """The names of a workspace's tags by id; an id that is not one of them is refused."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        return await names_of_tags(conn, workspace_id, tag_ids)
+
+
+async def names_of_tags(
+    conn: asyncpg.Connection, workspace_id: str, tag_ids: Sequence[str]
+) -> list[str]:
     try:
         ids = [uuid.UUID(t) for t in tag_ids]
     except ValueError as e:
         raise InvalidExportRequest(f"tag_ids: {e}") from None
-    async with tenant_tx(pool, workspace_id) as conn:
-        rows = await conn.fetch(
-            "SELECT id, name FROM tags WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
-            uuid.UUID(workspace_id),
-            ids,
-        )
+    rows = await conn.fetch(
+        "SELECT id, name FROM tags WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+        uuid.UUID(workspace_id),
+        ids,
+    )
     found = {str(r["id"]): r["name"] for r in rows}
     unknown = [str(i) for i in ids if str(i) not in found]
     if unknown:
         raise InvalidExportRequest(f"tag_ids: no tag {', '.join(unknown)} in this workspace")
     return [found[str(i)] for i in ids]
+
+
+async def set_tag_names(conn: asyncpg.Connection, export_id: str, names: Sequence[str]) -> None:
+    """The export's filter as the event named it by id (export/csv.confirmed tagIds)."""
+    await conn.execute(
+        "UPDATE exports SET tag_names = $2 WHERE id = $1", uuid.UUID(export_id), list(names)
+    )
 
 
 async def create_export(
@@ -424,7 +439,8 @@ async def create_export(
 
 
 _RECORD = """id, workspace_id, user_id, status, tag_names, blob_key, row_count, file_bytes,
-    error_log, workflow_id, created_at, started_at, completed_at, duration_ms"""
+    error_log, workflow_id, created_at, started_at, completed_at, duration_ms,
+    file_deleted_at"""
 
 
 async def find_export(pool: asyncpg.Pool, workspace_id: str, export_id: str) -> dict[str, Any]:
@@ -478,3 +494,59 @@ async def _tags_line(conn: asyncpg.Connection, workspace_id: str, shown: int = 2
         return "it has no tags"
     more = ", ..." if len(names) > shown else ""
     return f"its tags: {', '.join(names[:shown])}{more}"
+
+
+# --- retention (expire-files) ------------------------------------------------------------
+
+
+async def expired_files(pool: asyncpg.Pool, workspace_id: str, older_than_s: float) -> list[str]:
+    """Exports of the workspace whose file was written more than `older_than_s` seconds
+    ago and is still stored."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM exports WHERE workspace_id = $1 AND blob_key IS NOT NULL"
+            " AND file_deleted_at IS NULL"
+            " AND completed_at < now() - make_interval(secs => $2) ORDER BY completed_at",
+            uuid.UUID(workspace_id),
+            float(older_than_s),
+        )
+    return [str(r["id"]) for r in rows]
+
+
+def file_gone(rec: dict[str, Any], retention_hours: float) -> str | None:
+    """Why a completed export's file can no longer be downloaded, or None while it can:
+    deleted by expire-files, or past EXPORT_RETENTION_HOURS before the sweep came."""
+    deleted, written = rec.get("file_deleted_at"), rec.get("completed_at")
+    if deleted is not None:
+        what = f"was deleted on {deleted:%Y-%m-%d %H:%M} UTC"
+    elif written is not None and datetime.now(UTC) - written > timedelta(hours=retention_hours):
+        what = f"expired on {written + timedelta(hours=retention_hours):%Y-%m-%d %H:%M} UTC"
+    else:
+        return None
+    return (
+        f"the file of export {rec['id']} {what}: export files are kept"
+        f" EXPORT_RETENTION_HOURS ({retention_hours:g} h) after they are written."
+        " The export's record stays; export again for a new file"
+    )
+
+
+async def expire_file(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    export_id: str,
+    delete_file: Callable[[str], Awaitable[None]],
+) -> bool:
+    """Delete an export's file and record when (a download then answers 410, naming the
+    time); the record and its counts stay. False when it was already gone."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        key = await conn.fetchval(
+            "UPDATE exports SET file_deleted_at = now()"
+            " WHERE id = $1 AND workspace_id = $2 AND blob_key IS NOT NULL"
+            " AND file_deleted_at IS NULL RETURNING blob_key",
+            uuid.UUID(export_id),
+            uuid.UUID(workspace_id),
+        )
+        if key is None:
+            return False
+        await delete_file(key)
+    return True

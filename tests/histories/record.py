@@ -37,16 +37,19 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.events import dispatch, parse_event
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.models import (
     WF_DISCARD_STALE_UPLOADS,
+    WF_EXPIRE_FILES,
     WF_PROCESS_CSV,
     WF_PROCESS_EXPORT,
     WF_SEND_WELCOME,
     WF_WEEKLY_DIGEST,
     DiscardStaleUploadsInput,
+    ExpireFilesInput,
     ProcessCsvInput,
     ProcessExportInput,
     SendWelcomeInput,
@@ -359,6 +362,45 @@ async def export_failure(ctx: Ctx, tq: str) -> list[Recorded]:
     return [Recorded(handle.id, "export-failure")]
 
 
+@scenario("export-cancel")
+async def export_cancel(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Cancelled while stream-export holds after its first chunk: the workflow waits for it
+    to discard its unfinished file, then marks the export cancelled."""
+    from temporalio.worker import Worker
+
+    from activities.gate import GateActivities
+    from folksjobs.services import open_services
+    from tests.test_export_faults import HoldingExportActivities
+    from workflows.export_csv import ProcessExport
+    from workflows.gate import EXPORT_GATE, SlotGate
+
+    t = await ctx.tenant()
+    await _contacts(ctx, t, 20)
+    settings = ctx.settings()
+    async with open_services(settings, pool_size=4) as s:
+        a = HoldingExportActivities(s.pool, s.blob, s.email, s.settings)
+        a.reached = asyncio.Event()
+        gate = GateActivities({EXPORT_GATE: 2}).activities()
+        async with Worker(ctx.client, task_queue=tq, workflows=[ProcessExport, SlotGate],
+                          activities=[*a.activities(), *gate]):  # fmt: skip
+            export_id, user = await exports.create_export(s.pool, t.workspace_id, None, [])
+            handle = await ctx.client.start_workflow(
+                WF_PROCESS_EXPORT,
+                ProcessExportInput(
+                    export_id=export_id,
+                    workspace_id=t.workspace_id,
+                    user_id=user,
+                    heartbeat_timeout_seconds=2,
+                ),
+                id=export_workflow_id(export_id),
+                task_queue=tq,
+            )
+            await asyncio.wait_for(a.reached.wait(), timeout=60)
+            await handle.cancel()
+            await _expect_failure(handle)
+    return [Recorded(handle.id, "export-cancel")]
+
+
 # --- send-welcome ----------------------------------------------------------------------
 
 
@@ -445,6 +487,90 @@ async def discard_stale_uploads(ctx: Ctx, tq: str) -> list[Recorded]:
     if result["discarded"] < 1:
         raise RuntimeError("discard-stale-uploads: nothing was discarded")
     return [Recorded(handle.id, "discard-stale-uploads")]
+
+
+# --- expire-files ------------------------------------------------------------------------
+
+
+@scenario("expire-files")
+async def expire_files(ctx: Ctx, tq: str) -> list[Recorded]:
+    """An import that has ended: its file deleted at once (retention 0), its record kept."""
+    t = await ctx.tenant()
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        up = await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(_emails("x", 2)))
+        await ctx.owner.execute(
+            "UPDATE imports SET status = 'completed', completed_at = now() - interval '1 minute'"
+            " WHERE id = $1",
+            uuid.UUID(up.import_id),
+        )
+        handle = await ctx.client.start_workflow(
+            WF_EXPIRE_FILES,
+            ExpireFilesInput(upload_retention_seconds=0),
+            id=f"expire-files-replay-{uuid.uuid4().hex[:8]}",
+            task_queue=tq,
+        )
+        result = await handle.result()
+    if result["upload_files_deleted"] < 1:
+        raise RuntimeError("expire-files: no file was deleted")
+    return [Recorded(handle.id, "expire-files")]
+
+
+# --- delete-workspace, delete-user -------------------------------------------------------
+
+
+async def _dispatch(ctx: Ctx, tq: str, name: str, data: dict[str, str]) -> Any:
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        d = await dispatch(ctx.client, settings, parse_event(name, data), pool=services.pool)
+        handle = ctx.client.get_workflow_handle(d.workflow_id, run_id=d.run_id)
+        return handle, await handle.result()
+
+
+@scenario("delete-workspace")
+async def delete_workspace(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A workspace with contacts, a completed export and a pending upload, deleted."""
+    t = await ctx.tenant()
+    await _contacts(ctx, t, 4, tag="vip")
+    await _export(ctx, tq, t, ctx.settings(), [])
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(_emails("p", 2)))
+    data = {"workspaceId": t.workspace_id, "userId": t.user_id}
+    handle, result = await _dispatch(ctx, tq, "workspace/deleted", data)
+    if result["status"] != "deleted" or result["pending_uploads_discarded"] != 1:
+        raise RuntimeError(f"delete-workspace: {result}")
+    # The same event for a workspace already gone: only its folders are checked.
+    gone, again = await _dispatch(
+        ctx, tq, "workspace/deleted", {"workspaceId": str(uuid.uuid4()), "userId": t.user_id}
+    )
+    if again["status"] != "not_found":
+        raise RuntimeError(f"delete-workspace-not-found: {again}")
+    return [
+        Recorded(handle.id, "delete-workspace"),
+        Recorded(gone.id, "delete-workspace-not-found"),
+    ]
+
+
+@scenario("delete-user")
+async def delete_user(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A user who owns one workspace alone and one with a member, and belongs to a third."""
+    t = await ctx.tenant()
+    shared = await seed.create_workspace(ctx.owner, t.user_id, "Shared")
+    other = await ctx.tenant()
+    await seed.add_member(ctx.owner, shared, other.user_id)
+    await seed.add_member(ctx.owner, other.workspace_id, t.user_id)
+    handle, result = await _dispatch(ctx, tq, "user/deleted", {"userId": t.user_id})
+    if result["workspaces_deleted"] != [t.workspace_id] or result["workspaces_kept"] != [shared]:
+        raise RuntimeError(f"delete-user: {result}")
+    gone, again = await _dispatch(ctx, tq, "user/deleted", {"userId": str(uuid.uuid4())})
+    if again["status"] != "not_found":
+        raise RuntimeError(f"delete-user-not-found: {again}")
+    return [
+        Recorded(handle.id, "delete-user"),
+        Recorded(f"delete-workspace-{t.workspace_id}", "delete-workspace-child"),
+        Recorded(gone.id, "delete-user-not-found"),
+    ]
 
 
 # --- saving ----------------------------------------------------------------------------
