@@ -30,10 +30,13 @@ from temporalio.worker import (
 )
 from temporalio.workflow import ActivityHandle
 
+from activities.avatars import AvatarActivities
+from activities.deletion import DeletionActivities
 from activities.digest import DigestActivities
 from activities.exports import ExportActivities
 from activities.gate import GateActivities
 from activities.imports import ImportActivities
+from activities.retention import RetentionActivities
 from activities.uploads import UploadActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.catalog import JobSpec, job_by_name
@@ -44,12 +47,16 @@ from folksjobs.infra.memory import limit_arenas
 from folksjobs.infra.metrics import build_runtime
 from folksjobs.infra.temporal import connect
 from folksjobs.infra.versioning import deployment_config
-from folksjobs.models import chunking_task_queue
+from folksjobs.models import avatars_task_queue, chunking_task_queue
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings, get_settings
+from workflows.delete_user import DeleteUser
+from workflows.delete_workspace import DeleteWorkspace
 from workflows.discard_uploads import DiscardStaleUploads
+from workflows.enrich_avatars import EnrichAvatars
+from workflows.expire_files import ExpireFiles
 from workflows.export_csv import ProcessExport
-from workflows.gate import IMPORT_GATE, SlotGate
+from workflows.gate import EXPORT_GATE, IMPORT_GATE, SlotGate
 from workflows.import_csv import ProcessCsv
 from workflows.pinned import PINNED
 from workflows.send_welcome import SendWelcome
@@ -84,10 +91,16 @@ def _import_activities(s: Services) -> ImportActivities:
     return ImportActivities(s.pool, s.redis, s.blob, s.gravatar, s.ai, s.email, s.settings)
 
 
+def _avatar_activities(s: Services) -> AvatarActivities:
+    return AvatarActivities(s.pool, s.gravatar, s.settings)
+
+
 def _import(s: Services) -> list[Callable[..., Any]]:
     # download-and-chunk stays here too: runs started before it had its own queue
-    # (build_chunk_workers) still schedule it on this one.
-    return _import_activities(s).activities()
+    # (build_chunk_workers) still schedule it on this one. lookup-avatars is served only by
+    # build_avatars_worker: that queue's rate is the cluster's Gravatar rate.
+    avatars = _avatar_activities(s)
+    return [*_import_activities(s).activities(), avatars.avatars_owed, avatars.drop_avatars]
 
 
 def _digest(s: Services) -> list[Callable[..., Any]]:
@@ -102,21 +115,43 @@ def _uploads(s: Services) -> list[Callable[..., Any]]:
     return UploadActivities(s.pool, s.blob, s.settings).activities()
 
 
+def _retention(s: Services) -> list[Callable[..., Any]]:
+    return RetentionActivities(s.pool, s.blob, s.settings).activities()
+
+
+def _deletion(s: Services) -> list[Callable[..., Any]]:
+    return DeletionActivities(s.pool, s.blob, s.settings).activities()
+
+
+def _no_activities(s: Services) -> list[Callable[..., Any]]:
+    # delete-user's steps are delete-workspace's class's: registered once, with that job.
+    return []
+
+
 JOBS: list[Job] = [
-    Job(job_by_name("process-csv"), [ProcessCsv], _import),
+    Job(job_by_name("process-csv"), [ProcessCsv, EnrichAvatars], _import),
     Job(job_by_name("send-welcome"), [SendWelcome], _welcome),
     Job(job_by_name("process-export"), [ProcessExport], _export),
     Job(job_by_name("weekly-digest"), [WeeklyDigest], _digest),
     Job(job_by_name("discard-stale-uploads"), [DiscardStaleUploads], _uploads),
+    Job(job_by_name("expire-files"), [ExpireFiles], _retention),
+    Job(job_by_name("delete-workspace"), [DeleteWorkspace], _deletion),
+    Job(job_by_name("delete-user"), [DeleteUser], _no_activities),
 ]
 
 
-# Registered whatever the flags: the per-workspace import gate (workflows/gate.py).
+# Registered whatever the flags: the per-workspace import and export gates
+# (workflows/gate.py).
 SUPPORT_WORKFLOWS: list[type] = [SlotGate]
 
 
 def _support(s: Services) -> tuple[list[type], list[Callable[..., Any]]]:
-    gate = GateActivities({IMPORT_GATE: s.settings.imports_per_workspace_limit})
+    gate = GateActivities(
+        {
+            IMPORT_GATE: s.settings.imports_per_workspace_limit,
+            EXPORT_GATE: s.settings.exports_per_workspace_limit,
+        }
+    )
     return list(SUPPORT_WORKFLOWS), gate.activities()
 
 
@@ -242,17 +277,43 @@ def build_chunk_workers(
     ]
 
 
+def build_avatars_worker(
+    client: Client, services: Services, *, task_queue: str | None = None
+) -> Worker | None:
+    """lookup-avatars on its own queue (None when imports are off). Each activity asks
+    Gravatar at most GRAVATAR_BATCH times, and the server hands the queue's activities
+    out at most RATE / BATCH times a second to all its workers together: the rate holds
+    however many workers run. Every worker sets the same value (the last poller's wins)."""
+    settings = services.settings
+    if not settings.job_import_enabled:
+        return None
+    return Worker(
+        client,
+        task_queue=avatars_task_queue(task_queue or settings.temporal_task_queue),
+        activities=[_avatar_activities(services).lookup_avatars],
+        max_concurrent_activities=settings.gravatar_lanes * 2,
+        max_task_queue_activities_per_second=(
+            settings.gravatar_rate_per_second / settings.gravatar_batch
+        ),
+        **_activity_options(settings),
+    )
+
+
 @asynccontextmanager
 async def running_workers(
     client: Client, services: Services, *, task_queue: str | None = None
 ) -> AsyncIterator[Worker]:
-    """The worker and its chunking worker, running until the block exits."""
+    """The worker, its chunking worker and its avatars worker, running until the block exits."""
     async with AsyncExitStack() as stack:
         worker = await stack.enter_async_context(
             build_worker(client, services, task_queue=task_queue)
         )
-        for chunker in build_chunk_workers(client, services, task_queue=task_queue):
-            await stack.enter_async_context(chunker)
+        avatars = build_avatars_worker(client, services, task_queue=task_queue)
+        for extra in [
+            *build_chunk_workers(client, services, task_queue=task_queue),
+            *([avatars] if avatars is not None else []),
+        ]:
+            await stack.enter_async_context(extra)
         yield worker
 
 

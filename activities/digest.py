@@ -18,7 +18,7 @@ from folksjobs.models import (
     WorkspaceDigestResult,
 )
 from folksjobs.notify import emails
-from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.directory import UserDeleted, UserNotFound, get_user
 from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 
@@ -55,6 +55,9 @@ class DigestActivities(ActivityClass):
         # The owner by the owner's user id, never the workspace id (spec 001).
         try:
             owner = await get_user(self.pool, info.owner_user_id)
+        except UserDeleted:
+            # A deleted owner gets nothing; the workspace stays for its other members.
+            return WorkspaceDigestResult(workspace_id=ws, outcome="skipped_disabled")
         except UserNotFound as e:
             raise ApplicationError(
                 f"workspace {ws}: owner {e}", type=errors.OWNER_NOT_FOUND, non_retryable=True

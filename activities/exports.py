@@ -30,7 +30,7 @@ from folksjobs.models import (
     TagFilter,
 )
 from folksjobs.notify import emails
-from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.directory import UserDeleted, UserNotFound, get_user
 from folksjobs.notify.mailer import EmailSender, EmailSendError
 from folksjobs.settings import Settings
 from folksjobs.tenancy import NotAMember, require_member
@@ -80,11 +80,34 @@ class ExportActivities(ActivityClass):
                     type=errors.INVALID_EXPORT,
                     non_retryable=True,
                 )
-            tag_ids = (
-                await exports.tag_ids(conn, job.workspace_id, tag_names) if tag_names else None
-            )
+            if job.tag_ids is not None:
+                tag_ids: list[str] | None = await self._event_tags(conn, job, tag_names)
+            else:
+                tag_ids = (
+                    await exports.tag_ids(conn, job.workspace_id, tag_names) if tag_names else None
+                )
             any_match = await exports.any_contact(conn, job.workspace_id, tag_ids)
         return TagFilter(tag_ids=tag_ids, any_match=any_match)
+
+    async def _event_tags(
+        self, conn: asyncpg.Connection, job: ExportJob, record_names: list[str]
+    ) -> list[str]:
+        """The event's tagIds as the filter: each must be a tag of the workspace, and the
+        record, when it names tags, must name the same ones; it is given their names."""
+        ids = list(dict.fromkeys(job.tag_ids or []))
+        try:
+            names = await exports.names_of_tags(conn, job.workspace_id, ids)
+        except exports.InvalidExportRequest as e:
+            raise ApplicationError(str(e), type=errors.INVALID_EXPORT, non_retryable=True) from e
+        if record_names and set(record_names) != set(names):
+            raise ApplicationError(
+                f"export {job.export_id}: tagIds name other tags than the export's"
+                f" ({', '.join(sorted(record_names))})",
+                type=errors.INVALID_EXPORT,
+                non_retryable=True,
+            )
+        await exports.set_tag_names(conn, job.export_id, names)
+        return ids
 
     @activity.defn(name="upload-empty")
     async def upload_empty(self, job: ExportJob) -> ExportFile:
@@ -205,8 +228,11 @@ class ExportActivities(ActivityClass):
                 non_retryable=True,
             )
         try:
-            await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)
+            await require_member(self.pool, job.workspace_id, job.user_id)
+        except UserDeleted:
+            # user/deleted came while the file was written: the link goes to no one.
+            return NotificationResult(sent=False)
         except NotAMember as e:
             raise ApplicationError(str(e), type=errors.INVALID_EXPORT, non_retryable=True) from e
         except UserNotFound as e:
@@ -230,6 +256,11 @@ class ExportActivities(ActivityClass):
         good even when the notification afterwards failed."""
         async with tenant_tx(self.pool, failure.workspace_id) as conn:
             await exports.end(conn, failure.export_id, failure.error, cancelled=failure.cancelled)
+        if failure.cancelled:
+            # A cancelled export has no file: what an attempt left unfinished goes too
+            # (one whose worker died never heard of the cancellation).
+            key = export_key(failure.workspace_id, failure.export_id)
+            await self.blob.discard_unfinished(key)
 
     ACTIVITIES = (
         resolve_tag_filter,

@@ -11,7 +11,7 @@ from activities.errors import email_error
 from folksjobs import errors
 from folksjobs.models import SendWelcomeResult, WelcomeEmailJob
 from folksjobs.notify import emails
-from folksjobs.notify.directory import UserNotFound, get_user
+from folksjobs.notify.directory import UserDeleted, UserNotFound, get_user
 from folksjobs.notify.mailer import EmailSender, EmailSendError
 
 
@@ -25,6 +25,9 @@ class WelcomeActivities(ActivityClass):
     async def send_welcome(self, job: WelcomeEmailJob) -> SendWelcomeResult:
         try:
             user = await get_user(self.pool, job.user_id)
+        except UserDeleted:
+            # user/deleted came first: nothing goes to them any more.
+            return SendWelcomeResult(message_id="", backend="skipped: user deleted")
         except UserNotFound as e:
             raise ApplicationError(str(e), type=errors.USER_NOT_FOUND, non_retryable=True) from e
         msg = emails.welcome(user.email, user.name, self.app_url, job.idempotency_key)

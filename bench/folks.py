@@ -138,7 +138,7 @@ def _settings(fenv: FolksEnv) -> Any:
 
     env = fenv.env()
     fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
-    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **fields)  # type: ignore[call-arg, arg-type]
 
 
 def run_import(

@@ -495,5 +495,11 @@ def render(out_dir: Path) -> None:
     data = json.loads((out_dir / "results.json").read_text())
     notes_file = out_dir / "notes.md"
     notes = notes_file.read_text() if notes_file.exists() else ""
-    (out_dir / "results.md").write_text(render_md(data, notes))
+    md = render_md(data, notes)
+    gravatar = out_dir / "gravatar.json"
+    if gravatar.exists():  # bench/avatars.py's case, run on its own
+        from bench.avatars import render as render_gravatar
+
+        md = md.rstrip("\n") + "\n\n" + "\n".join(render_gravatar(json.loads(gravatar.read_text())))
+    (out_dir / "results.md").write_text(md)
     render_png(data, out_dir / "results.png")

@@ -21,6 +21,11 @@ Then, once each, issue 20's cases on the same stack and task queue:
   digest     weekly digest over N workspaces seeded in bulk (bench/scale.py)
   big        one 10M-row import: runs, largest history, peak RSS (bench/scale.py)
 
+and, only when named (`--cases gravatar`), issue 25's case (bench/avatars.py, which also
+runs on its own with a one-partition Temporal; here the stack's default partitions):
+
+  gravatar   the import with Gravatar at 120 ms vs off, and the avatars after it
+
 Writes bench/results.json (raw), bench/results.md (tables, ratios, targets, machine) and
 bench/results.png. `--report-only` re-renders the last two from the first.
 """
@@ -41,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import ceiling, folks, profile, report, scale, tenants  # noqa: E402
+from bench import avatars, ceiling, folks, profile, report, scale, tenants  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from bench.sampler import CpuMeter, Sampler  # noqa: E402
 from bench.stack import BenchStack, start_stack  # noqa: E402
@@ -335,6 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--digest-workspaces", type=int, default=100_000, help="digest: workspaces seeded"
     )
+    avatars.add_args(p, prefix="gravatar-")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--export-rows", type=int, default=1_000_000, help="size whose export is run")
     p.add_argument("--b-max-rows", type=int, default=0, help="never run case b above this size")
@@ -357,9 +363,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.sizes or min(args.sizes) < 1:
         p.error("--sizes needs at least one positive size")
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    bad = [c for c in args.cases if c not in CASES + ISSUE20]
+    bad = [c for c in args.cases if c not in [*CASES, *ISSUE20, "gravatar"]]
     if bad:
-        p.error(f"unknown case(s) {bad}: choose from {', '.join(CASES + ISSUE20)}")
+        p.error(f"unknown case(s) {bad}: choose from {', '.join([*CASES, *ISSUE20, 'gravatar'])}")
     sizes = (args.burst_workspaces, args.burst_rows, args.small_imports, args.small_rows,
              args.twoworker_rows, args.big_rows, args.digest_workspaces)  # fmt: skip
     if min(sizes) < 1 or args.big_chunks_per_run < 0:
@@ -374,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         report.render(args.out)
         return
     t0 = time.monotonic()
-    need_temporal = any(c in TEMPORAL_CASES for c in args.cases)
+    need_temporal = any(c in TEMPORAL_CASES | {"gravatar"} for c in args.cases)
     stack = start_stack(args.work / "state", temporal=need_temporal)
     try:
         bench = Bench(args, stack)
@@ -383,6 +389,11 @@ def main(argv: list[str] | None = None) -> None:
                 bench.run_size(rows)
         for case in [c for c in ISSUE20 if c in args.cases]:
             bench.run_issue20(case)
+        if "gravatar" in args.cases:
+            g = avatars.gravatar(
+                stack, args.work / "gravatar", bench.task_queue, avatars.from_prefixed(args)
+            )
+            (args.out / "gravatar.json").write_text(json.dumps(g, indent=1) + "\n")
         bench.meta["total_s"] = time.monotonic() - t0
         bench.save()
     finally:

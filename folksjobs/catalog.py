@@ -104,6 +104,45 @@ JOBS: tuple[JobSpec, ...] = (
         summary="Deletes uploads left pending longer than PENDING_UPLOAD_TTL_SECONDS, "
         "with their files.",
     ),
+    JobSpec(
+        job="expire-files",
+        workflow=models.WF_EXPIRE_FILES,
+        flag="job_expire_files_enabled",
+        trigger="schedule 45 * * * *",
+        input=models.ExpireFilesInput,
+        result=models.ExpireFilesResult,
+        workflow_id=f"{models.EXPIRE_FILES_WORKFLOW_ID}-<scheduled_time>",
+        retries=2,
+        search_attributes=(),
+        summary="Deletes upload files UPLOAD_RETENTION_HOURS after their import ended and "
+        "export files EXPORT_RETENTION_HOURS after they were written; the records stay.",
+    ),
+    JobSpec(
+        job="delete-workspace",
+        workflow=models.WF_DELETE_WORKSPACE,
+        flag="job_deletion_enabled",
+        trigger="workspace/deleted",
+        input=models.DeleteWorkspaceInput,
+        result=models.DeleteWorkspaceResult,
+        workflow_id="delete-workspace-<workspace_id>",
+        retries=9,
+        search_attributes=(WORKSPACE_ID.name, JOB_STATUS.name),
+        summary="Cancels a workspace's jobs and pending uploads, then deletes its contacts, "
+        "tags, imports, exports, API keys and every file under it.",
+    ),
+    JobSpec(
+        job="delete-user",
+        workflow=models.WF_DELETE_USER,
+        flag="job_deletion_enabled",
+        trigger="user/deleted",
+        input=models.DeleteUserInput,
+        result=models.DeleteUserResult,
+        workflow_id="delete-user-<user_id>",
+        retries=9,
+        search_attributes=(JOB_STATUS.name,),
+        summary="Erases a user's address, cancels their jobs and pending uploads, removes "
+        "their memberships and deletes the workspaces they owned alone.",
+    ),
 )
 
 

@@ -33,6 +33,9 @@ WORKSPACE_NOT_FOUND: Final = "WorkspaceNotFound"
 OWNER_NOT_FOUND: Final = "OwnerNotFound"
 INVALID_DIGEST_INPUT: Final = "InvalidDigestInput"
 
+# delete-workspace, delete-user
+DELETION_REFUSED: Final = "DeletionRefused"  # workspace/deleted by someone not its owner
+
 # any job that emails someone
 USER_NOT_FOUND: Final = "UserNotFound"
 EMAIL_PERMANENT_FAILURE: Final = "EmailPermanentFailure"  # the provider refused: never retried

@@ -13,7 +13,9 @@ its workflow type, task queue and deterministic workflow id, and starts it:
   workspace, or one refused because the record was not ready, is followed by a fresh run
   when the rightful event comes (the job's first step refuses a record already ended).
 - With a database pool, `dispatch` first checks what the event names (`check_event`):
-  the workspace exists, the user belongs to it, the import or export is the workspace's.
+  the workspace exists, the user belongs to it, the import or export is the workspace's,
+  the tags are the workspace's; `workspace/deleted` comes from the workspace's owner;
+  `user/signed.up`'s address is the directory's (an unknown user is registered with it).
 - The job's flag off (spec 004): `JobDisabled`, and nothing starts.
 """
 
@@ -26,7 +28,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -37,13 +39,16 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from folksjobs import models
+from folksjobs import models, tenancy
 from folksjobs.catalog import JobDisabled, JobSpec, job_by_workflow, require_enabled
+from folksjobs.deletion import repo as deletion_repo
 from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
+from folksjobs.imports.addresses import parse_email
 from folksjobs.infra import ui
 from folksjobs.infra.fairness import Lane, workspace_priority
 from folksjobs.models import Model
+from folksjobs.notify import directory
 from folksjobs.settings import Settings
 from folksjobs.tenancy import NotAMember, require_member
 
@@ -74,18 +79,49 @@ class ImportCsvConfirmed(EventData):
 
 
 class ExportCsvConfirmed(EventData):
-    """A user asked for a CSV export; the export record exists (with its tag filter)."""
+    """A user asked for a CSV export; the export record exists (with its tag filter by
+    name). `tagIds` (spec 001) names the filter by the workspace's tag ids instead."""
 
     NAME = "export/csv.confirmed"
     export_id: UUID
     workspace_id: UUID
     user_id: UUID
+    tag_ids: list[UUID] | None = Field(default=None, max_length=1000)
 
 
 class UserSignedUp(EventData):
-    """A user confirmed their email address (no workspace yet)."""
+    """A user confirmed their email address (no workspace yet). `email` (spec 000): the
+    address they confirmed; it must be the directory's, and registers a user the
+    directory does not know yet. It never enters the workflow's history."""
 
     NAME = "user/signed.up"
+    user_id: UUID
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        address, why = parse_email(v, allow_test=True)
+        if why:
+            raise ValueError(why)
+        return address
+
+
+class WorkspaceDeleted(EventData):
+    """The CRM deleted a workspace; `userId` is its owner, who asked for it."""
+
+    NAME = "workspace/deleted"
+    workspace_id: UUID
+    user_id: UUID
+
+
+class UserDeleted(EventData):
+    """The CRM deleted a user (spec 004's user/deleted)."""
+
+    NAME = "user/deleted"
     user_id: UUID
 
 
@@ -117,7 +153,10 @@ def _import(e: ImportCsvConfirmed) -> models.ProcessCsvInput:
 
 def _export(e: ExportCsvConfirmed) -> models.ProcessExportInput:
     return models.ProcessExportInput(
-        export_id=str(e.export_id), workspace_id=str(e.workspace_id), user_id=str(e.user_id)
+        export_id=str(e.export_id),
+        workspace_id=str(e.workspace_id),
+        user_id=str(e.user_id),
+        tag_ids=None if e.tag_ids is None else [str(t) for t in e.tag_ids],
     )
 
 
@@ -151,6 +190,26 @@ ROUTES: dict[str, Route] = {
             input=lambda e: models.SendWelcomeInput(user_id=str(e.user_id)),
             search_attributes=lambda e: ui.job_attributes(status="queued"),
             summary=lambda e: f"Welcome email for user {e.user_id}",
+        ),
+        Route(
+            data=WorkspaceDeleted,
+            workflow=models.WF_DELETE_WORKSPACE,
+            workflow_id=lambda e: models.delete_workspace_workflow_id(str(e.workspace_id)),
+            input=lambda e: models.DeleteWorkspaceInput(
+                workspace_id=str(e.workspace_id), user_id=str(e.user_id)
+            ),
+            search_attributes=lambda e: ui.job_attributes(
+                workspace_id=str(e.workspace_id), status="queued"
+            ),
+            summary=lambda e: f"Delete workspace {e.workspace_id}",
+        ),
+        Route(
+            data=UserDeleted,
+            workflow=models.WF_DELETE_USER,
+            workflow_id=lambda e: models.delete_user_workflow_id(str(e.user_id)),
+            input=lambda e: models.DeleteUserInput(user_id=str(e.user_id)),
+            search_attributes=lambda e: ui.job_attributes(status="queued"),
+            summary=lambda e: f"Delete user {e.user_id}",
         ),
     )
 }
@@ -204,7 +263,11 @@ def check_enabled(settings: Settings, route: Route) -> None:
 async def check_event(pool: asyncpg.Pool, event: EventData) -> None:
     """EventError unless the ids the event pairs belong together: the user is a member of
     the workspace and the import or export is that workspace's (spec 001: events carry
-    the workspace, so nothing is trusted across it)."""
+    the workspace, so nothing is trusted across it). Reads only."""
+    if isinstance(event, WorkspaceDeleted):
+        return await _check_deletion(pool, event)
+    if isinstance(event, UserSignedUp):
+        return await _check_signup(pool, event)
     workspace_id = getattr(event, "workspace_id", None)
     if workspace_id is None:
         return
@@ -213,12 +276,19 @@ async def check_event(pool: asyncpg.Pool, event: EventData) -> None:
         await require_member(pool, ws, user)
     except NotAMember as e:
         raise EventError(f"{event.NAME}: {e}") from None
+    if await deletion_repo.being_deleted(pool, ws):
+        raise EventError(f"{event.NAME}: workspace {ws} is being deleted")
     if isinstance(event, ImportCsvConfirmed):
         found = await imports_repo.get(pool, ws, str(event.import_id)) is not None
         what = f"import {event.import_id}"
     elif isinstance(event, ExportCsvConfirmed):
         found = await exports_repo.in_workspace(pool, ws, str(event.export_id))
         what = f"export {event.export_id}"
+        if found and event.tag_ids is not None:
+            try:
+                await exports_repo.tag_names(pool, ws, [str(t) for t in event.tag_ids])
+            except exports_repo.InvalidExportRequest as e:
+                raise EventError(f"{event.NAME}: {e}") from None
     else:
         return
     if not found:
@@ -233,6 +303,43 @@ def _priority(settings: Settings, event: EventData) -> Priority:
     if workspace_id is None:
         return Priority(priority_key=int(Lane.USER))
     return workspace_priority(settings, str(workspace_id))
+
+
+async def _check_deletion(pool: asyncpg.Pool, event: WorkspaceDeleted) -> None:
+    """Only the owner deletes a workspace. One that no longer exists passes: its run (or
+    the completed one under the same id) is a no-op."""
+    ws, user = str(event.workspace_id), str(event.user_id)
+    try:
+        owner = await tenancy.workspace_owner(pool, ws)
+    except tenancy.WorkspaceNotFound:
+        return
+    if owner != user:
+        raise EventError(
+            f"{event.NAME}: user {user} is not the owner of workspace {ws}:"
+            " only its owner may delete it"
+        )
+
+
+async def _check_signup(pool: asyncpg.Pool, event: UserSignedUp) -> None:
+    if event.email is None:
+        return
+    try:
+        user = await directory.get_user(pool, str(event.user_id))
+    except directory.UserDeleted as e:
+        raise EventError(f"{event.NAME}: {e}") from None
+    except directory.UserNotFound:
+        return  # registered by dispatch (register_signup)
+    if user.email.lower() != event.email:
+        raise EventError(
+            f"{event.NAME}: email: not the address user {event.user_id} has in the user directory"
+        )
+
+
+async def register_signup(pool: asyncpg.Pool, event: EventData) -> None:
+    """A signed-up user the directory does not know yet, added with the address the event
+    carries (spec 000: the event has the address), so the welcome can find it."""
+    if isinstance(event, UserSignedUp) and event.email is not None:
+        await directory.register_user(pool, str(event.user_id), event.email, event.name)
 
 
 async def dispatch(
@@ -250,6 +357,7 @@ async def dispatch(
     check_enabled(settings, route)
     if pool is not None:
         await check_event(pool, event)
+        await register_signup(pool, event)
     queue = task_queue or settings.temporal_task_queue
     wid = route.workflow_id(event)
     try:

@@ -22,6 +22,9 @@ WF_WEEKLY_DIGEST = "WeeklyDigest"
 WF_WORKSPACE_DIGEST = "WorkspaceDigest"
 WF_IMPORT_GATE = "WorkspaceImportGate"
 WF_DISCARD_STALE_UPLOADS = "DiscardStaleUploads"
+WF_EXPIRE_FILES = "ExpireFiles"
+WF_DELETE_WORKSPACE = "DeleteWorkspace"
+WF_DELETE_USER = "DeleteUser"
 
 
 class Model(BaseModel):
@@ -61,6 +64,14 @@ def export_workflow_id(export_id: str) -> str:
 
 def welcome_workflow_id(user_id: str) -> str:
     return f"welcome-{user_id}"
+
+
+def delete_workspace_workflow_id(workspace_id: str) -> str:
+    return f"delete-workspace-{workspace_id}"
+
+
+def delete_user_workflow_id(user_id: str) -> str:
+    return f"delete-user-{user_id}"
 
 
 # --- send-welcome (event user/signed.up) ---------------------------------------------
@@ -104,6 +115,9 @@ class ImportOptions(Model):
     inline_max_rows: int = 0
     # Settings.import_chunk_lead; 0 in runs recorded before it (the chunker unbounded).
     chunk_lead: int = 0
+    # Settings.gravatar_enabled: the run starts the avatars job (EnrichAvatars). False in
+    # runs recorded before it, which looked avatars up inside process-batch.
+    avatars: bool = False
 
 
 class ImportCursor(Model):
@@ -117,6 +131,9 @@ class ImportCursor(Model):
     counts: ImportCounts
     # claim-import's record, for every step of every run of the import (CLAIM_IMPORT).
     file: ImportFile | None = None
+    # The run started the avatars job: its chunks mark contacts as owed a lookup instead
+    # of looking them up (ProcessCsv's AVATARS_AFTER_COMMIT).
+    avatars: bool = False
 
 
 class ImportFile(Model):
@@ -176,6 +193,9 @@ class ChunkJob(Model):
     chunking_done: bool = False
     # claim-import's record (CLAIM_IMPORT); None: the step reads it (runs from before).
     file: ImportFile | None = None
+    # True: the rows' contacts are marked as owed a lookup by this import, for the avatars
+    # job; False (runs started before it): Gravatar is asked here, before the upsert.
+    avatars: bool = False
 
 
 class ChunkResult(Model):
@@ -216,6 +236,8 @@ class FinalizeImport(Model):
     user_id: str
     workflow_id: str
     started_at: datetime
+    # The run started the avatars job: the result counts the avatars done and pending.
+    avatars: bool = False
 
 
 class ImportFailure(Model):
@@ -243,6 +265,17 @@ class ImportResult(Model):
     error_samples: list[ErrorSample] = []
     ai_summary: str | None = None
     duration_ms: int = 0
+    # When the import completed: its avatars looked up and still owed (they keep arriving
+    # after it, from the avatars job `avatars-<import_id>`). None: Gravatar off.
+    avatars: AvatarCounts | None = None
+
+
+class AvatarCounts(Model):
+    """An import's avatars: `done` (its contacts no longer owed a lookup: looked up, from
+    the cache or Gravatar, or taken over by a later import) and `pending` (still owed)."""
+
+    done: int = 0
+    pending: int = 0
 
 
 class ImportProgress(Model):
@@ -251,6 +284,9 @@ class ImportProgress(Model):
     chunks_total: int
     chunks_done: int
     counts: ImportCounts
+    # None: Gravatar off. While the import runs its avatars are all pending (the job
+    # starts once the rows are committed); the result has them as of its completion.
+    avatars: AvatarCounts | None = None
 
 
 # --- process-export (event export/csv.confirmed) -------------------------------------
@@ -263,6 +299,9 @@ class ProcessExportInput(Model):
     # How long stream-export may go silent before Temporal declares its worker dead and
     # retries it elsewhere; callers leave the default (tests shorten it).
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+    # export/csv.confirmed's tagIds (spec 001): the filter by the workspace's tag ids, for
+    # an export record that names no tags (or the same ones). None: the record's names.
+    tag_ids: list[Id] | None = Field(default=None, max_length=1000)
 
 
 class ExportJob(Model):
@@ -271,6 +310,7 @@ class ExportJob(Model):
     # Checked against the workspace before the export is claimed (None: runs scheduled
     # before the check existed).
     user_id: str | None = None
+    tag_ids: list[str] | None = None
 
 
 class TagFilter(Model):
@@ -501,6 +541,165 @@ class DiscardStaleUploadsResult(Model):
     discarded: int
 
 
+# --- expire-files (Schedule, hourly) ---------------------------------------------------
+
+# The Schedule's action id; Temporal appends the scheduled time.
+EXPIRE_FILES_WORKFLOW_ID = "expire-files"
+
+
+class ExpireFilesInput(Model):
+    # None: the worker's UPLOAD_RETENTION_HOURS / EXPORT_RETENTION_HOURS. An export file
+    # is kept at least S3_PRESIGN_SECONDS whatever is asked: its link must not outlive it.
+    upload_retention_seconds: float | None = Field(default=None, ge=0)
+    export_retention_seconds: float | None = Field(default=None, ge=0)
+
+
+class ExpireFilesResult(Model):
+    workspaces: int
+    upload_files_deleted: int
+    export_files_deleted: int
+
+
+# --- delete-workspace (event workspace/deleted) ------------------------------------------
+
+
+class DeleteWorkspaceInput(Model):
+    workspace_id: Id
+    user_id: Id = Field(description="The workspace's owner: who asked for the deletion")
+    # How long a step that deletes in batches may go silent before Temporal declares its
+    # worker dead and retries it elsewhere; callers leave the default (tests shorten it).
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+
+
+class WorkspaceDeletion(Model):
+    """begin-workspace-deletion's answer: what there was to delete when it began (the
+    result's counts: a retry after a killed worker finds fewer rows, never other ones)."""
+
+    found: bool
+    contacts: int = 0
+    imports: int = 0
+    exports: int = 0
+
+
+class JobsCancelled(Model):
+    workflow_ids: list[str]
+    pending_uploads_discarded: int
+
+
+class Removed(Model):
+    count: int
+
+
+class DeleteWorkspaceResult(Model):
+    workspace_id: str
+    status: Literal["deleted", "not_found"]
+    contacts: int = 0
+    imports: int = 0
+    exports: int = 0
+    jobs_cancelled: int = 0
+    pending_uploads_discarded: int = 0
+
+
+# --- delete-user (event user/deleted) ---------------------------------------------------
+
+
+class DeleteUserInput(Model):
+    user_id: Id
+
+
+class UserWorkspaces(Model):
+    """begin-user-deletion's answer: the workspaces the user owned, split by whether
+    anyone else belongs to them."""
+
+    found: bool
+    sole_owned: list[str] = []
+    shared_owned: list[str] = []
+
+
+class DeleteUserResult(Model):
+    user_id: str
+    status: Literal["deleted", "not_found"]
+    jobs_cancelled: int = 0
+    pending_uploads_discarded: int = 0
+    memberships_removed: int = 0
+    workspaces_deleted: list[str] = []
+    # Owned, with other members: left in place for the operator to hand over.
+    workspaces_kept: list[str] = []
+
+
 ImportCursor.model_rebuild()
+ImportResult.model_rebuild()
 ProcessCsvInput.model_rebuild()
 WeeklyDigestInput.model_rebuild()
+
+
+# --- enrich-avatars (started by process-csv; issue 25) --------------------------------
+
+WF_ENRICH_AVATARS = "EnrichAvatars"
+
+
+def avatars_task_queue(task_queue: str) -> str:
+    """lookup-avatars's own queue beside `task_queue`: the worker serving it sets the
+    server-side dispatch rate that bounds Gravatar requests for the whole cluster."""
+    return f"{task_queue}-avatars"
+
+
+def avatars_workflow_id(import_id: str) -> str:
+    return f"avatars-{import_id}"
+
+
+class EnrichAvatarsInput(Model):
+    import_id: Id
+    workspace_id: Id
+    # Carried across continue-as-new: what earlier runs of this job already did.
+    done: SkipJsonSchema[int] = 0
+    asked: SkipJsonSchema[int] = 0
+    committed: SkipJsonSchema[bool] = False
+
+
+class AvatarsOf(Model):
+    import_id: str
+    workspace_id: str
+
+
+class AvatarPlan(Model):
+    """avatars-owed's answer: how much is owed now, whether more can come, and the worker's
+    settings for the next pass (recorded in history, so replays see the same)."""
+
+    pending: int
+    import_open: bool
+    lanes: int
+    batch: int
+    poll_seconds: float
+    lookups_per_run: int = 1000
+    # How long one lookup-avatars may take: `batch` requests paced at the rate, the last
+    # one's timeout, and the database round trips.
+    lookup_timeout_seconds: float
+
+
+class AvatarBatch(Model):
+    import_id: str
+    workspace_id: str
+    lane: int
+    lanes: int
+    # The contact id this lane's pass has reached (contacts are read in id order).
+    after_id: int
+    batch: int
+
+
+class AvatarBatchResult(Model):
+    # Where the lane's pass goes on; None: the lane has read all it owes for now.
+    next_after: int | None
+    done: int = 0  # avatars written (a hit, or a definite miss)
+    asked: int = 0  # requests Gravatar answered or failed
+    deferred: int = 0  # addresses another job is asking right now, or Gravatar did not answer
+    # Gravatar asked us to wait (429 Retry-After) or the breaker is open: seconds.
+    retry_after: float = 0.0
+
+
+class AvatarProgress(Model):
+    import_id: str
+    stage: str
+    done: int
+    pending: int
+    asked: int

@@ -58,6 +58,9 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
         concurrency=settings.gravatar_concurrency,
         timeout=settings.gravatar_timeout_seconds,
         cache_ttl=settings.gravatar_cache_ttl_seconds,
+        rate=settings.gravatar_rate_per_second,
+        breaker_failures=settings.gravatar_breaker_failures,
+        breaker_seconds=settings.gravatar_breaker_seconds,
     )
     ai = Summarizer(settings)
     try:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from folksjobs import BUILD_ID
@@ -65,11 +65,31 @@ class Settings(BaseSettings):
     ai_concurrency: int = 4
 
     # --- Gravatar (spec: HEAD d=404, concurrency 10, 2 s timeout) --------------------
+    # Looked up after the import commits, by the EnrichAvatars job on its own task queue
+    # (workflows/enrich_avatars.py): an import never waits for Gravatar.
     gravatar_enabled: bool = True
     gravatar_base_url: str = "https://gravatar.com/avatar"
-    gravatar_concurrency: int = 10
+    # Requests in flight at once within one lookup-avatars activity.
+    gravatar_concurrency: Annotated[int, Field(ge=1)] = 10
     gravatar_timeout_seconds: float = 2.0
     gravatar_cache_ttl_seconds: int = 7 * 24 * 3600
+    # Requests per second to Gravatar from the whole cluster, however many workers: the
+    # avatars task queue dispatches at most RATE / BATCH lookup-avatars activities a second
+    # (Temporal's server-side max_task_queue_activities_per_second), each asking at most
+    # BATCH addresses, paced at RATE within itself.
+    gravatar_rate_per_second: Annotated[float, Field(gt=0)] = 100.0
+    gravatar_batch: Annotated[int, Field(ge=1, le=1000)] = 20
+    # lookup-avatars activities one import keeps in flight (each on its share of the
+    # contacts): enough to reach the rate when Gravatar answers in ~120 ms.
+    gravatar_lanes: Annotated[int, Field(ge=1, le=64)] = 4
+    # After this many failed lookups in a row (Gravatar down), no worker asks for this long.
+    gravatar_breaker_failures: Annotated[int, Field(ge=1)] = 10
+    gravatar_breaker_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # While its import still commits rows, the avatars job looks for new ones this often.
+    gravatar_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # lookup-avatars activities in one run of the avatars job before it continues as new
+    # (~4 history events each: well inside Temporal's limits).
+    gravatar_lookups_per_run: Annotated[int, Field(ge=1)] = 1000
 
     # --- Import (spec 000 / 002) ----------------------------------------------------
     upload_max_bytes: int = 200 * 1024 * 1024
@@ -123,11 +143,32 @@ class Settings(BaseSettings):
 
     # --- Export (one COPY ... TO STDOUT stream; the spec's 1,000-row cursor batches were
     # the worker's CSV writer's pace, see folksjobs/exports/repo.py) ------------------------
+    # At most this many exports run at once per workspace; the rest wait in order of
+    # their confirmation, as imports do (workflows/gate.py). Each holds a COPY stream on
+    # PostgreSQL and an upload: two keep a workspace from taking every worker slot.
+    exports_per_workspace_limit: Annotated[int, Field(ge=1)] = 2
     # OWASP CSV injection: prefix cells starting with = + - @ tab CR (folksjobs/exports/csvsafe.py).
     export_neutralise_formulas: bool = True
     # How often stream-export tells its workflow the rows written (the progress query).
     export_progress_seconds: float = 1.0
     s3_multipart_part_bytes: int = 8 * 1024 * 1024
+
+    # --- Retention and deletion (README "Data retention and deletion") ----------------
+    # An upload's file is deleted this long after its import ended (completed, failed or
+    # cancelled); an export's file this long after it was written. The records stay, and
+    # the import's error samples and error log with them. Hours, fractions allowed.
+    upload_retention_hours: Annotated[float, Field(gt=0)] = 24.0
+    # Never shorter than the download link's lifetime (S3_PRESIGN_SECONDS): a link sent
+    # in the export's email must not outlive the file it points at.
+    export_retention_hours: Annotated[float, Field(gt=0)] = 72.0
+    # The hourly Schedule that deletes the files past their time (job expire-files).
+    expire_files_cron: str = "45 * * * *"
+    expire_files_schedule_id: str = "expire-files"
+    # Rows deleted per transaction by a workspace deletion: each batch is committed and
+    # reported (heartbeat), so a killed worker's retry carries on from the next one.
+    deletion_batch_rows: Annotated[int, Field(ge=1)] = 5000
+    # How long a deletion waits for the workspace's cancelled jobs to close.
+    deletion_cancel_wait_seconds: Annotated[float, Field(gt=0)] = 300.0
 
     # --- Digest ---------------------------------------------------------------------
     digest_cron: str = "0 8 * * 1"
@@ -144,6 +185,9 @@ class Settings(BaseSettings):
     job_welcome_enabled: bool = True
     job_digest_enabled: bool = True
     job_discard_uploads_enabled: bool = True
+    job_expire_files_enabled: bool = True
+    # workspace/deleted and user/deleted (delete-workspace, delete-user).
+    job_deletion_enabled: bool = True
 
     # --- HTTP API (folksjobs/api, `python -m starter api`) ----------------------------
     api_bind: str = "127.0.0.1:8080"
@@ -201,6 +245,16 @@ class Settings(BaseSettings):
     codec_server_bind: str = "127.0.0.1:8081"
     codec_server_cors_origins: str = ""
     codec_server_auth_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _export_files_outlive_their_links(self) -> Settings:
+        if self.export_retention_hours * 3600 < self.s3_presign_seconds:
+            raise ValueError(
+                f"EXPORT_RETENTION_HOURS={self.export_retention_hours:g} is shorter than the "
+                f"download link's lifetime (S3_PRESIGN_SECONDS={self.s3_presign_seconds}): "
+                "a link would outlive its file"
+            )
+        return self
 
 
 @lru_cache

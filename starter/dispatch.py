@@ -5,7 +5,11 @@
 
 An unknown name, invalid data, a disabled job or (with DATABASE_URL set) ids that do not
 belong together (a user outside the workspace, another workspace's import or export)
-exit with code 2 and start nothing.
+exit with code 2 and start nothing. For example:
+
+    python -m starter dispatch workspace/deleted --data '{"workspaceId": "...", "userId": "..."}'
+    python -m starter dispatch user/deleted --data '{"userId": "..."}'
+
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ async def dispatch_cmd(args: argparse.Namespace, settings: Settings) -> None:
         check_event,
         dispatch,
         parse_event,
+        register_signup,
         route_of,
     )
     from folksjobs.infra import db
@@ -74,6 +79,7 @@ async def dispatch_cmd(args: argparse.Namespace, settings: Settings) -> None:
         pool = await db.create_pool(settings.database_url, max_size=1)
         try:
             await check_event(pool, event)
+            await register_signup(pool, event)
         except EventError as e:
             fail(str(e))
         finally:

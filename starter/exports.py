@@ -184,7 +184,10 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
             data["progress"] = p.model_dump()
     except RPCError as e:
         data["workflow_status"] = f"unknown ({e.message})"
-    if record["status"] == "completed" and record["blob_key"]:
+    gone = exports.file_gone(record, settings.export_retention_hours)
+    if gone:
+        data["file_gone"] = gone
+    elif record["status"] == "completed" and record["blob_key"]:
         data["location"] = await _download_location(settings, record["blob_key"])
     lines = [
         f"export {record['id']}: {record['status']} (workflow {data['workflow_status']})",
@@ -196,6 +199,8 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
         lines.append(f"  {p['stage']}: {p['rows_written']:,} / {p['total_rows'] or '?'} rows")
     if "location" in data:
         lines.append(f"  {data['location']}")
+    if gone:
+        lines.append(f"  {gone}")
     if record["error_log"]:
         lines.append(f"  error: {record['error_log'].get('error')}")
     lines.append(f"  {data['ui']}")
@@ -203,19 +208,25 @@ async def status_cmd(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def cancel_cmd(args: argparse.Namespace, settings: Settings) -> None:
-    from temporalio.service import RPCError
-
+    from folksjobs.exports import repo as exports
+    from folksjobs.exports.cancel import NotRunning, cancel_export
+    from folksjobs.infra import db
     from folksjobs.models import export_workflow_id
     from starter.common import connect
 
-    client = await connect(settings)
-    handle = client.get_workflow_handle(export_workflow_id(args.export_id))
+    owner = await db.create_owner_pool(database_url(settings), max_size=1)
+    pool = await db.create_pool(database_url(settings), max_size=1)
     try:
-        await handle.cancel()
-    except RPCError as e:
-        fail(f"cannot cancel export {args.export_id}: {e.message}")
+        record = await exports.get_export(owner, args.export_id)
+        await cancel_export(await connect(settings), pool, record)
+    except (exports.ExportNotFound, NotRunning) as e:
+        fail(str(e))
+    finally:
+        await owner.close()
+        await pool.close()
+    wid = export_workflow_id(record["id"])
     emit(
         args,
-        {"export_id": args.export_id, "workflow_id": handle.id, "cancel_requested": True},
-        f"cancel requested for {handle.id}",
+        {"export_id": args.export_id, "workflow_id": wid, "cancel_requested": True},
+        f"cancel requested for {wid}: its unfinished file is deleted",
     )

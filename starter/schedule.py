@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("schedule", help="manage the weekly-digest Temporal Schedule")
     p.add_argument("--schedule-id", help="default: DIGEST_SCHEDULE_ID (weekly-digest); "
                    "DISCARD_UPLOADS_SCHEDULE_ID (discard-stale-uploads) for the hourly sweep "
-                   "of unconfirmed uploads")  # fmt: skip
+                   "of unconfirmed uploads; EXPIRE_FILES_SCHEDULE_ID (expire-files) for the "
+                   "hourly sweep of files past their retention time")  # fmt: skip
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, text in [
         ("apply", "create the schedule or update it to match the settings (idempotent)"),
@@ -79,10 +80,12 @@ async def schedule_cmd(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.digest import schedules
     from starter.common import connect
 
-    sweep = args.schedule_id == settings.discard_uploads_schedule_id
-    if sweep:
+    if args.schedule_id == settings.discard_uploads_schedule_id:
         want = schedules.DigestSchedule.stale_uploads(settings)
         job, flag = "discard-stale-uploads", "job_discard_uploads_enabled"
+    elif args.schedule_id == settings.expire_files_schedule_id:
+        want = schedules.DigestSchedule.expire_files(settings)
+        job, flag = "expire-files", "job_expire_files_enabled"
     else:
         want = schedules.DigestSchedule.from_settings(settings)
         job, flag = "weekly-digest", "job_digest_enabled"

@@ -30,7 +30,11 @@ from folksjobs.devtools.devstack import (
     TemporalDevServer,
     ensure_port_free,
 )
-from folksjobs.digest.schedules import ensure_digest_schedule, ensure_discard_uploads_schedule
+from folksjobs.digest.schedules import (
+    ensure_digest_schedule,
+    ensure_discard_uploads_schedule,
+    ensure_expire_files_schedule,
+)
 from folksjobs.infra import db
 from folksjobs.infra.logsafe import redact
 from folksjobs.infra.temporal import connect
@@ -42,6 +46,7 @@ log = logging.getLogger("folksjobs.stack")
 on_stack_ready: list[Callable[[Settings, Client], Awaitable[None]]] = [
     ensure_digest_schedule,  # the weekly-digest Schedule, when job_digest_enabled
     ensure_discard_uploads_schedule,  # the hourly sweep of unconfirmed uploads
+    ensure_expire_files_schedule,  # the hourly sweep of files past their retention time
 ]
 
 

@@ -17,10 +17,12 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
+from activities.gate import GateActivities
 from folksjobs.infra.temporal import connect
 from folksjobs.services import open_services
 from folksjobs.settings import Settings
 from workflows.export_csv import ProcessExport
+from workflows.gate import EXPORT_GATE, SlotGate
 
 CRASH_AFTER_ROWS = int(os.environ["CRASH_AFTER_ROWS"])
 
@@ -40,8 +42,8 @@ async def main() -> None:
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
-            workflows=[ProcessExport],
-            activities=a.activities(),
+            workflows=[ProcessExport, SlotGate],
+            activities=[*a.activities(), *GateActivities({EXPORT_GATE: 2}).activities()],
             # The workflow's next task waits this long on the dead worker's sticky queue
             # before it goes to the shared one (the default 10 s only slows the test).
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),

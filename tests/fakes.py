@@ -6,6 +6,7 @@ They speak the real HTTP APIs, so the real clients (aiohttp, the anthropic SDK) 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Self
 
 from aiohttp import web
@@ -64,20 +65,105 @@ class FakeEmailProvider(FakeServer):
 
 
 class FakeGravatar(FakeServer):
-    """HEAD /avatar/<sha256>?d=404: 200 for hashes in `known`, 404 otherwise."""
+    """HEAD /avatar/<sha256>?d=404 as Gravatar answers from a data centre: after `latency`
+    seconds, 200 for hashes in `known` (or, with `hit_every`, for about one hash in that
+    many), 404 otherwise. Faults, settable while it runs: `hang` (never answers),
+    `outage` (503), `throttle` (the next N requests get 429 with Retry-After
+    `retry_after`), `hold` (a hash's answer waits for its event). GET /stats reports the
+    requests seen (POST /reset forgets them), as the bench reads them from another process."""
 
-    def __init__(self, known: set[str] | None = None, hang: bool = False) -> None:
+    def __init__(
+        self,
+        known: set[str] | None = None,
+        hang: bool = False,
+        *,
+        latency: float = 0.0,
+        hit_every: int = 0,
+        port: int | None = None,
+    ) -> None:
         super().__init__()
+        if port is not None:
+            self.port = port
         self.known = known or set()
         self.hang = hang
+        self.latency = latency
+        self.hit_every = hit_every
+        self.outage = False
+        self.throttle = 0
+        self.retry_after = "1"
+        self.hold: dict[str, asyncio.Event] = {}
         self.requests: list[str] = []
+        self.times: list[float] = []  # loop time of each request's arrival
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.arrived = asyncio.Event()
         self.app.router.add_route("HEAD", "/avatar/{hash}", self.head)
+        self.app.router.add_get("/stats", self.stats)
+        self.app.router.add_post("/reset", self.reset)
+
+    def has_avatar(self, h: str) -> bool:
+        return h in self.known or (self.hit_every > 0 and int(h[:8], 16) % self.hit_every == 0)
 
     async def head(self, request: web.Request) -> web.Response:
-        self.requests.append(request.match_info["hash"])
-        if self.hang:
-            await asyncio.sleep(3600)
-        return web.Response(status=200 if request.match_info["hash"] in self.known else 404)
+        h = request.match_info["hash"]
+        self.requests.append(h)
+        self.times.append(asyncio.get_running_loop().time())
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.arrived.set()
+        try:
+            if self.hang:
+                await asyncio.sleep(3600)
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if h in self.hold:
+                await self.hold[h].wait()
+            if self.outage:
+                return web.Response(status=503)
+            if self.throttle > 0:
+                self.throttle -= 1
+                return web.Response(status=429, headers={"Retry-After": self.retry_after})
+            return web.Response(status=200 if self.has_avatar(h) else 404)
+        finally:
+            self.in_flight -= 1
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()` holds, checked as each request arrives."""
+        while not done():
+            self.arrived.clear()
+            await self.arrived.wait()
+
+    async def next_request(self) -> None:
+        seen = len(self.requests)
+        await self.until(lambda: len(self.requests) > seen)
+
+    def max_per_window(self, window: float = 1.0) -> int:
+        """The most requests that arrived within any `window` seconds."""
+        best, lo = 0, 0
+        for hi, t in enumerate(self.times):
+            while t - self.times[lo] >= window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    async def reset(self, request: web.Request) -> web.Response:
+        self.requests, self.times, self.max_in_flight = [], [], self.in_flight
+        return web.Response(status=204)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+        return web.json_response({
+            "requests": len(self.requests),
+            "distinct": len(set(self.requests)),
+            "max_in_flight": self.max_in_flight,
+            "max_per_second": self.max_per_window(1.0),
+            "first_to_last_s": round(span, 3),
+        })  # fmt: skip
+
+
+async def _serve_gravatar(port: int, latency: float, hit_every: int) -> None:
+    async with FakeGravatar(latency=latency, hit_every=hit_every, port=port):
+        await asyncio.Event().wait()
 
 
 class FakeAnthropic(FakeServer):
@@ -115,3 +201,11 @@ class FakeAnthropic(FakeServer):
                 "usage": {"input_tokens": 10, "output_tokens": 10},
             }
         )
+
+
+if __name__ == "__main__":
+    # The bench's stand-in, in its own process: python -m tests.fakes PORT LATENCY HIT_EVERY
+    import sys
+
+    port, latency, every = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    asyncio.run(_serve_gravatar(port, latency, every))

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowHistory
 
 from folksjobs.confirm import confirm_import
 from folksjobs.imports.uploads import UploadResult, upload_csv
+from folksjobs.models import AvatarProgress, avatars_workflow_id
 from folksjobs.services import Services
 from folksjobs.settings import Settings
 
@@ -72,6 +73,13 @@ async def import_row(owner: asyncpg.Pool, import_id: str) -> dict[str, Any]:
     r = await owner.fetchrow("SELECT * FROM imports WHERE id = $1::uuid", import_id)
     assert r is not None
     return dict(r)
+
+
+async def avatars_done(client: Client, import_id: str) -> AvatarProgress:
+    """The import's avatars job's result: every avatar it owed is in (they arrive after
+    the import completes)."""
+    handle = client.get_workflow_handle(avatars_workflow_id(import_id), result_type=AvatarProgress)
+    return await handle.result()
 
 
 def local_activities(history: WorkflowHistory) -> list[tuple[str, int]]:

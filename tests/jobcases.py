@@ -68,6 +68,32 @@ async def _discard(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, di
     return f"discard-stale-uploads-contract-{uuid.uuid4().hex[:8]}", {"older_than_seconds": 3600}
 
 
+async def _expire(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    """An import that ended two days ago, its file still there."""
+    from tests.importing import upload
+
+    up = await upload(s, s.settings, t.workspace_id, t.user_id, b"email\nann@example.com\n")
+    await owner.execute("UPDATE imports SET status = 'completed',"
+                        " completed_at = now() - interval '2 days' WHERE id = $1",
+                        uuid.UUID(up.import_id))  # fmt: skip
+    return f"expire-files-contract-{uuid.uuid4().hex[:8]}", {"upload_retention_seconds": 3600}
+
+
+async def _delete_workspace(
+    t: Tenant, owner: asyncpg.Pool, s: Services
+) -> tuple[str, dict[str, Any]]:
+    await owner.executemany(
+        "INSERT INTO contacts (workspace_id, email) VALUES ($1, $2)",
+        [(uuid.UUID(t.workspace_id), f"c{i}@example.com") for i in range(3)],
+    )
+    ids = {"workspace_id": t.workspace_id, "user_id": t.user_id}
+    return f"delete-workspace-{t.workspace_id}", ids
+
+
+async def _delete_user(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
+    return f"delete-user-{t.user_id}", {"user_id": t.user_id}
+
+
 def _status(expected: str, **counts: int) -> Callable[[dict[str, Any]], None]:
     def check(result: dict[str, Any]) -> None:
         assert result["status"] == expected, result
@@ -83,6 +109,9 @@ CASES: dict[str, Case] = {
     "ProcessExport": Case(_export, _status("completed", row_count=2)),
     "WeeklyDigest": Case(_digest, lambda r: None),
     "DiscardStaleUploads": Case(_discard, lambda r: _eq(r["discarded"] >= 1, True)),
+    "ExpireFiles": Case(_expire, lambda r: _eq(r["upload_files_deleted"] >= 1, True)),
+    "DeleteWorkspace": Case(_delete_workspace, _status("deleted", contacts=3)),
+    "DeleteUser": Case(_delete_user, lambda r: _eq(len(r["workspaces_deleted"]), 1)),
 }
 
 

@@ -1,6 +1,7 @@
 """The console page in a real headless Chromium (Debian's package), used as a person would:
-key, drop a CSV, change one column's field, confirm, watch the bar reach 100 %, read the
-summary, export with a tag filter and download the file."""
+read how to make a key, give it, reload (the key is kept for the session), drop a 12-column
+CSV (its preview scrolls inside its card), change one column's field, confirm, watch the
+bar reach 100 %, read the summary, export with a tag filter and download the file."""
 
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ CHROMIUM_ARGS = [
 # .ci/run installs Debian's chromium and sets this, so CI can never skip the test.
 REQUIRED = bool(os.environ.get("FOLKSJOBS_REQUIRE_BROWSER"))
 
-ROWS = [["Email", "Name", "Org"]] + [
+# Twelve columns, long names and values: wider than the page, as real exports are.
+EXTRA = [f"Extra column number {n} with a long name" for n in range(4, 13)]
+ROWS = [["Email", "Name", "Org", *EXTRA]] + [
     [f"web{i}@example.com" if i % 100 else f"broken-{i}", f"W{i}", f"Org{i % 4}"]
+    + [f"value {n} of row {i}, long enough to need room" for n in range(4, 13)]
     for i in range(300)
 ]
 
@@ -48,12 +52,20 @@ async def test_console_import_and_export(api_server: ApiServer, tmp_path: Path) 
         try:
             page = await browser.new_page(accept_downloads=True)
             await page.goto(api.url + "/")
+            await expect(page.locator("#key-hint")).to_contain_text(
+                "python -m starter api-key create --workspace <id> --name"
+            )
             await page.fill("#key", "fj_wrong")
             await page.click("#use-key")
             await expect(page.locator("#error")).to_contain_text("401")
             await page.fill("#key", t.key)
             await page.click("#use-key")
             await expect(page.locator("#key-state")).to_have_text("ok")
+            # A reload keeps the key for the session (sessionStorage, not localStorage).
+            await page.reload()
+            await expect(page.locator("#key-state")).to_have_text("ok")
+            await expect(page.locator("#upload-section")).to_be_visible()
+            assert await page.evaluate("localStorage.length") == 0
 
             # Drag the file in: a drop event carrying it, as the browser fires one.
             transfer = await page.evaluate_handle(
@@ -67,6 +79,23 @@ async def test_console_import_and_export(api_server: ApiServer, tmp_path: Path) 
             await page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
             await expect(page.locator("#preview tbody tr")).to_have_count(5)
             await expect(page.locator("#preview-info")).to_contain_text("300 rows")
+            await expect(page.locator("#preview thead th")).to_have_count(24)  # names, fields
+            # The preview scrolls inside its card: the table is wider than its box, the box
+            # stays inside the card, and the page itself has nothing to scroll sideways.
+            fits = await page.evaluate(
+                """() => {
+                    const box = document.getElementById("preview-scroll");
+                    const card = document.getElementById("preview-section").getBoundingClientRect();
+                    const r = box.getBoundingClientRect();
+                    return {
+                        scrolls: box.scrollWidth > box.clientWidth,
+                        inside: r.left >= card.left && r.right <= card.right,
+                        page: document.documentElement.scrollWidth
+                            <= document.documentElement.clientWidth,
+                    };
+                }"""
+            )
+            assert fits == {"scrolls": True, "inside": True, "page": True}
             org = page.locator('select[data-header="Org"]')
             await expect(org).to_have_value("custom:Org")
             await org.select_option("company")

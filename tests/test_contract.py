@@ -20,7 +20,7 @@ from temporalio.client import Client
 from folksjobs import catalog
 from folksjobs.devtools import contract
 from folksjobs.devtools.devstack import temporal_cli
-from folksjobs.models import WF_IMPORT_GATE, GateState
+from folksjobs.models import WF_ENRICH_AVATARS, WF_IMPORT_GATE, GateState
 from folksjobs.settings import ROOT
 from starter.contract import generate
 from tests.conftest import Stack, Tenant, make_settings, running_worker
@@ -36,7 +36,7 @@ def test_committed_contract_is_up_to_date() -> None:
 
 
 def test_every_registered_workflow_is_in_the_catalog() -> None:
-    documented = {spec.workflow for spec in catalog.JOBS} | {WF_IMPORT_GATE}
+    documented = {spec.workflow for spec in catalog.JOBS} | {WF_IMPORT_GATE, WF_ENRICH_AVATARS}
     assert set(REGISTERED) <= documented
 
 

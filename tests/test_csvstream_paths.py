@@ -84,3 +84,22 @@ def test_chunker_frames_carry_every_row_once(tmp_path: Path) -> None:
     assert sorted(frames[0][3]) == list(range(2, 52))
     assert sorted(frames[1][3]) == list(range(202, 252))
     assert len(frames[0][4]) == 150 and len(frames[1][4]) == 150
+
+
+def test_only_our_own_export_loses_its_formula_guard() -> None:
+    """The guard's quote comes off in a file with our export's header, by csvsafe's exact
+    rule; any other file keeps every quote as data."""
+    fixed = "email,first_name,last_name,company,phone,avatar_url,created_at,updated_at,tags"
+    cells = "a@example.com,'90s,O'Brien,'=SUM(A1),'+33 1 23,,t0,t0,vip,'@x,'+1415"
+    fmt = CsvFormat("utf-8", ",")
+    ours = read(f"{fixed},'=key,plain\r\n{cells}\r\n".encode(), fmt, 4096)
+    labels = fixed.replace("tags", "labels")
+    other = read(f"{labels},'=key,plain\r\n{cells}\r\n".encode(), fmt, 4096)
+    assert not isinstance(ours, str) and not isinstance(other, str)
+    assert ours[0].cells is not None and ours[0].cells[-2:] == ["=key", "plain"]
+    assert ours[1].cells == [
+        "a@example.com", "'90s", "O'Brien", "=SUM(A1)", "+33 1 23", "", "t0", "t0", "vip",
+        "@x", "'+1415",
+    ]  # fmt: skip
+    assert other[0].cells is not None and other[0].cells[-2:] == ["'=key", "plain"]
+    assert other[1].cells == cells.split(",")

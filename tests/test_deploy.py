@@ -395,6 +395,7 @@ def test_setup_job_migrates_then_applies_the_schedules() -> None:
     assert steps == [
         ["folksjobs", "migrate"],
         ["folksjobs", "schedule", "apply"],
+        ["folksjobs", "schedule", "--schedule-id", "expire-files", "apply"],
         ["folksjobs", "schedule", "--schedule-id", "discard-stale-uploads", "apply"],
     ]
 

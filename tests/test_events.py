@@ -44,7 +44,8 @@ def _data(name: str) -> dict[str, str]:
 
 
 def test_catalog_covers_the_spec_events_and_every_event_carries_user_id() -> None:
-    assert set(ROUTES) == {"import/csv.confirmed", "export/csv.confirmed", "user/signed.up"}
+    assert set(ROUTES) == {"import/csv.confirmed", "export/csv.confirmed", "user/signed.up",
+                           "workspace/deleted", "user/deleted"}  # fmt: skip
     for name, route in ROUTES.items():
         fields = route.data.model_json_schema(by_alias=True)["properties"]
         assert "userId" in fields, name
@@ -61,6 +62,10 @@ def test_catalog_covers_the_spec_events_and_every_event_carries_user_id() -> Non
          "job_export_enabled", models.ProcessExportInput),
         ("user/signed.up", "SendWelcome", f"welcome-{IDS['userId']}", "job_welcome_enabled",
          models.SendWelcomeInput),
+        ("workspace/deleted", "DeleteWorkspace", f"delete-workspace-{IDS['workspaceId']}",
+         "job_deletion_enabled", models.DeleteWorkspaceInput),
+        ("user/deleted", "DeleteUser", f"delete-user-{IDS['userId']}", "job_deletion_enabled",
+         models.DeleteUserInput),
     ],
 )  # fmt: skip
 def test_each_event_routes_to_its_workflow_id_flag_and_input(
@@ -89,7 +94,8 @@ def test_snake_case_names_are_accepted_too() -> None:
     ("name", "data", "message"),
     [
         ("user/signed.upp", "{}", "unknown event 'user/signed.upp'; known events: "
-         "export/csv.confirmed, import/csv.confirmed, user/signed.up"),
+         "export/csv.confirmed, import/csv.confirmed, user/deleted, user/signed.up, "
+         "workspace/deleted"),
         ("import/csv.confirmed", {"importId": IDS["importId"], "userId": IDS["userId"]},
          "import/csv.confirmed: invalid data: workspaceId: Field required"),
         ("import/csv.confirmed", dict(IDS),
@@ -101,6 +107,13 @@ def test_snake_case_names_are_accepted_too() -> None:
          "userId: Input should be a valid UUID"),
         ("user/signed.up", "{not json", "user/signed.up: data is not valid JSON"),
         ("user/signed.up", "[1]", "user/signed.up: data must be a JSON object, got list"),
+        ("user/signed.up", {"userId": IDS["userId"], "email": "not an address"},
+         "user/signed.up: invalid data: email: Value error, invalid email address"),
+        ("export/csv.confirmed", {"exportId": IDS["exportId"], "workspaceId": IDS["workspaceId"],
+                                  "userId": IDS["userId"], "tagIds": ["vip"]},
+         "export/csv.confirmed: invalid data: tagIds.0: Input should be a valid UUID"),
+        ("workspace/deleted", {"workspaceId": IDS["workspaceId"]},
+         "workspace/deleted: invalid data: userId: Field required"),
     ],
 )  # fmt: skip
 def test_bad_events_get_an_error_naming_the_field(name: str, data: object, message: str) -> None:
@@ -127,6 +140,8 @@ async def _exists(client: Client, wid: str) -> bool:
          "job process-export is disabled (JOB_EXPORT_ENABLED=false)"),
         ("user/signed.up", "job_welcome_enabled",
          "job send-welcome is disabled (JOB_WELCOME_ENABLED=false)"),
+        ("workspace/deleted", "job_deletion_enabled",
+         "job delete-workspace is disabled (JOB_DELETION_ENABLED=false)"),
     ],
 )  # fmt: skip
 async def test_disabled_job_is_refused_and_nothing_starts(

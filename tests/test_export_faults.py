@@ -23,6 +23,7 @@ from temporalio.client import (
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
+from activities.gate import GateActivities
 from folksjobs import errors
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
@@ -42,6 +43,7 @@ from tests.exporting import (
     starter,
 )
 from workflows.export_csv import ProcessExport
+from workflows.gate import EXPORT_GATE, SlotGate
 
 # --- a worker killed in the middle of stream-export ------------------------------------
 
@@ -180,8 +182,13 @@ async def test_cancel_mid_stream_publishes_nothing(
             a.send_notification,
             a.mark_failed,
         ]
+        # The export gate's activities and workflow, as worker.py registers them.
+        gate = GateActivities({EXPORT_GATE: 2}).activities()
         async with Worker(
-            client, task_queue=task_queue, workflows=[ProcessExport], activities=activities
+            client,
+            task_queue=task_queue,
+            workflows=[ProcessExport, SlotGate],
+            activities=[*activities, *gate],
         ):
             handle = await start_export(
                 client, s.pool, task_queue, tenant.workspace_id, heartbeat=2.0

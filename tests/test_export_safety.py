@@ -17,7 +17,7 @@ from temporalio.client import (
 from folksjobs import errors
 from folksjobs.devtools import seed
 from folksjobs.exports import repo as exports
-from folksjobs.exports.csvsafe import neutralise
+from folksjobs.exports.csvsafe import neutralise, unguard
 from folksjobs.infra import db
 from folksjobs.infra.blob import BlobKeyError, check_key
 from folksjobs.models import WF_PROCESS_EXPORT, ProcessExportInput, export_workflow_id
@@ -44,6 +44,8 @@ PAYLOADS = [
     "+.",
     "-1e5",
     "+١٢٣",  # not ASCII digits: not a plain number to a spreadsheet either
+    "'=1+1",  # guarded by hand already: guarded again, so the import's unguard is exact
+    "''@x",
 ]
 HARMLESS = [
     "-12.5",
@@ -56,6 +58,10 @@ HARMLESS = [
     "Zoë Ærø 日本語 🚀",
     " =not first",
     "",
+    "'90s",
+    "O'Brien",
+    "'+14155550100",
+    "'",
 ]
 
 
@@ -92,8 +98,10 @@ def test_crlf_records_wherever_the_chunks_are_cut() -> None:
 def test_neutralise_rules() -> None:
     for p in PAYLOADS:
         assert neutralise(p) == "'" + p
+        assert unguard(neutralise(p)) == p
     for h in HARMLESS:
         assert neutralise(h) == h
+        assert unguard(h) == h  # a quote that is data is never taken off
 
 
 async def test_injection_neutralised_and_text_round_trips(

@@ -17,6 +17,7 @@ from folksjobs.infra import rediskeys
 from folksjobs.models import WF_PROCESS_CSV, ProcessCsvInput
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.importing import (
+    avatars_done,
     contacts,
     csv_bytes,
     import_bytes,
@@ -394,13 +395,15 @@ async def test_gravatar_and_ai_summary_from_local_servers(
             anthropic_base_url=ai.url,
         )
         async with running_worker(client, settings, task_queue) as services:
-            _, first = await import_bytes(
+            up, first = await import_bytes(
                 client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
             )
+            await avatars_done(client, up.import_id)
             asked = len(grav.requests)
-            _, again = await import_bytes(
+            up, again = await import_bytes(
                 client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
             )
+            await avatars_done(client, up.import_id)
     got = await contacts(owner_pool, tenant.workspace_id)
     assert got["has.avatar@example.com"]["avatar_url"] == f"{grav.url}/avatar/{known}"
     assert got["no.avatar@example.com"]["avatar_url"] is None

@@ -2,8 +2,8 @@
 folksjobs/ sits in a layer and imports only from its own layer or the ones below, nothing
 imports in a circle, and the worker never loads the dev tools.
 
-    settings, models, errors  <  infra  <  tenancy  <  notify  <  imports, exports, digest
-        <  catalog, events, services, confirm  <  api  <  devtools
+    settings, models, errors  <  infra  <  tenancy  <  notify  <  imports, exports, digest,
+        deletion  <  catalog, events, services, confirm  <  api  <  devtools
 
 Checked on the source (ast), so a lazy import inside a function counts as well.
 """
@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"folksjobs.infra"},
     {"folksjobs.tenancy"},
     {"folksjobs.notify"},
-    {"folksjobs.imports", "folksjobs.exports", "folksjobs.digest"},
+    {"folksjobs.imports", "folksjobs.exports", "folksjobs.digest", "folksjobs.deletion"},
     {"folksjobs.catalog", "folksjobs.events", "folksjobs.services", "folksjobs.confirm"},
     {"folksjobs.api"},
     {"folksjobs.devtools"},

@@ -65,3 +65,31 @@ def test_map_is_validate(name: str) -> None:
     # The long row took the quick path and kept every cell.
     assert 5 in got[0]
     assert len(got[2]) == 4  # over the limit, NUL, past the header, not an email
+
+
+def test_an_email_column_that_was_not_chosen_keeps_its_cell() -> None:
+    """With further email columns, an email column's invalid address (a further column's
+    taken instead) stays, verbatim, in the custom field named after its header; a valid
+    one (or the only column) adds nothing. Map and validate agree on every shape."""
+    headers = ["Email", "Name", "Email 2"]
+    mapping = ["email", "first_name", "custom:Email 2"]
+    rows = [
+        ["typo@@example.com", "A", "a@example.com"],  # the second address is the email
+        ["B@Example.com ", "B", "b2@example.com"],  # the first, in another spelling
+        ["", "C", "c@example.com"],  # nothing to keep
+        ["d@exämple.com", "D", "d2@example.com"],  # valid, not plain ASCII: validate's
+    ]
+    mapper = Mapper(mapping, headers)
+    assert mapper.multi_key == "Email"
+    items = [(2, rows[0], "a@example.com"), (3, rows[1], "b@example.com"),
+             (4, rows[2], "c@example.com"), (5, rows[3], "d@exämple.com")]  # fmt: skip
+    got = mapper.map(items)
+    want: list[Values] = []
+    for n, cells in enumerate(rows, 2):
+        c = validate(n, cells, mapping, "Email").contact
+        assert c is not None
+        want.append((c.email, c.first_name or "", "", "", "",
+                     *(c.custom_fields.get(k, "") for k in mapper.custom_keys)))  # fmt: skip
+    assert got == ([2, 3, 4, 5], want, [])
+    fields = [dict(zip(mapper.custom_keys, v[5:], strict=True)) for v in got[1]]
+    assert [f["Email"] for f in fields] == ["typo@@example.com", "", "", ""]

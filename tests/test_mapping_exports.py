@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import io
 
+import asyncpg
 import pytest
+from temporalio.client import Client
 
+from folksjobs.imports import mapping
 from folksjobs.imports.mapping import email_columns, mapping_notes, suggest_mapping
+from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.importing import contacts, import_bytes
 
 # name: (header row as the app writes it, {field: the header it must map from},
 #        further email columns, in order)
@@ -193,3 +198,162 @@ def test_the_preview_names_email_candidates_or_says_there_is_none() -> None:
         "email: the first valid address of 'E-mail 1 - Value', 'E-mail 2 - Value', per "
         "row; the other columns stay as custom fields"
     ]
+
+
+# One per language of mapping._LOCALISED: Thunderbird's export header in that locale (its
+# importMsgs.properties names, in the export's order), or Outlook's as Roundcube lists it,
+# or the plain words of a hand-made sheet.
+LOCALISED: dict[str, tuple[str, dict[str, str], list[str]]] = {
+    "ru_plain": (
+        "Имя,Фамилия,Компания,Телефон,Email,Должность",
+        {"first_name": "Имя", "last_name": "Фамилия", "company": "Компания",
+         "phone": "Телефон", "email": "Email"},
+        [],
+    ),
+    "ru_thunderbird": (
+        "Имя,Фамилия,Отображаемое имя,Псевдоним,Адрес электронной почты,"
+        "Альтернативный адрес электронной почты,Рабочий телефон,Домашний телефон,"
+        "Номер факса,Номер пейджера,Номер сотового телефона,Должность,Отдел,Организация",
+        {"first_name": "Имя", "last_name": "Фамилия", "company": "Организация",
+         "email": "Адрес электронной почты", "phone": "Рабочий телефон"},
+        ["Альтернативный адрес электронной почты"],
+    ),
+    "uk_thunderbird": (
+        "Ім’я,Прізвище,\"Ім’я, що відображається\",Псевдонім,Адреса електронної пошти,"
+        "Альтернативна адреса електронної пошти,Телефон (роб.),Телефон,Номер факсу,"
+        "Номер мобільного телефону,Посада,Відділ,Організація",
+        {"first_name": "Ім’я", "last_name": "Прізвище", "company": "Організація",
+         "email": "Адреса електронної пошти", "phone": "Телефон (роб.)"},
+        ["Альтернативна адреса електронної пошти"],
+    ),
+    "pl_thunderbird": (
+        "Imię,Nazwisko,Wyświetlana nazwa,Pseudonim,Podstawowy e-mail,Dodatkowy e-mail,"
+        "Telefonu służbowy,Telefon domowy,Numer faksu,Pager,Numer telefonu komórkowego,"
+        "Stanowisko,Departament,Firma/Organizacja",
+        {"first_name": "Imię", "last_name": "Nazwisko", "company": "Firma/Organizacja",
+         "email": "Podstawowy e-mail", "phone": "Telefonu służbowy"},
+        ["Dodatkowy e-mail"],
+    ),
+    "pl_outlook": (
+        "Tytuł,Imię,Drugie imię,Nazwisko,Firma,Telefon służbowy,Telefon komórkowy,"
+        "Adres e-mail",
+        {"first_name": "Imię", "last_name": "Nazwisko", "company": "Firma",
+         "email": "Adres e-mail", "phone": "Telefon służbowy"},
+        [],
+    ),
+    "cs_thunderbird": (
+        "Křestní jméno,Příjmení,Zobrazené jméno,Přezdívka,První e-mail,Druhý e-mail,"
+        "Telefon do zaměstnání,Telefon domů,Faxové číslo,Číslo na pager,Číslo na mobil,"
+        "Pozice,Oddělení,Společnost",
+        {"first_name": "Křestní jméno", "last_name": "Příjmení", "company": "Společnost",
+         "email": "První e-mail", "phone": "Telefon do zaměstnání"},
+        ["Druhý e-mail"],
+    ),
+    "tr_thunderbird": (
+        "İsim,Soyadı,Görüntülenecek isim,Takma adı,Birinci e-posta,İkinci e-posta,"
+        "İş telefonu,Ev telefonu,Faks numarası,Çağrı cihazı,Cep telefonu,İş unvanı,Bölüm,"
+        "Kurum",
+        {"first_name": "İsim", "last_name": "Soyadı", "company": "Kurum",
+         "email": "Birinci e-posta", "phone": "İş telefonu"},
+        ["İkinci e-posta"],
+    ),
+    "tr_upper": (
+        "İSİM,SOYADI,ŞİRKET,TELEFON,E-POSTA",
+        {"first_name": "İSİM", "last_name": "SOYADI", "company": "ŞİRKET",
+         "phone": "TELEFON", "email": "E-POSTA"},
+        [],
+    ),
+    "it_outlook": (
+        "Nome,Cognome,Società,Indirizzo E-mail,Indirizzo E-mail 2,Telefono di Lavoro,"
+        "Telefono Mobile",
+        {"first_name": "Nome", "last_name": "Cognome", "company": "Società",
+         "email": "Indirizzo E-mail", "phone": "Telefono di Lavoro"},
+        ["Indirizzo E-mail 2"],
+    ),
+    "pt_br": (
+        "Primeiro nome,Último nome,Mostrar nome,E-mail primário,E-mail secundário,"
+        "Fone comercial,Celular,Organização",
+        {"first_name": "Primeiro nome", "last_name": "Último nome",
+         "company": "Organização", "email": "E-mail primário", "phone": "Fone comercial"},
+        ["E-mail secundário"],
+    ),
+    "nl_thunderbird": (
+        "Voornaam,Achternaam,Weergavenaam,Bijnaam,Eerste e-mail,Tweede e-mail,"
+        "Telefoon werk,Telefoon thuis,Faxnummer,Piepernummer,Mobiel nummer,Werkfunctie,"
+        "Afdeling,Organisatie",
+        {"first_name": "Voornaam", "last_name": "Achternaam", "company": "Organisatie",
+         "email": "Eerste e-mail", "phone": "Telefoon werk"},
+        ["Tweede e-mail"],
+    ),
+    "ja_thunderbird": (
+        "名,姓,表示名,ニックネーム,メールアドレス,別のメールアドレス,勤務先の電話番号,"
+        "自宅の電話番号,FAX 番号,ポケットベル番号,携帯電話番号,役職,部門,組織",
+        {"first_name": "名", "last_name": "姓", "company": "組織", "email": "メールアドレス",
+         "phone": "勤務先の電話番号"},
+        ["別のメールアドレス"],
+    ),
+    "zh_cn_thunderbird": (
+        "名字,姓氏,显示姓名,昵称,主要电子邮件,备用电子邮件,工作电话,家庭电话,传真号码,"
+        "寻呼机号码,移动电话号码,职务,部门,公司",
+        {"first_name": "名字", "last_name": "姓氏", "company": "公司",
+         "email": "主要电子邮件", "phone": "工作电话"},
+        ["备用电子邮件"],
+    ),
+    "zh_tw_outlook": (
+        "姓氏,名字,公司,商務電話,行動電話,電子郵件地址",
+        {"first_name": "名字", "last_name": "姓氏", "company": "公司",
+         "email": "電子郵件地址", "phone": "商務電話"},
+        [],
+    ),
+    "ko_thunderbird": (
+        "이름,성,표시명,애칭,기본 메일,추가 메일,직장 전화,자택 전화,팩스,호출기,휴대폰,"
+        "직위,부서,회사명",
+        {"first_name": "이름", "last_name": "성", "company": "회사명", "email": "기본 메일",
+         "phone": "직장 전화"},
+        ["추가 메일"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(LOCALISED))
+def test_a_localised_export_maps_from_its_header(name: str) -> None:
+    row, fields, more_emails = LOCALISED[name]
+    headers = header(row)
+    mapping = suggest_mapping(headers)
+    got = {m: headers[i] for i, m in enumerate(mapping) if m and not m.startswith("custom:")}
+    assert got == fields
+    assert [headers[i] for i in email_columns(mapping)] == [fields["email"], *more_emails]
+
+
+def test_every_language_has_its_test_and_no_word_means_two_fields() -> None:
+    tested = {name.split("_")[0] for name in LOCALISED}
+    assert set(mapping._LOCALISED) <= tested
+    meaning: dict[str, str] = {}
+    for field, names in mapping.SYNONYMS.items():
+        for n in names:
+            key = mapping._norm(n)
+            assert key, n
+            assert meaning.setdefault(key, field) == field, f"{n!r}: {meaning[key]} and {field}"
+
+
+async def test_a_russian_excel_file_imports_with_its_names(
+    client: Client, stack: Stack, tenant: Tenant, task_queue: str, owner_pool: asyncpg.Pool
+) -> None:
+    """As the issue had it: Excel's Russian CSV (cp1251, semicolons), imported with the
+    suggested mapping alone (the CLI's --yes), gets its names, company and phone."""
+    rows = ["Имя;Фамилия;Компания;Телефон;Email"] + [
+        f"Иван{i};Петров{i};ООО Ромашка;+7 495 123-45-6{i};ivan{i}@example.ru" for i in range(8)
+    ]
+    data = ("\r\n".join(rows) + "\r\n").encode("cp1251")
+    settings = make_settings(stack, temporal_task_queue=task_queue)
+    async with running_worker(client, settings, task_queue) as services:
+        up, result = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, data
+        )
+    assert up.mapping == ["first_name", "last_name", "company", "phone", "email"]
+    assert (result["inserted"], result["failed"]) == (8, 0)
+    ivan = (await contacts(owner_pool, tenant.workspace_id))["ivan3@example.ru"]
+    assert (ivan["first_name"], ivan["last_name"], ivan["company"], ivan["phone"]) == (
+        "Иван3", "Петров3", "ООО Ромашка", "+7 495 123-45-63",
+    )  # fmt: skip
+    assert ivan["custom_fields"] in ({}, "{}")

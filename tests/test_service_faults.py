@@ -23,11 +23,12 @@ from folksjobs.confirm import confirm_import
 from folksjobs.devtools.devstack import free_port
 from folksjobs.imports.uploads import UploadResult
 from folksjobs.infra import rediskeys
+from folksjobs.models import avatars_workflow_id
 from folksjobs.services import Services
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeAnthropic, FakeEmailProvider, FakeGravatar
-from tests.importing import contacts, csv_bytes, import_row, upload
+from tests.importing import avatars_done, contacts, csv_bytes, import_row, upload
 
 ROWS = [["email", "first_name"], *([f"p{i}@example.com", f"P{i}"] for i in range(30))]
 
@@ -166,6 +167,8 @@ async def test_ai_summary_used_when_anthropic_answers(
 async def test_gravatar_hanging_means_no_avatar_and_a_completed_import(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
 ) -> None:
+    """The import never waits for Gravatar: it completes with its 30 avatars owed, and the
+    avatars job keeps asking (here it is cancelled; nothing was cached as a miss)."""
     async with FakeGravatar(hang=True) as gravatar:
         settings = make_settings(stack, temporal_task_queue=task_queue, gravatar_enabled=True,
                                  gravatar_base_url=f"{gravatar.url}/avatar",
@@ -174,11 +177,19 @@ async def test_gravatar_hanging_means_no_avatar_and_a_completed_import(
             up = await upload(services, settings, tenant.workspace_id, tenant.user_id,
                               csv_bytes(ROWS))  # fmt: skip
             result = await run_import(client, services, settings, tenant, up)
+            await gravatar.until(lambda: bool(gravatar.requests))  # asked; no answer comes
+            avatars = client.get_workflow_handle(avatars_workflow_id(up.import_id))
+            await avatars.cancel()
+            with pytest.raises(WorkflowFailureError):
+                await avatars.result()
+            hashes = [hashlib.sha256(r[0].encode()).hexdigest() for r in ROWS[1:]]
+            cached = await services.redis.mget([rediskeys.gravatar(h) for h in hashes])
     assert (result["status"], result["inserted"], result["failed"]) == ("completed", 30, 0)
-    assert gravatar.requests  # it was asked, and did not answer
+    assert result["avatars"] == {"done": 0, "pending": 30}
     got = await contacts(owner_pool, tenant.workspace_id)
     assert len(got) == 30
     assert all(c["avatar_url"] is None for c in got.values())
+    assert cached == [None] * 30
 
 
 async def test_gravatar_known_hash_gives_an_avatar(
@@ -192,6 +203,7 @@ async def test_gravatar_known_hash_gives_an_avatar(
             up = await upload(services, settings, tenant.workspace_id, tenant.user_id,
                               csv_bytes(ROWS))  # fmt: skip
             await run_import(client, services, settings, tenant, up)
+            await avatars_done(client, up.import_id)
     got = await contacts(owner_pool, tenant.workspace_id)
     assert known in (got["p1@example.com"]["avatar_url"] or "")
     assert got["p2@example.com"]["avatar_url"] is None

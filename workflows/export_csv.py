@@ -2,8 +2,11 @@
 
 | step                    | what it does                                                 |
 |-------------------------|--------------------------------------------------------------|
-| resolve-tag-filter      | marks the export processing; its tag names -> the workspace's |
-|                         | tag ids (contacts carrying ANY of them); none named, no filter|
+| (gate)                  | at most EXPORTS_PER_WORKSPACE_LIMIT exports of a workspace   |
+|                         | run at once; the rest wait in confirmation order             |
+| resolve-tag-filter      | marks the export processing; its tag names (or the event's   |
+|                         | tagIds) -> the workspace's tag ids (contacts carrying ANY of |
+|                         | them); none named, no filter                                 |
 | upload-empty            | nothing to export (the tags match no contact, or the work-    |
 |                         | space has none): a header-only CSV, export completed at once |
 | resolve-export-metadata | distinct custom-field keys and the row count, concurrently   |
@@ -11,7 +14,8 @@
 |                         | heartbeats rows written; a retry rewrites the whole file     |
 | send-notification       | notify_on_export_complete on => the user gets the link       |
 | mark-export-failed      | on any failure: status failed with the error; then re-raise  |
-|                         | (cancelled on a workflow cancellation)                       |
+|                         | (cancelled on a workflow cancellation, which waits for       |
+|                         | stream-export to discard its unfinished file first)          |
 
 Only ids, tag ids, column names and counts cross Temporal: the contacts stay in SQL.
 """
@@ -24,6 +28,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ROWS_SIGNAL, ExportActivities
@@ -43,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
+    from workflows.gate import EXPORT_GATE, held_slot
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_PROCESS_EXPORT).attempts,
@@ -56,6 +62,9 @@ RETRY = RetryPolicy(
 )
 SHORT = timedelta(seconds=60)
 STREAM = timedelta(hours=2)
+# Runs started after this change queue at the workspace's export gate, and a cancellation
+# waits for stream-export to discard its unfinished file before the record is marked.
+EXPORT_GATED = "export-gate"
 
 
 @workflow.defn(name=WF_PROCESS_EXPORT)
@@ -74,7 +83,12 @@ class ProcessExport:
             workspace_id=inp.workspace_id, export_id=inp.export_id, status="processing"
         )
         try:
-            file = await self._export(inp)
+            if workflow.patched(EXPORT_GATED):
+                self._stage = "waiting"
+                async with held_slot(inp.workspace_id, gate=EXPORT_GATE):
+                    file = await self._export(inp)
+            else:
+                file = await self._export(inp)
         except (asyncio.CancelledError, ActivityError) as e:
             # A workflow cancellation reaches us either directly or as the cancelled
             # activity's ActivityError, depending on where the run was waiting.
@@ -115,7 +129,12 @@ class ProcessExport:
             workflow.logger.error("could not mark export %s: %s", inp.export_id, mark_error)
 
     async def _export(self, inp: ProcessExportInput) -> ExportFile:
-        job = ExportJob(export_id=inp.export_id, workspace_id=inp.workspace_id, user_id=inp.user_id)
+        job = ExportJob(
+            export_id=inp.export_id,
+            workspace_id=inp.workspace_id,
+            user_id=inp.user_id,
+            tag_ids=inp.tag_ids,
+        )
         self._stage = "resolve-tag-filter"
         flt = await workflow.execute_activity_method(
             ExportActivities.resolve_tag_filter,
@@ -153,6 +172,11 @@ class ProcessExport:
                 start_to_close_timeout=STREAM,
                 heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
                 retry_policy=RETRY,
+                cancellation_type=(
+                    ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                    if workflow.patched(EXPORT_GATED)
+                    else ActivityCancellationType.TRY_CANCEL
+                ),
             )
         # The file is the durable truth: progress ends at what was really written.
         self._rows = self._total = file.row_count

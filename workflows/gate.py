@@ -67,6 +67,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 IMPORT_GATE = "import-gate"
+# At most EXPORTS_PER_WORKSPACE_LIMIT exports per workspace (ProcessExport).
+EXPORT_GATE = "export-gate"
 # Holders started after this change ask with request-slot-now, a local activity whose
 # update-with-start on the gate returns the grant when a slot is free; runs started before
 # it keep the request-slot activity and wait for the grant signal.

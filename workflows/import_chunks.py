@@ -159,6 +159,7 @@ class ChunkedPath:
                         generation=generation,
                         chunking_done=self.chunking is None or self.chunking.done(),
                         file=cursor.file,
+                        avatars=cursor.avatars,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=15),

@@ -62,6 +62,7 @@ class ClaimSteps(ImportSteps):
                     else 0
                 ),
                 chunk_lead=s.import_chunk_lead,
+                avatars=s.gravatar_enabled,
             ),
             file=file_of(rec),
         )

@@ -12,11 +12,18 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import email_error
 from activities.imports.common import ImportSteps
 from folksjobs import errors
+from folksjobs.imports import avatars as avatars_repo
 from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.repo import ImportRow
 from folksjobs.infra import metrics, rediskeys
-from folksjobs.models import ErrorSample, FinalizeImport, ImportFailure, ImportResult
+from folksjobs.models import (
+    AvatarCounts,
+    ErrorSample,
+    FinalizeImport,
+    ImportFailure,
+    ImportResult,
+)
 from folksjobs.notify import emails
 from folksjobs.notify.directory import UserNotFound, get_user
 from folksjobs.notify.mailer import EmailSendError
@@ -56,6 +63,11 @@ class FinishSteps(ImportSteps):
         await self._invalidate_stats(job.workspace_id)
         await self._send_finish_emails(job, rec, t, samples, summary)
         await self._cleanup(job.import_id)
+        avatars = None
+        if job.avatars:
+            # The email went without waiting for them: what is owed keeps arriving.
+            owed = await avatars_repo.owed_count(self.pool, job.workspace_id, job.import_id)
+            avatars = AvatarCounts(done=max(0, t.inserted + t.updated - owed), pending=owed)
         return ImportResult(
             import_id=job.import_id,
             status="completed",
@@ -67,6 +79,7 @@ class FinishSteps(ImportSteps):
             error_samples=[ErrorSample(**s) for s in samples],
             ai_summary=summary,
             duration_ms=duration_ms,
+            avatars=avatars,
         )
 
     async def _send_finish_emails(
@@ -77,6 +90,9 @@ class FinishSteps(ImportSteps):
         samples: list[dict[str, Any]],
         summary: str,
     ) -> None:
+        # The workspace's setting decides both: the completion email and its error report.
+        if not await imports_repo.notify_on_complete(self.pool, job.workspace_id):
+            return
         try:
             await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)

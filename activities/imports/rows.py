@@ -1,5 +1,9 @@
 """A chunk's rows into contacts, the same for both paths (process-batch, import-small):
-map, validate, Gravatar, upsert in sub-batches, each committed with its ledger row."""
+map, validate, upsert in sub-batches, each committed with its ledger row.
+
+Avatars are not looked up here: each contact is marked as owed a lookup by this import,
+and the avatars job (workflows/enrich_avatars.py) fills them in after the commit. Only
+runs started before that job (ChunkJob.avatars False) still ask Gravatar here."""
 
 from __future__ import annotations
 
@@ -57,8 +61,11 @@ class RowSteps(ImportSteps):
                 parsed.append((row, c, emails[i]))
         valid_rows, values, invalid = mapper.map(parsed)
         failures += invalid
-        lookup = self.gravatar.avatars([v[0] for v in values])
-        avatars = await heartbeating(lookup, 2.0, lambda: "gravatar")
+        avatars: dict[str, str | None] = {}
+        owner = job.import_id if job.avatars else None
+        if not job.avatars:
+            lookup = self.gravatar.avatars([v[0] for v in values])
+            avatars = await heartbeating(lookup, 2.0, lambda: "gravatar")
 
         async def commit(row_by_row: bool) -> None:
             async with tenant_tx(self.pool, job.workspace_id) as conn:
@@ -66,12 +73,13 @@ class RowSteps(ImportSteps):
                     return
                 if row_by_row:
                     inserted, updated, poisoned = await self._upsert_rows(
-                        conn, job.workspace_id, mapper.custom_keys, valid_rows, values, avatars
-                    )
+                        conn, job.workspace_id, mapper.custom_keys, valid_rows, values, avatars,
+                        owner,
+                    )  # fmt: skip
                 else:
                     poisoned = []
                     inserted, updated = await upsert(
-                        conn, job.workspace_id, mapper.custom_keys, values, avatars
+                        conn, job.workspace_id, mapper.custom_keys, values, avatars, owner
                     )
                 failed = sorted(failures + poisoned)
                 samples = [
@@ -108,13 +116,14 @@ class RowSteps(ImportSteps):
         rows: list[int],
         values: list[Values],
         avatars: dict[str, str | None],
+        owner: str | None,
     ) -> tuple[int, int, list[tuple[int, str]]]:
         ins = upd = 0
         poisoned: list[tuple[int, str]] = []
         for row, value in zip(rows, values, strict=True):
             try:
                 async with conn.transaction():
-                    i, u = await upsert(conn, workspace_id, custom_keys, [value], avatars)
+                    i, u = await upsert(conn, workspace_id, custom_keys, [value], avatars, owner)
                 ins, upd = ins + i, upd + u
             except POISON as e:
                 poisoned.append((row, f"rejected by the database: {str(e).splitlines()[0]}"))

@@ -111,7 +111,7 @@ def document() -> dict[str, Any]:
             },
             "/v1/imports/{id}": {
                 "get": _op(
-                    "status, counts, error samples, AI summary, Temporal UI link",
+                    "status, counts, avatars done/pending, error samples, AI summary, UI link",
                     200,
                     _OBJ,
                     *_AUTH,
@@ -189,6 +189,16 @@ def document() -> dict[str, Any]:
                     **_op("the exported CSV", 200, None, *_AUTH, 409, 410, parameters=[_ID]),
                     "x-content-type": "text/csv",
                 }
+            },
+            "/v1/exports/{id}/cancel": {
+                "post": _op(
+                    "cancel a running export (its unfinished file is deleted)",
+                    202,
+                    _OBJ,
+                    *_AUTH,
+                    409,
+                    parameters=[_ID],
+                )
             },
             "/v1/events": {
                 "post": _op(

@@ -1,6 +1,6 @@
 """The `weekly-digest` Temporal Schedule: apply (create or update), trigger, pause,
-backfill, describe. The hourly `discard-stale-uploads` Schedule is applied the same way
-(`DigestSchedule.stale_uploads`).
+backfill, describe. The hourly `discard-stale-uploads` and `expire-files` Schedules are
+applied the same way (`DigestSchedule.stale_uploads`, `DigestSchedule.expire_files`).
 
 Applying is idempotent: the wanted schedule is compared with the one the server has and
 updated only when they differ, so applying twice changes nothing (not even its
@@ -41,9 +41,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from folksjobs.models import (
     DIGEST_SCHEDULE_WORKFLOW_ID,
     DISCARD_UPLOADS_WORKFLOW_ID,
+    EXPIRE_FILES_WORKFLOW_ID,
     WF_DISCARD_STALE_UPLOADS,
+    WF_EXPIRE_FILES,
     WF_WEEKLY_DIGEST,
     DiscardStaleUploadsInput,
+    ExpireFilesInput,
     Model,
     WeeklyDigestInput,
 )
@@ -180,6 +183,20 @@ class DigestSchedule:
             input=DiscardStaleUploadsInput(),
         )
 
+    @classmethod
+    def expire_files(cls, settings: Settings) -> DigestSchedule:
+        """The hourly sweep of upload and export files past their retention time."""
+        return cls(
+            schedule_id=settings.expire_files_schedule_id,
+            cron=settings.expire_files_cron,
+            task_queue=settings.temporal_task_queue,
+            workflow_id=EXPIRE_FILES_WORKFLOW_ID,
+            # A missed hour is made up by the next one.
+            catchup_window=timedelta(minutes=1),
+            workflow=WF_EXPIRE_FILES,
+            input=ExpireFilesInput(),
+        )
+
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec(calendars=[cron_calendar(self.cron)], time_zone_name=self.time_zone)
 
@@ -294,6 +311,16 @@ async def ensure_discard_uploads_schedule(settings: Settings, client: Client) ->
         await apply_schedule(client, DigestSchedule.stale_uploads(settings))
     else:
         await hold_disabled_schedule(client, sid, "JOB_DISCARD_UPLOADS_ENABLED")
+
+
+async def ensure_expire_files_schedule(settings: Settings, client: Client) -> None:
+    """The dev stack's start hook for the retention sweep, like the digest's."""
+    if settings.job_expire_files_enabled:
+        await apply_schedule(client, DigestSchedule.expire_files(settings))
+    else:
+        await hold_disabled_schedule(
+            client, settings.expire_files_schedule_id, "JOB_EXPIRE_FILES_ENABLED"
+        )
 
 
 async def hold_disabled_schedule(

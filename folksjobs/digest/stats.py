@@ -39,9 +39,12 @@ async def active_workspace_page(pool: asyncpg.Pool, after: str | None, limit: in
     `workspaces` is the tenant directory itself (no row-level security), so the app role
     lists it across tenants; everything per workspace is read in that tenant's scope.
     """
+    # A workspace being deleted, or whose owner was, is never in a digest again.
     rows = await pool.fetch(
-        "SELECT id FROM workspaces WHERE active AND ($1::uuid IS NULL OR id > $1::uuid)"
-        " ORDER BY id LIMIT $2",
+        "SELECT w.id FROM workspaces w WHERE w.active AND w.deleted_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = w.owner_user_id"
+        "   AND u.deleted_at IS NOT NULL)"
+        " AND ($1::uuid IS NULL OR w.id > $1::uuid) ORDER BY w.id LIMIT $2",
         after,
         limit,
     )

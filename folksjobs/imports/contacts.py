@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, StringConstraints, ValidationError
 
-from folksjobs.imports.addresses import MULTI, choose_email
+from folksjobs.imports import vcard
+from folksjobs.imports.addresses import MULTI, choose_email, parse_email
 from folksjobs.imports.mapping import email_columns
 
 MAX_FIELD = 10_000
@@ -53,12 +54,19 @@ class MappedRow:
 
 
 def map_cells(
-    cells: list[str], mapping: list[str], email: str, multi_key: str | None = None
+    cells: list[str],
+    mapping: list[str],
+    email: str,
+    multi_key: str | None = None,
+    allow_test: bool = False,
+    fallback: bool = False,
 ) -> dict[str, object]:
     """Cells -> the fields of a ContactRow, by column index (ragged rows: missing = empty).
 
     `multi_key`: the custom field that keeps the email column's cell verbatim when it
-    holds several addresses (Google's " ::: "), so the ones not chosen are not lost."""
+    holds several addresses (Google's " ::: "), or an address that is not the one chosen
+    (not valid, so a further email column's was taken: `fallback`, there are such
+    columns), so none is lost."""
     out: dict[str, object] = {}
     custom: dict[str, str] = {}
     for i, target in enumerate(mapping):
@@ -69,7 +77,10 @@ def map_cells(
             if value:
                 custom[target[7:]] = value  # verbatim: spaces, a lone space, line breaks
         elif target == "email":
-            if multi_key and MULTI in value:
+            if multi_key and (
+                MULTI in value
+                or (fallback and value.strip() and parse_email(value, allow_test)[0] != email)
+            ):
                 custom[multi_key] = value
         else:
             out[target] = value.strip() or None
@@ -91,13 +102,13 @@ def validate(
         return MappedRow(
             row, None, f"row has {len(cells)} cells but the header has {len(mapping)} columns"
         )
-    email, problem = choose_email(cells, email_columns(mapping), allow_test)
+    columns = email_columns(mapping)
+    email, problem = choose_email(cells, columns, allow_test)
     if problem:
         return MappedRow(row, None, problem)
+    fields = map_cells(cells, mapping, email, multi_key, allow_test, len(columns) > 1)
     try:
-        return MappedRow(
-            row, ContactRow.model_validate(map_cells(cells, mapping, email, multi_key))
-        )
+        return MappedRow(row, ContactRow.model_validate(fields))
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
@@ -124,6 +135,7 @@ class Mapper:
     def __init__(
         self, mapping: list[str], headers: list[str] | None = None, allow_test: bool = False
     ) -> None:
+        mapping = vcard.widened(mapping, headers)
         self.mapping = mapping
         self.allow_test = allow_test  # Settings.email_test_domains
         self.width = len(mapping)
@@ -140,6 +152,9 @@ class Mapper:
         self.fast = len(targets) == len(set(targets))
         index = {t: i for i, t in enumerate(mapping) if t}
         self._email_col = index.get("email", -1)
+        # Further email columns: the chunker's email may be theirs, and then the email
+        # column's own cell must be kept (map_cells), which only validate does.
+        self._fallback = len(email_columns(mapping)) > 1
         self._cols = [index.get(f, -1) for f in standard]
         self._cols += [index.get(f"custom:{k}", -1) for k in self.custom_keys]
         self._pad = [""] * (self.width + 1)  # index -1: an unmapped field
@@ -158,6 +173,7 @@ class Mapper:
             custom = _one(custom)
         strip = str.strip
         at = self._email_col
+        fallback = self._fallback
         for row, cells, email in items:
             if (
                 fast
@@ -170,6 +186,9 @@ class Mapper:
                 )
                 and "\x00" not in joined
                 and (at >= len(cells) or MULTI not in cells[at])
+                # The email is the email column's own (plain ASCII: its cell, stripped and
+                # lowered); anything else is validate's to judge.
+                and (not fallback or (at < len(cells) and strip(cells[at]).lower() == email))
             ):
                 padded = cells + pad[len(cells) :]
                 rows.append(row)
@@ -206,7 +225,9 @@ SEP = "\x1f"
 def _upsert_sql(custom: int | None, packed: bool) -> str:
     """The upsert for `custom` custom columns (keys in $8, columns from $9), or for None:
     custom fields as one JSON object per row in $8. Every column is a text[] parameter,
-    or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key)."""
+    or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key).
+    The last parameter is the import that owes the rows their avatar lookup, or NULL
+    (folksjobs/imports/avatars.py)."""
 
     def col(n: int) -> str:
         return f"string_to_array(${n}::text, E'\\x1f')" if packed else f"${n}::text[]"
@@ -221,12 +242,23 @@ def _upsert_sql(custom: int | None, packed: bool) -> str:
         nullable = ", ".join(f"NULLIF(t.c{i}, '')" for i in range(custom))
         fields = f"jsonb_strip_nulls(jsonb_object($8::text[], ARRAY[{nullable}]))"
     standard = ", ".join(col(n) for n in range(2, 8))
+    owner = 9 if custom is None else 8 if custom == 0 else 9 + custom
+    # The contact's data before and after: equal, the row is not written (with Gravatar off)
+    # or only re-owned for its avatar lookup (on), and its updated_at stays.
+    changed = (
+        "(c.first_name, c.last_name, c.company, c.phone, c.avatar_url, c.custom_fields)"
+        " IS DISTINCT FROM (COALESCE(EXCLUDED.first_name, c.first_name),"
+        " COALESCE(EXCLUDED.last_name, c.last_name), COALESCE(EXCLUDED.company, c.company),"
+        " COALESCE(EXCLUDED.phone, c.phone), COALESCE(EXCLUDED.avatar_url, c.avatar_url),"
+        " c.custom_fields || EXCLUDED.custom_fields)"
+    )
     return f"""
 WITH up AS (
     INSERT INTO contacts AS c
-        (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields)
+        (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields,
+         avatar_pending)
     SELECT $1::uuid, t.e, NULLIF(t.f, ''), NULLIF(t.l, ''), NULLIF(t.co, ''), NULLIF(t.p, ''),
-           NULLIF(t.a, ''), {fields}
+           NULLIF(t.a, ''), {fields}, ${owner}::uuid
     FROM unnest({standard}{cols}) AS t(e, f, l, co, p, a{names})
     ORDER BY t.e
     ON CONFLICT (workspace_id, email) DO UPDATE SET
@@ -236,10 +268,15 @@ WITH up AS (
         phone         = COALESCE(EXCLUDED.phone, c.phone),
         avatar_url    = COALESCE(EXCLUDED.avatar_url, c.avatar_url),
         custom_fields = c.custom_fields || EXCLUDED.custom_fields,
-        updated_at    = now()
+        -- The latest import to touch a contact owes its lookup; with Gravatar off it
+        -- leaves the mark as it was.
+        avatar_pending = COALESCE(EXCLUDED.avatar_pending, c.avatar_pending),
+        updated_at    = CASE WHEN {changed} THEN now() ELSE c.updated_at END
+    -- Importing a workspace's own export into it changes no contact.
+    WHERE {changed} OR EXCLUDED.avatar_pending IS NOT NULL
     RETURNING (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS total FROM up
+SELECT count(*) FILTER (WHERE inserted) AS inserted FROM up
 """
 
 
@@ -249,9 +286,13 @@ async def upsert(
     custom_keys: list[str],
     values: list[Values],
     avatars: dict[str, str | None],
+    avatar_owner: str | None = None,
 ) -> tuple[int, int]:
     """Insert or update `values` (distinct emails, Mapper's layout); returns (inserted,
-    updated)."""
+    updated). `avatar_owner`: the import that owes these contacts their avatar lookup
+    (the avatars job fills them in after the commit), or None. Updated counts every row
+    whose contact existed, changed or not (the ledger adds up: inserted + updated +
+    failed + duplicates = rows); one whose data would not change is not rewritten."""
     if not values:
         return 0, 0
     ordered = sorted(values)
@@ -280,6 +321,5 @@ async def upsert(
     if custom_keys and not as_json:
         params.insert(6, custom_keys)
     sql = _upsert_sql(None if as_json else len(custom_keys), packed)
-    rec = await conn.fetchrow(sql, workspace_id, *params)
-    assert rec is not None
-    return int(rec["inserted"]), int(rec["total"]) - int(rec["inserted"])
+    inserted = int(await conn.fetchval(sql, workspace_id, *params, avatar_owner))
+    return inserted, len(ordered) - inserted

@@ -14,9 +14,11 @@ these same functions, so both see the same records with the same numbers.
   wide as the header), so `;` or `,` inside header names do not mislead it.
 - vCard (.vcf): detected by its first line, read by folksjobs.imports.vcard as records
   of a fixed header, so everything after this module treats it as a CSV.
-- Records: Python's csv in strict mode, `newline=''` (CR-only files work), an explicit
-  field-size limit; a malformed record becomes a row failure with its reason, numbered by
-  record (row 1 is the header), and the reader goes on with the next line.
+- Records: Python's csv in strict mode, `newline=''` (CR-only files work, and a quoted
+  line break of any kind stays in its record whatever the file's own line ends), an
+  explicit field-size limit; a malformed record becomes a row failure with its reason,
+  numbered by record (row 1 is the header), and the reader goes on with the next line.
+- Our own export (folksjobs.exports.layout's header) is read without its formula guard.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
+from folksjobs.exports import layout
+from folksjobs.exports.csvsafe import GUARD, unguard
 from folksjobs.imports import vcard
 
 DELIMITERS = [",", ";", "\t", "|"]
@@ -381,11 +386,41 @@ def iter_cells(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[list
     error, quotes still open at the block's end) is handed with the rest of the block to
     the exact path, which feeds csv line by line and remembers each record's lines so
     that it can replay them; after that record the fast path resumes.
+
+    A file whose header is our own export's (folksjobs.exports.layout) is read without
+    the export's formula guard (folksjobs.exports.csvsafe.unguard), here, where the
+    upload and the chunker both read it. The header is read when this is called; any
+    other file's records then come straight from the reader (itertools.chain, no
+    generator in between for millions of rows).
     """
     if fmt.delimiter == vcard.VCARD:
-        for item in vcard.iter_cells(text, field_limit):
-            yield item if isinstance(item, list) else Malformed(item)
-        return
+        return _vcard_cells(text, field_limit)
+    items = _csv_cells(text, fmt, field_limit)
+    header = next(items, None)
+    if header is None:
+        return iter(())
+    if type(header) is list and layout.is_export_header(header):
+        return _unguarded(header, items)
+    return itertools.chain((header,), items)
+
+
+def _vcard_cells(text: IO[str], field_limit: int) -> Iterator[list[str] | Malformed]:
+    for item in vcard.iter_cells(text, field_limit):
+        yield item if isinstance(item, list) else Malformed(item)
+
+
+def _unguarded(
+    header: list[str], items: Iterator[list[str] | Malformed]
+) -> Iterator[list[str] | Malformed]:
+    """Our own export: its formula guard comes off every cell (csvsafe's rule, exact, so a
+    quote that is data stays), and the file reads back as the values it was made from."""
+    yield list(map(unguard, header))
+    for item in items:
+        # Only a cell that starts with the guard can lose it: the others are not looked at.
+        yield [unguard(c) if c[:1] == GUARD else c for c in item] if type(item) is list else item
+
+
+def _csv_cells(text: IO[str], fmt: CsvFormat, field_limit: int) -> Iterator[list[str] | Malformed]:
     csv.field_size_limit(field_limit)
     lines = _Lines(text)
 

@@ -4,6 +4,8 @@ are here. A record moves
     (upload) pending --save_mapping--> pending --claim--> processing
     processing --progress (each ledger row)--> processing --complete--> completed
     processing --end--> failed | cancelled          pending --discard--> (deleted)
+    completed | failed | cancelled --expire_file--> the same, its file deleted
+      (UPLOAD_RETENTION_HOURS after it ended; file_deleted_at says when)
 
 `claim` is the one way to processing, and the run's first step calls it, whoever started
 the run (our confirm, or another service over gRPC): so it is also the one place that
@@ -104,3 +106,14 @@ async def discard(
 ) -> bool:
     """A pending import and its file deleted; False when it is not pending (any more)."""
     return await repo.discard_pending(pool, workspace_id, import_id, delete_file)
+
+
+async def expire_file(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    import_id: str,
+    delete_file: Callable[[str], Awaitable[None]],
+) -> bool:
+    """An ended import's uploaded file deleted, its record, counts and error samples kept;
+    False when it had gone already (expire-files)."""
+    return await repo.expire_upload(pool, workspace_id, import_id, delete_file)

@@ -359,3 +359,54 @@ async def end(
             t.failed,
             t.duplicates,
         )
+
+
+# --- retention (expire-files) ------------------------------------------------------------
+
+
+async def expired_uploads(pool: asyncpg.Pool, workspace_id: str, older_than_s: float) -> list[str]:
+    """Imports of the workspace that ended more than `older_than_s` seconds ago and still
+    have their uploaded file."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM imports WHERE workspace_id = $1"
+            " AND status IN ('completed', 'failed', 'cancelled') AND file_deleted_at IS NULL"
+            " AND completed_at < now() - make_interval(secs => $2) ORDER BY completed_at",
+            uuid.UUID(workspace_id),
+            float(older_than_s),
+        )
+    return [str(r["id"]) for r in rows]
+
+
+async def expire_upload(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    import_id: str,
+    delete_file: Callable[[str], Awaitable[None]],
+) -> bool:
+    """Delete an ended import's file and record when; the record, its counts and its error
+    samples stay. False when the file was already gone. As in discard_pending, the file
+    goes inside the transaction: when it cannot be deleted the record says it is there."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        key = await conn.fetchval(
+            "UPDATE imports SET file_deleted_at = now()"
+            " WHERE id = $1 AND workspace_id = $2 AND file_deleted_at IS NULL"
+            " AND status IN ('completed', 'failed', 'cancelled') RETURNING blob_key",
+            uuid.UUID(import_id),
+            uuid.UUID(workspace_id),
+        )
+        if key is None:
+            return False
+        await delete_file(key)
+    return True
+
+
+async def notify_on_complete(pool: asyncpg.Pool, workspace_id: str) -> bool:
+    """The workspace's notify_on_import_complete; no settings row means the schema's
+    default, which is on."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        notify = await conn.fetchval(
+            "SELECT notify_on_import_complete FROM workspace_settings WHERE workspace_id = $1",
+            uuid.UUID(workspace_id),
+        )
+    return notify is not False

@@ -53,6 +53,12 @@ def export_key(workspace_id: str, export_id: str) -> str:
     return check_key(f"exports/{workspace_id}/{export_id}.csv")
 
 
+def workspace_prefixes(workspace_id: str) -> tuple[str, ...]:
+    """Every folder a workspace's files are kept under (import_key, export_key): deleting
+    the workspace deletes them whole."""
+    return tuple(check_key(f"{kind}/{workspace_id}") for kind in ("imports", "exports"))
+
+
 class BlobWriter(Protocol):
     async def write(self, data: bytes) -> None: ...
     async def commit(self) -> int: ...
@@ -69,6 +75,7 @@ class BlobStore(Protocol):
     async def location(self, key: str) -> str: ...
     def uri(self, key: str) -> str: ...
     async def discard_unfinished(self, key: str) -> int: ...
+    async def delete_prefix(self, prefix: str) -> int: ...
     def local_path(self, key: str) -> Path | None: ...
     async def close(self) -> None: ...
 
@@ -145,6 +152,24 @@ class LocalBlobStore:
         for p in stale:
             p.unlink(missing_ok=True)
         return len(stale)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Deletes the folder `prefix` and every file in it (unfinished writes included);
+        returns the files deleted. Missing: 0."""
+        folder = self.local_path(prefix)
+
+        def remove() -> int:
+            if not folder.is_dir():
+                return 0
+            files = [p for p in folder.rglob("*") if not p.is_dir()]
+            for p in files:
+                p.unlink(missing_ok=True)
+            for d in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                d.rmdir()
+            folder.rmdir()
+            return len(files)
+
+        return await asyncio.to_thread(remove)
 
     async def close(self) -> None:
         return None
@@ -311,6 +336,27 @@ class S3BlobStore:
                 Bucket=self.bucket, Key=full, UploadId=u["UploadId"]
             )
         return len(stale)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Deletes every object under `prefix/` (1,000 a request) and aborts the multipart
+        uploads still open under it; returns the objects deleted."""
+        client = await self.client()
+        full = self._full(prefix) + "/"
+        deleted = 0
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+        async for page in pages:
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                await client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                deleted += len(keys)
+        uploads = await client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)
+        for u in uploads.get("Uploads", []):
+            await client.abort_multipart_upload(
+                Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"]
+            )
+        return deleted
 
     async def close(self) -> None:
         if self._client_cm is not None:

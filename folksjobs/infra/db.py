@@ -43,6 +43,15 @@ async def create_owner_pool(dsn: str, *, max_size: int = 4) -> asyncpg.Pool:
     return pool
 
 
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        # Terminated inside the block (exports.copy_rows): the pool took it back already,
+        # and the caller's own error (a cancellation) is the one to raise.
+        return True
+
+
 @asynccontextmanager
 async def tenant_tx(pool: asyncpg.Pool, workspace_id: str) -> AsyncIterator[asyncpg.Connection]:
     """A transaction that sees only `workspace_id`'s rows (row-level security).
@@ -57,7 +66,7 @@ async def tenant_tx(pool: asyncpg.Pool, workspace_id: str) -> AsyncIterator[asyn
             await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
             yield conn
         except BaseException:
-            if not conn.is_closed():
+            if not _closed(conn):
                 await tx.rollback()
             raise
         await tx.commit()

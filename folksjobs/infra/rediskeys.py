@@ -27,7 +27,24 @@ def import_pattern(import_id: str) -> str:
 
 
 def gravatar(email_hash: str) -> str:
+    """The cached answer: the avatar URL, or "" for none."""
     return f"gravatar:{email_hash}"
+
+
+def gravatar_asking(email_hash: str) -> str:
+    """Held (with a TTL) while one job asks Gravatar about this address."""
+    return f"gravatar-asking:{email_hash}"
+
+
+def gravatar_paused(service: str) -> str:
+    """Present while no worker may ask this Gravatar (429 Retry-After, or the breaker);
+    `service` names its base URL (a digest), as a pause belongs to the service asked."""
+    return f"gravatar-paused:{service}"
+
+
+def gravatar_failures(service: str) -> str:
+    """Failed lookups of this Gravatar in a row, across workers (the breaker's count)."""
+    return f"gravatar-failures:{service}"
 
 
 def stats_pattern(workspace_id: str) -> str:

@@ -645,12 +645,14 @@ add("contacts.vcf", "vcard",
              contacts={"ann@example.com": {"first_name": "Ann", "last_name": "Lee",
                                            "company": "Acme", "phone": "+1 555 0100"},
                        "bob@example.com": {"first_name": "Bob Ng"}},
-             custom={"ann@example.com": {"Email": "ann@example.com ::: ann@work.example.com",
+             custom={"ann@example.com": {"Email 2": "ann@work.example.com",
+                                         "Email 2 Label": "work", "Phone Label": "cell",
                                          "Full Name": "Ann Lee", "Department": "Sales",
                                          "Note": "met at the fair, 2023"},
                      "bob@example.com": {"Full Name": "Bob Ng"}}),
     text(VCF), delimiter=None,
-    note="Apple 3.0 and 4.0 cards; the photo (and its folded line) is not imported")
+    note="Apple 3.0 and 4.0 cards; the preferred email is the email, the others numbered "
+         "custom fields; the photo (and its folded line) is not imported")
 
 
 # fmt: on

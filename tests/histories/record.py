@@ -37,26 +37,31 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.events import dispatch, parse_event
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.models import (
     WF_DISCARD_STALE_UPLOADS,
+    WF_EXPIRE_FILES,
     WF_PROCESS_CSV,
     WF_PROCESS_EXPORT,
     WF_SEND_WELCOME,
     WF_WEEKLY_DIGEST,
     DiscardStaleUploadsInput,
+    ExpireFilesInput,
     ProcessCsvInput,
     ProcessExportInput,
     SendWelcomeInput,
     WeeklyDigestInput,
+    avatars_workflow_id,
     export_workflow_id,
 )
+from folksjobs.notify.gravatar import email_hash
 from folksjobs.settings import Settings
 from tests.conftest import Stack, Tenant, make_settings, running_worker
-from tests.fakes import FakeEmailProvider
-from tests.importing import csv_bytes, upload
+from tests.fakes import FakeEmailProvider, FakeGravatar
+from tests.importing import avatars_done, csv_bytes, upload
 
 HERE = Path(__file__).resolve().parent
 INDEX = "index.json"
@@ -236,6 +241,69 @@ async def import_cancel_at_start(ctx: Ctx, tq: str) -> list[Recorded]:
     return [Recorded(handle.id, "import-cancel-at-start")]
 
 
+# --- enrich-avatars (with process-csv) -------------------------------------------------
+
+
+def _avatar_settings(ctx: Ctx, tq: str, grav: FakeGravatar, **kw: Any) -> Settings:
+    return ctx.settings(
+        temporal_task_queue=tq, gravatar_enabled=True, gravatar_base_url=f"{grav.url}/avatar",
+        gravatar_rate_per_second=50.0, gravatar_batch=2, gravatar_lanes=2,
+        gravatar_poll_seconds=0.2, gravatar_lookups_per_run=6, **kw,
+    )  # fmt: skip
+
+
+@scenario("import-avatars")
+async def import_avatars(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A chunked import with Gravatar on: ProcessCsv starts the avatars job, which reports
+    to it, waits out a 429, continues as new, and ends once the import owes nothing."""
+    rows = _emails("v", 20)
+    known = {email_hash(r[0]) for r in rows[1::3]}
+    async with FakeGravatar(known=known, latency=0.05) as grav:
+        grav.throttle = 1
+        t = await ctx.tenant()
+        settings = _avatar_settings(ctx, tq, grav, import_chunk_rows=4, import_parallel_chunks=1)
+        async with running_worker(ctx.client, settings, tq) as services:
+            up = await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(rows))
+            handle = await _confirm(ctx, services, settings, t, up)
+            await handle.result()
+            await avatars_done(ctx.client, up.import_id)
+    return [
+        Recorded(handle.id, "import-avatars"),
+        Recorded(avatars_workflow_id(up.import_id), "avatars"),
+    ]
+
+
+@scenario("import-avatars-small")
+async def import_avatars_small(ctx: Ctx, tq: str) -> list[Recorded]:
+    rows = _emails("w", 5)
+    async with FakeGravatar(known={email_hash(rows[1][0])}) as grav:
+        on = {"gravatar_enabled": True, "gravatar_base_url": f"{grav.url}/avatar"}
+        wid, _, _ = await _import(ctx, tq, rows, **on)
+    return [Recorded(wid, "import-avatars-small")]
+
+
+@scenario("import-avatars-cancel")
+async def import_avatars_cancel(ctx: Ctx, tq: str) -> list[Recorded]:
+    """The import cancelled while it commits rows: its avatars job (waiting for them) is
+    cancelled with it and drops what is owed."""
+    async with FakeGravatar(latency=0.3) as grav:
+        t = await ctx.tenant()
+        settings = _avatar_settings(ctx, tq, grav, import_chunk_rows=1, import_parallel_chunks=1)
+        async with running_worker(ctx.client, settings, tq) as services:
+            up = await upload(services, settings, t.workspace_id, t.user_id,
+                              csv_bytes(_emails("z", 200)))  # fmt: skip
+            handle = await _confirm(ctx, services, settings, t, up)
+            while (await handle.query("progress"))["chunks_done"] < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await handle.cancel()
+            await _expect_failure(handle)
+            await _expect_failure(ctx.client.get_workflow_handle(avatars_workflow_id(up.import_id)))
+    return [
+        Recorded(handle.id, "import-avatars-cancel"),
+        Recorded(avatars_workflow_id(up.import_id), "avatars-cancel"),
+    ]
+
+
 # --- process-export --------------------------------------------------------------------
 
 
@@ -292,6 +360,45 @@ async def export_failure(ctx: Ctx, tq: str) -> list[Recorded]:
     handle = await _export(ctx, tq, t, ctx.settings(blob_url=str(blocker)), [])
     await _expect_failure(handle)
     return [Recorded(handle.id, "export-failure")]
+
+
+@scenario("export-cancel")
+async def export_cancel(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Cancelled while stream-export holds after its first chunk: the workflow waits for it
+    to discard its unfinished file, then marks the export cancelled."""
+    from temporalio.worker import Worker
+
+    from activities.gate import GateActivities
+    from folksjobs.services import open_services
+    from tests.test_export_faults import HoldingExportActivities
+    from workflows.export_csv import ProcessExport
+    from workflows.gate import EXPORT_GATE, SlotGate
+
+    t = await ctx.tenant()
+    await _contacts(ctx, t, 20)
+    settings = ctx.settings()
+    async with open_services(settings, pool_size=4) as s:
+        a = HoldingExportActivities(s.pool, s.blob, s.email, s.settings)
+        a.reached = asyncio.Event()
+        gate = GateActivities({EXPORT_GATE: 2}).activities()
+        async with Worker(ctx.client, task_queue=tq, workflows=[ProcessExport, SlotGate],
+                          activities=[*a.activities(), *gate]):  # fmt: skip
+            export_id, user = await exports.create_export(s.pool, t.workspace_id, None, [])
+            handle = await ctx.client.start_workflow(
+                WF_PROCESS_EXPORT,
+                ProcessExportInput(
+                    export_id=export_id,
+                    workspace_id=t.workspace_id,
+                    user_id=user,
+                    heartbeat_timeout_seconds=2,
+                ),
+                id=export_workflow_id(export_id),
+                task_queue=tq,
+            )
+            await asyncio.wait_for(a.reached.wait(), timeout=60)
+            await handle.cancel()
+            await _expect_failure(handle)
+    return [Recorded(handle.id, "export-cancel")]
 
 
 # --- send-welcome ----------------------------------------------------------------------
@@ -380,6 +487,90 @@ async def discard_stale_uploads(ctx: Ctx, tq: str) -> list[Recorded]:
     if result["discarded"] < 1:
         raise RuntimeError("discard-stale-uploads: nothing was discarded")
     return [Recorded(handle.id, "discard-stale-uploads")]
+
+
+# --- expire-files ------------------------------------------------------------------------
+
+
+@scenario("expire-files")
+async def expire_files(ctx: Ctx, tq: str) -> list[Recorded]:
+    """An import that has ended: its file deleted at once (retention 0), its record kept."""
+    t = await ctx.tenant()
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        up = await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(_emails("x", 2)))
+        await ctx.owner.execute(
+            "UPDATE imports SET status = 'completed', completed_at = now() - interval '1 minute'"
+            " WHERE id = $1",
+            uuid.UUID(up.import_id),
+        )
+        handle = await ctx.client.start_workflow(
+            WF_EXPIRE_FILES,
+            ExpireFilesInput(upload_retention_seconds=0),
+            id=f"expire-files-replay-{uuid.uuid4().hex[:8]}",
+            task_queue=tq,
+        )
+        result = await handle.result()
+    if result["upload_files_deleted"] < 1:
+        raise RuntimeError("expire-files: no file was deleted")
+    return [Recorded(handle.id, "expire-files")]
+
+
+# --- delete-workspace, delete-user -------------------------------------------------------
+
+
+async def _dispatch(ctx: Ctx, tq: str, name: str, data: dict[str, str]) -> Any:
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        d = await dispatch(ctx.client, settings, parse_event(name, data), pool=services.pool)
+        handle = ctx.client.get_workflow_handle(d.workflow_id, run_id=d.run_id)
+        return handle, await handle.result()
+
+
+@scenario("delete-workspace")
+async def delete_workspace(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A workspace with contacts, a completed export and a pending upload, deleted."""
+    t = await ctx.tenant()
+    await _contacts(ctx, t, 4, tag="vip")
+    await _export(ctx, tq, t, ctx.settings(), [])
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(_emails("p", 2)))
+    data = {"workspaceId": t.workspace_id, "userId": t.user_id}
+    handle, result = await _dispatch(ctx, tq, "workspace/deleted", data)
+    if result["status"] != "deleted" or result["pending_uploads_discarded"] != 1:
+        raise RuntimeError(f"delete-workspace: {result}")
+    # The same event for a workspace already gone: only its folders are checked.
+    gone, again = await _dispatch(
+        ctx, tq, "workspace/deleted", {"workspaceId": str(uuid.uuid4()), "userId": t.user_id}
+    )
+    if again["status"] != "not_found":
+        raise RuntimeError(f"delete-workspace-not-found: {again}")
+    return [
+        Recorded(handle.id, "delete-workspace"),
+        Recorded(gone.id, "delete-workspace-not-found"),
+    ]
+
+
+@scenario("delete-user")
+async def delete_user(ctx: Ctx, tq: str) -> list[Recorded]:
+    """A user who owns one workspace alone and one with a member, and belongs to a third."""
+    t = await ctx.tenant()
+    shared = await seed.create_workspace(ctx.owner, t.user_id, "Shared")
+    other = await ctx.tenant()
+    await seed.add_member(ctx.owner, shared, other.user_id)
+    await seed.add_member(ctx.owner, other.workspace_id, t.user_id)
+    handle, result = await _dispatch(ctx, tq, "user/deleted", {"userId": t.user_id})
+    if result["workspaces_deleted"] != [t.workspace_id] or result["workspaces_kept"] != [shared]:
+        raise RuntimeError(f"delete-user: {result}")
+    gone, again = await _dispatch(ctx, tq, "user/deleted", {"userId": str(uuid.uuid4())})
+    if again["status"] != "not_found":
+        raise RuntimeError(f"delete-user-not-found: {again}")
+    return [
+        Recorded(handle.id, "delete-user"),
+        Recorded(f"delete-workspace-{t.workspace_id}", "delete-workspace-child"),
+        Recorded(gone.id, "delete-user-not-found"),
+    ]
 
 
 # --- saving ----------------------------------------------------------------------------

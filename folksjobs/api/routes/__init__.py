@@ -25,4 +25,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/exports", exports.create_export)
     router.add_get("/v1/exports/{id}", exports.get_export)
     router.add_get("/v1/exports/{id}/download", exports.download_export)
+    router.add_post("/v1/exports/{id}/cancel", exports.cancel_export)
     router.add_post("/v1/events", events.send_event)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
 from folksjobs.api.context import ApiError, api_of, key_of
 from folksjobs.api.routes.common import json_body
 from folksjobs.catalog import JobDisabled
-from folksjobs.events import ROUTES, EventError, dispatch, parse_event
+from folksjobs.events import ROUTES, EventError, UserDeleted, dispatch, parse_event
+from folksjobs.tenancy import NotAMember, require_member
+
+
+async def _require_keys_user(pool: asyncpg.Pool, workspace_id: str, user_id: Any) -> None:
+    """A workspace's key deletes only a user of its workspace (owner or member)."""
+    try:
+        await require_member(pool, workspace_id, str(uuid.UUID(str(user_id))))
+    except ValueError:
+        return  # not an id: parse_event names the field
+    except NotAMember:
+        raise ApiError(
+            403, "forbidden", f"data.userId: user {user_id} does not belong to the key's workspace"
+        ) from None
 
 
 async def send_event(request: web.Request) -> web.StreamResponse:
@@ -25,6 +42,8 @@ async def send_event(request: web.Request) -> web.StreamResponse:
         given = data.setdefault("workspaceId", key.workspace_id)
         if str(given) != key.workspace_id:
             raise ApiError(403, "forbidden", "data.workspaceId: not the key's workspace")
+    if name == UserDeleted.NAME:
+        await _require_keys_user(api.services.pool, key.workspace_id, data.get("userId"))
     try:
         event = parse_event(name, data)
         # With the pool, dispatch checks the user belongs to the workspace and the record

@@ -1,4 +1,4 @@
-"""/v1/exports: start, status, download."""
+"""/v1/exports: start, status, download, cancel."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from folksjobs import confirm
 from folksjobs.api.context import ApiError, api_of, key_of
 from folksjobs.api.routes.common import json_body, not_found, path_id
 from folksjobs.catalog import JobDisabled
+from folksjobs.exports import cancel as export_cancel
 from folksjobs.exports import repo as exports_repo
 from folksjobs.infra.blob import BlobNotFound
 from folksjobs.infra.ui import run_link
@@ -80,10 +81,31 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=str)
 
 
+async def cancel_export(request: web.Request) -> web.StreamResponse:
+    """Stop a running export; its unfinished file is deleted (folksjobs/exports/cancel.py)."""
+    rec = await _export_record(request)
+    api = api_of(request)
+    try:
+        await export_cancel.cancel_export(api.client, api.services.pool, rec)
+    except export_cancel.NotRunning as e:
+        raise ApiError(409, "not_running", str(e)) from None
+    return web.json_response(
+        {
+            "export_id": rec["id"],
+            "workflow_id": export_workflow_id(rec["id"]),
+            "cancel_requested": True,
+        },
+        status=202,
+    )
+
+
 async def download_export(request: web.Request) -> web.StreamResponse:
     rec = await _export_record(request)
     if rec["status"] != "completed" or not rec["blob_key"]:
         raise ApiError(409, "not_ready", f"export {rec['id']} is {rec['status']}")
+    gone = exports_repo.file_gone(rec, api_of(request).settings.export_retention_hours)
+    if gone:
+        raise ApiError(410, "gone", gone)
     blob = api_of(request).services.blob
     resp = web.StreamResponse(
         headers={

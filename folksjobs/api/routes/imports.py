@@ -17,6 +17,7 @@ from folksjobs import confirm, tenancy
 from folksjobs.api.context import ApiError, api_of, key_of
 from folksjobs.api.routes.common import json_body, not_found, path_id
 from folksjobs.catalog import JobDisabled
+from folksjobs.imports import avatars as avatars_repo
 from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.mapping import (
@@ -77,6 +78,20 @@ def _import_view(request: web.Request, row: ImportRow) -> dict[str, Any]:
         "completed_at": row.completed_at.isoformat() if row.completed_at else None,
         "duration_ms": row.duration_ms,
     }
+
+
+async def _avatars(request: web.Request, row: ImportRow) -> dict[str, int] | None:
+    """Avatars done and still owed (the avatars job fills them in after the contacts are
+    committed, so they may still be arriving after the import completed). None: Gravatar
+    is off."""
+    if not api_of(request).settings.gravatar_enabled:
+        return None
+    owed = await avatars_repo.owed_count(api_of(request).services.pool, row.workspace_id, row.id)
+    return {"done": max(0, row.inserted_rows + row.updated_rows - owed), "pending": owed}
+
+
+async def _full_view(request: web.Request, row: ImportRow) -> dict[str, Any]:
+    return _import_view(request, row) | {"avatars": await _avatars(request, row)}
 
 
 def _counts(row: ImportRow) -> dict[str, int]:
@@ -190,7 +205,7 @@ async def _upload(
 
 
 async def get_import(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_import_view(request, await _import_row(request)))
+    return web.json_response(await _full_view(request, await _import_row(request)))
 
 
 async def set_mapping(request: web.Request) -> web.StreamResponse:
@@ -259,8 +274,9 @@ async def import_events(request: web.Request) -> web.StreamResponse:
     last_write = time.monotonic()
     while True:
         ended = row.status in ENDED
-        data = _import_view(request, row) | {"stage": await _stage(request, row)}
-        event_id = f"{row.status}-{row.processed_rows}-{data['stage']}"
+        data = await _full_view(request, row) | {"stage": await _stage(request, row)}
+        owed = (data["avatars"] or {}).get("pending", 0)
+        event_id = f"{row.status}-{row.processed_rows}-{data['stage']}-{owed}"
         if event_id != last_id or ended:
             name = "end" if ended else "progress"
             frame = f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data)}\n\n"

@@ -1,0 +1,1 @@
+"""Workspace and user deletion (workspace/deleted, user/deleted): the SQL in `repo`."""
