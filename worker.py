@@ -97,7 +97,7 @@ def _avatar_activities(s: Services) -> AvatarActivities:
 
 def _import(s: Services) -> list[Callable[..., Any]]:
     # download-and-chunk stays here too: runs started before it had its own queue
-    # (build_chunk_worker) still schedule it on this one. lookup-avatars is served only by
+    # (build_chunk_workers) still schedule it on this one. lookup-avatars is served only by
     # build_avatars_worker: that queue's rate is the cluster's Gravatar rate.
     avatars = _avatar_activities(s)
     return [*_import_activities(s).activities(), avatars.avatars_owed, avatars.drop_avatars]
@@ -253,23 +253,28 @@ def _activity_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_chunk_worker(
+def build_chunk_workers(
     client: Client, services: Services, *, task_queue: str | None = None
-) -> Worker | None:
-    """download-and-chunk on its own queue and slots, beside `build_worker`'s (None when
+) -> list[Worker]:
+    """download-and-chunk on its own queues and slots, beside `build_worker`'s (none when
     imports are off). process-batch attempts wait in their slots for the chunks it writes,
     while it never waits for them: with one shared pool, waiters could hold every slot and
-    the chunking they wait for could never start (tests/test_slots.py)."""
+    the chunking they wait for could never start (tests/test_slots.py). Files of a few
+    chunks have a queue of their own (models.chunking_task_queue)."""
     settings = services.settings
     if not settings.job_import_enabled:
-        return None
-    return Worker(
-        client,
-        task_queue=chunking_task_queue(task_queue or settings.temporal_task_queue),
-        activities=[_import_activities(services).download_and_chunk],
-        max_concurrent_activities=settings.worker_max_concurrent_chunkers,
-        **_activity_options(settings),
-    )
+        return []
+    chunking = _import_activities(services).download_and_chunk
+    return [
+        Worker(
+            client,
+            task_queue=chunking_task_queue(task_queue or settings.temporal_task_queue, small),
+            activities=[chunking],
+            max_concurrent_activities=settings.worker_max_concurrent_chunkers,
+            **_activity_options(settings),
+        )
+        for small in (False, True)
+    ]
 
 
 def build_avatars_worker(
@@ -303,12 +308,12 @@ async def running_workers(
         worker = await stack.enter_async_context(
             build_worker(client, services, task_queue=task_queue)
         )
-        for extra in (
-            build_chunk_worker(client, services, task_queue=task_queue),
-            build_avatars_worker(client, services, task_queue=task_queue),
-        ):
-            if extra is not None:
-                await stack.enter_async_context(extra)
+        avatars = build_avatars_worker(client, services, task_queue=task_queue)
+        for extra in [
+            *build_chunk_workers(client, services, task_queue=task_queue),
+            *([avatars] if avatars is not None else []),
+        ]:
+            await stack.enter_async_context(extra)
         yield worker
 
 
@@ -331,8 +336,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if runtime is not None:
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     queue = settings.temporal_task_queue
-    chunking = chunking_task_queue(queue) if settings.job_import_enabled else None
-    health = WorkerHealth(client, polled_queues(queue, chunking), client.identity)
+    chunking = (
+        [chunking_task_queue(queue, small) for small in (False, True)]
+        if settings.job_import_enabled
+        else []
+    )
+    health = WorkerHealth(client, polled_queues(queue, *chunking), client.identity)
     # The probes outlive the workers: the pod stays live while in-flight activities drain.
     async with (
         open_services(settings) as services,

@@ -60,6 +60,8 @@ class GateActivities(ActivityClass):
             start_signal=ACQUIRE_SIGNAL,
             start_signal_args=[req.model_copy(update={"limit": limit})],
             static_summary=self._summary(req, limit),
+            # The import's own Priority (its workspace's fairness key, a person waiting).
+            priority=activity.info().priority,
         )
 
     @activity.defn(name="request-slot-now")
@@ -75,6 +77,8 @@ class GateActivities(ActivityClass):
             task_queue=activity.info().task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=self._summary(req, limit),
+            # The import's own Priority (its workspace's fairness key, a person waiting).
+            priority=activity.info().priority,
         )
         try:
             return bool(

@@ -46,14 +46,19 @@ class BenchStack:
 
 
 def start_stack(
-    root: Path, *, temporal: bool = True, temporal_args: list[str] | None = None
+    root: Path,
+    *,
+    temporal: bool = True,
+    temporal_args: list[str] | None = None,
+    fairness: bool = True,
 ) -> BenchStack:
+    """`fairness` False: a Temporal server without Priority and Fairness, to compare."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     pg = EmbeddedPostgres(root / "postgres")
     vk = EmbeddedValkey(root / "valkey")
-    tp = TemporalDevServer(root / "temporal", extra_args=temporal_args or [])
+    tp = TemporalDevServer(root / "temporal", extra_args=temporal_args or [], fairness=fairness)
     stack = BenchStack(root, pg, vk, tp)
     try:
         pg.start()

@@ -21,6 +21,7 @@ CHUNK_MISSING: Final = "ChunkMissing"  # a chunk left Redis before it was commit
 LEDGER_MISMATCH: Final = "LedgerMismatch"  # the database lost commits it had acknowledged
 CHUNKER_FAILED: Final = "ChunkerFailed"  # the chunker process died (retried)
 CHUNKS_LOST: Final = "ChunksLost"  # ChunkMissing more often than MAX_RECHUNKS
+WORKER_SHUTDOWN: Final = "WorkerShutdown"  # handed to another worker on SIGTERM (retried)
 IMPORT_FAILED: Final = "ImportFailed"  # the workflow's own failure, after mark-failed
 IMPORT_REFUSED: Final = "ImportRefused"  # claim-import: not this workspace's, or not startable
 

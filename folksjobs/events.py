@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    Priority,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -45,6 +46,7 @@ from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.addresses import parse_email
 from folksjobs.infra import ui
+from folksjobs.infra.fairness import Lane, workspace_priority
 from folksjobs.models import Model
 from folksjobs.notify import directory
 from folksjobs.settings import Settings
@@ -293,6 +295,16 @@ async def check_event(pool: asyncpg.Pool, event: EventData) -> None:
         raise EventError(f"{event.NAME}: {what} not found in workspace {ws}")
 
 
+def _priority(settings: Settings, event: EventData) -> Priority:
+    """A person waits on every job an event starts; a workspace's jobs share its fairness
+    key (its activities inherit both, folksjobs/infra/fairness.py). A sign-up has no
+    workspace yet: its welcome only takes the key."""
+    workspace_id = getattr(event, "workspace_id", None)
+    if workspace_id is None:
+        return Priority(priority_key=int(Lane.USER))
+    return workspace_priority(settings, str(workspace_id))
+
+
 async def _check_deletion(pool: asyncpg.Pool, event: WorkspaceDeleted) -> None:
     """Only the owner deletes a workspace. One that no longer exists passes: its run (or
     the completed one under the same id) is a no-op."""
@@ -359,6 +371,7 @@ async def dispatch(
             search_attributes=route.search_attributes(event),
             static_summary=summary or route.summary(event),
             static_details=f"event `{route.name}`, job `{route.job.job}`",
+            priority=_priority(settings, event),
         )
     except WorkflowAlreadyStartedError as e:
         # The run for this event already closed: the duplicate is a no-op.

@@ -44,11 +44,14 @@ Id = Annotated[
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-def chunking_task_queue(task_queue: str) -> str:
+def chunking_task_queue(task_queue: str, small: bool = False) -> str:
     """download-and-chunk's own queue beside `task_queue`, served by its own slots in the
     same worker process: process-batch waits for the chunks it writes, so the two must
-    never compete for one pool of slots (worker.py)."""
-    return f"{task_queue}-chunking"
+    never compete for one pool of slots (worker.py). `small`: a file of a few chunks (all
+    within the Redis bound, so its chunker never waits) has a queue and slots of its own,
+    and never queues behind the parsers of large files, which hold theirs for as long as
+    their imports run."""
+    return f"{task_queue}-chunking" + ("-small" if small else "")
 
 
 def import_workflow_id(import_id: str) -> str:
@@ -110,6 +113,8 @@ class ImportOptions(Model):
     chunks_per_run: int
     # Settings.import_inline_max_rows; 0 in runs recorded before it (never inline).
     inline_max_rows: int = 0
+    # Settings.import_chunk_lead; 0 in runs recorded before it (the chunker unbounded).
+    chunk_lead: int = 0
     # Settings.gravatar_enabled: the run starts the avatars job (EnrichAvatars). False in
     # runs recorded before it, which looked avatars up inside process-batch.
     avatars: bool = False
@@ -163,6 +168,12 @@ class ChunkPlan(Model):
     chunk_rows: int
     # Bumped each time lost chunks are rebuilt; process-batch waits for its generation.
     generation: int = 0
+    # One run's range of a file continued as new (folksjobs/imports/backlog.py): chunks
+    # before first_chunk are committed, the chunker stops at stop_chunk (None: the end).
+    first_chunk: int = 0
+    stop_chunk: int | None = None
+    # At most this many chunks of the import held in Redis at once (0: no bound).
+    max_held: int = 0
     # claim-import's record (CLAIM_IMPORT); None: the step reads it (runs from before).
     file: ImportFile | None = None
 

@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     # (IMPORT_CHUNK_ROWS=500 IMPORT_SUB_BATCH_ROWS=50 IMPORT_PARALLEL_CHUNKS=1 runs it);
     # the defaults are the faster design measured in bench/results.md.
     import_chunk_rows: int = 10000
-    import_sub_batch_rows: int = 5000
+    # Each sub-batch commits with its ledger row and moves the import's durable progress:
+    # 1,000 rows, so the bar moves at least every 1,000 rows of a chunk (issue 27; 5,000
+    # before, see bench/results.md "progress" for what the smaller commits cost).
+    import_sub_batch_rows: int = 1000
     import_parallel_chunks: int = 4
     # A file of at most this many rows (and at most one chunk) is parsed and processed in
     # one activity inside the worker (import-small): no chunker process, no Redis, no
@@ -117,6 +120,9 @@ class Settings(BaseSettings):
     # in a thread that shares the GIL with the event loop, so a few thousand rows of huge
     # notes take the chunker path (a child process) instead.
     import_inline_max_bytes: Annotated[int, Field(ge=0)] = 2 * 1024 * 1024
+    # download-and-chunk keeps at most IMPORT_PARALLEL_CHUNKS + this many chunks of an
+    # import in Redis, waiting for process-batch to commit them (folksjobs/imports/backlog.py).
+    import_chunk_lead: Annotated[int, Field(ge=1)] = 4
     chunk_ttl_seconds: int = 3600
     # process-batch waits this long for its chunk without any chunking progress before
     # it declares the chunk lost (and the workflow rebuilds it from the blob).
@@ -198,6 +204,12 @@ class Settings(BaseSettings):
 
     # --- Worker ---------------------------------------------------------------------
     worker_max_concurrent_activities: int = 20
+    # Temporal's fairness between workspaces on one task queue (folksjobs/infra/fairness.py):
+    # each workspace's jobs get this weight, or its entry in FAIRNESS_WEIGHTS (JSON,
+    # workspace id -> weight; a paid plan's workspaces, say, 2.0: twice the share of slots
+    # when the queue has a backlog).
+    fairness_default_weight: Annotated[float, Field(gt=0)] = 1.0
+    fairness_weights: dict[str, Annotated[float, Field(gt=0)]] = {}
     # download-and-chunk runs on its own queue with these slots (one CSV parser process
     # each), so chunking is never stuck behind process-batch attempts waiting for it.
     worker_max_concurrent_chunkers: Annotated[int, Field(ge=1)] = 4

@@ -77,3 +77,30 @@ async def test_a_store_that_fails_ends_the_child_at_once(tmp_path: Path, via: st
     source = None if via == "path" else _bytes(data, 1 << 16)
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(chunker.run(spec, source, store), 30)
+
+
+@pytest.mark.parametrize("via", ["path", "stdin"])
+@pytest.mark.parametrize(
+    ("first", "stop", "sent", "done"),
+    [
+        (1, 2, [1], chunker.Done(2, 6, eof=False)),
+        (2, None, [2], chunker.Done(3, 7)),
+        (0, 3, [0, 1, 2], chunker.Done(3, 7)),  # the file ends with the range
+        (0, 1, [0], chunker.Done(1, 3, eof=False)),
+    ],
+)
+async def test_a_range_of_chunks(
+    tmp_path: Path, via: str, first: int, stop: int | None, sent: list[int], done: chunker.Done
+) -> None:
+    """One workflow run's share: chunks before the range are parsed, not sent; the child
+    stops at the range's end and says it did not reach the file's."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(CSV)
+    spec = dataclasses.replace(_spec(path if via == "path" else None), first_chunk=first,
+                               stop_chunk=stop)  # fmt: skip
+    got, frames = await _chunk(spec, None if via == "path" else _bytes(CSV))
+    assert [f.chunk_index for f in frames if f.skipped] == list(range(first))
+    frames = [f for f in frames if not f.skipped]
+    assert (got, [f.chunk_index for f in frames]) == (done, sent)
+    whole = {f.chunk_index: f for f in (await _chunk(_spec(path), None))[1]}
+    assert frames == [whole[i] for i in sent]  # the same chunks as a whole-file read

@@ -23,6 +23,7 @@ import yaml
 from pydantic import AliasChoices
 
 from folksjobs.api.readiness import CHECK_TIMEOUT_SECONDS
+from folksjobs.infra.fairness import SERVER_DYNAMIC_CONFIG
 from folksjobs.infra.search_attributes import REGISTRATION
 from folksjobs.infra.temporal import ENVCONFIG_VARIABLES
 from folksjobs.settings import ROOT, Settings
@@ -178,6 +179,17 @@ def test_docker_compose_config_validates() -> None:
     assert worker["build"]["args"]["VERSION"] == "1.2.3+g0123abc"
     assert worker["image"] == "folksjobs:1.2.3-g0123abc"
     assert worker["environment"]["DATABASE_URL"] == compose_env()["DATABASE_URL"]
+
+
+def test_compose_temporal_has_priority_and_fairness_on() -> None:
+    """The server's dynamic config file is mounted where its env names it, and switches on
+    exactly what folksjobs/infra/fairness.py (the dev stack's and tests' server) does."""
+    temporal = compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    [mount] = [v for v in temporal["volumes"] if v.split(":")[1] == path]
+    assert (DEPLOY / mount.split(":")[0]).resolve() == DEPLOY / "temporal-dynamicconfig.yaml"
+    config = yaml.safe_load((DEPLOY / "temporal-dynamicconfig.yaml").read_text())
+    assert {k: v[0]["value"] for k, v in config.items()} == SERVER_DYNAMIC_CONFIG
 
 
 def dockerfile() -> list[tuple[str, str]]:

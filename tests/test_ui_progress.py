@@ -79,8 +79,9 @@ async def test_running_import_shows_its_progress(
         async with (
             Worker(client, task_queue=task_queue, workflows=[ProcessCsv, SlotGate],
                    activities=activities),
-            # download-and-chunk has its own queue (worker.build_chunk_worker).
-            Worker(client, task_queue=chunking_task_queue(task_queue),
+            # download-and-chunk has its own queue (worker.build_chunk_workers): the small
+            # one, for a file of 3 chunks.
+            Worker(client, task_queue=chunking_task_queue(task_queue, small=True),
                    activities=[held_chunking]),
         ):  # fmt: skip
             up = await upload(s, settings, tenant.workspace_id, tenant.user_id, data,

@@ -152,7 +152,7 @@ async def worker(
         Worker(env.client, task_queue=queue, workflows=[ProcessCsv, ProcessExport],
                activities=[*activities, *gate_mocks()], max_heartbeat_throttle_interval=beat,
                default_heartbeat_throttle_interval=beat),
-        # download-and-chunk has a queue of its own (worker.build_chunk_worker).
+        # download-and-chunk has a queue of its own (worker.build_chunk_workers).
         Worker(env.client, task_queue=chunking_task_queue(queue), activities=activities,
                max_heartbeat_throttle_interval=beat, default_heartbeat_throttle_interval=beat),
     ):  # fmt: skip

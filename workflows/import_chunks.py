@@ -11,13 +11,14 @@ from datetime import timedelta
 from typing import ClassVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
     from folksjobs import errors
+    from folksjobs.infra.fairness import BULK
     from folksjobs.models import (
         ChunkJob,
         ChunkPlan,
@@ -37,6 +38,14 @@ PATCH_CHUNKING_QUEUE = "chunking-task-queue"
 # docs/deploys.md: chunk tasks are created as the window frees (runs started after this
 # change); runs in flight before it keep creating them all up front.
 CHUNKS_AS_SLOTS_FREE = "chunks-as-slots-free"
+# Each run chunks only its own range of the file, at most ImportOptions.chunk_lead chunks
+# ahead of process-batch (folksjobs/imports/backlog.py), so an import's Redis use is
+# bounded whatever the file's size; a file of a few chunks on the small chunking queue.
+# Runs whose options predate chunk_lead (0) keep chunking the whole file in their first run.
+CHUNK_RANGES = "chunk-ranges-bounded"
+# process-batch at the bulk priority (folksjobs/infra/fairness.py): a person's short steps
+# go first. Runs started before this change schedule it with the workflow's priority.
+BULK_CHUNKS = "process-batch-bulk-priority"
 
 
 class ChunkedPath:
@@ -47,21 +56,37 @@ class ChunkedPath:
 
     # --- download-and-chunk -------------------------------------------------------------
 
+    @staticmethod
+    def _by_range(cursor: ImportCursor) -> bool:
+        return cursor.options.chunk_lead > 0 and workflow.patched(CHUNK_RANGES)
+
     async def _download_and_chunk(
-        self, inp: ProcessCsvInput, cursor: ImportCursor
+        self, inp: ProcessCsvInput, cursor: ImportCursor, *, repair: bool = False
     ) -> ChunkPlanResult:
         queue = None
         if workflow.patched(PATCH_CHUNKING_QUEUE):
             queue = chunking_task_queue(workflow.info().task_queue)
+        plan = ChunkPlan(
+            import_id=inp.import_id,
+            workspace_id=inp.workspace_id,
+            chunk_rows=cursor.options.chunk_rows,
+            generation=cursor.rechunks,
+            file=cursor.file,
+        )
+        # A repair rebuilds chunks anywhere in the file and processes them only after:
+        # unbounded, from the start.
+        if not repair and self._by_range(cursor):
+            o = cursor.options
+            end = min(cursor.chunk_count, cursor.next_chunk + o.chunks_per_run)
+            plan.first_chunk = cursor.next_chunk
+            # The last run reads to the file's end: it checks the file has no more rows.
+            plan.stop_chunk = end if end < cursor.chunk_count else None
+            plan.max_held = max(1, o.parallel_chunks) + o.chunk_lead
+            small = cursor.chunk_count <= plan.max_held
+            queue = chunking_task_queue(workflow.info().task_queue, small=small)
         return await workflow.execute_activity_method(
             ImportActivities.download_and_chunk,
-            ChunkPlan(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_rows=cursor.options.chunk_rows,
-                generation=cursor.rechunks,
-                file=cursor.file,
-            ),
+            plan,
             task_queue=queue,
             start_to_close_timeout=timedelta(hours=2),
             # Heartbeats every second: a dead worker is noticed in seconds.
@@ -142,6 +167,7 @@ class ChunkedPath:
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     retry_policy=self.RETRY,
                     summary=f"chunk {i + 1} of {cursor.chunk_count}",
+                    priority=BULK if workflow.patched(BULK_CHUNKS) else Priority.default,
                 )
             except ActivityError as e:
                 if not errors.failed_with(e, errors.CHUNK_MISSING):
@@ -185,7 +211,7 @@ class ChunkedPath:
             retry_policy=self.RETRY,
         )
         cursor.rechunks += 1
-        await self._download_and_chunk(inp, cursor)
+        await self._download_and_chunk(inp, cursor, repair=True)
         await self._process_chunks(inp, cursor, missing, _already_counted)
 
 

@@ -238,6 +238,9 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
             cursor = self._start(inp, claimed, lambda: True)
         else:
             cursor = await before.fetch_import(self, inp)
+        if inp.resume is not None and self._by_range(cursor):
+            # This run's range of chunks, from where the previous run stopped.
+            self.chunking = asyncio.create_task(self._download_and_chunk(inp, cursor))
         self.cursor, self.counts = cursor, cursor.counts
         if inp.resume is None and cursor.options.avatars:
             await self._start_avatars(inp, cursor)

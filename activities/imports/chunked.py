@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.imports.common import heartbeating, missing_blob, truncated
+from activities.imports.common import (
+    heartbeating,
+    missing_blob,
+    truncated,
+    until_worker_shutdown,
+)
 from activities.imports.rows import RowSteps
 from folksjobs import errors
 from folksjobs.imports import chunker, dedup
 from folksjobs.imports import repo as imports_repo
+from folksjobs.imports.backlog import BacklogStuck, ChunkBacklog
 from folksjobs.infra import rediskeys
 from folksjobs.infra.memory import release_free_memory
 from folksjobs.models import ChunkJob, ChunkPlan, ChunkPlanResult, ChunkResult, MissingChunks
@@ -37,34 +44,51 @@ class ChunkedSteps(RowSteps):
         if local is not None and not local.exists():
             raise missing_blob(plan.import_id)
         spec = self._chunk_spec(f, plan.chunk_rows, None if local is None else str(local))
+        # The chunks before the plan's range were claimed by the runs before; only a Redis
+        # that lost them (no start marker) needs them claimed again, from chunk 0.
+        seen = rediskeys.seen_emails(plan.import_id)
+        if plan.first_chunk and await dedup.has_state(self.redis, seen):
+            spec = replace(spec, first_chunk=plan.first_chunk)
+        spec = replace(spec, stop_chunk=plan.stop_chunk)
+        backlog = ChunkBacklog(self.redis, plan.max_held, self.settings.chunk_wait_seconds)
         progress = {"chunks": 0, "rows": 0}
 
         async def store(frame: chunker.Frame) -> None:
-            await self._store_chunk(plan, frame, complete)
+            await backlog.room()
+            if await self._store_chunk(plan, frame, complete):
+                backlog.stored(rediskeys.chunk(plan.import_id, frame.chunk_index))
             progress.update(chunks=frame.chunk_index + 1, rows=frame.rows)
 
         source = None if local is not None else self._blob_bytes(plan.import_id, f)
         try:
-            done = await heartbeating(chunker.run(spec, source, store), 1.0, lambda: progress)
-        except chunker.ChunkerFailed as e:
+            done = await until_worker_shutdown(
+                heartbeating(chunker.run(spec, source, store), 1.0, lambda: progress)
+            )
+        except (chunker.ChunkerFailed, BacklogStuck) as e:
             raise ApplicationError(str(e), type=errors.CHUNKER_FAILED) from e
+        if not done.eof:
+            # The run's range is in Redis; the next run's plan reads on from there.
+            return ChunkPlanResult(chunk_count=done.chunks, total_rows=done.rows)
         if done.rows != f.total_rows:
             raise truncated(done.rows, f.total_rows)
         done_key = rediskeys.chunking_done(plan.import_id, plan.generation)
         await self.redis.set(done_key, done.chunks, ex=self.settings.chunk_ttl_seconds)
         return ChunkPlanResult(chunk_count=done.chunks, total_rows=done.rows)
 
-    async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> None:
+    async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> bool:
         """Claim the chunk's emails and store it (unless the ledger already has it), then
-        move the progress marker process-batch waits on."""
+        move the progress marker process-batch waits on. True when it was stored."""
         ttl = self.settings.chunk_ttl_seconds
+        written = rediskeys.chunks_written(plan.import_id, plan.generation)
+        if frame.skipped:  # committed by an earlier run, which claimed its emails
+            await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
+            return False
         taken = await dedup.claim(
             self.redis, rediskeys.seen_emails(plan.import_id), frame.chunk_index, frame.digests, ttl
         )
-        written = rediskeys.chunks_written(plan.import_id, plan.generation)
-        if frame.chunk_index in complete:
+        if frame.chunk_index in complete or frame.chunk_index < plan.first_chunk:
             await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
-            return
+            return False
         # An email an earlier chunk owns: its last row here is a duplicate too (the rows
         # before it already are).
         dups = sorted([*frame.superseded, *(frame.last_rows[i] for i in taken)])
@@ -76,6 +100,7 @@ class ChunkedSteps(RowSteps):
         )
         pipe.set(written, frame.chunk_index + 1, ex=ttl)
         await pipe.execute()
+        return True
 
     # --- process-batch ------------------------------------------------------------
 

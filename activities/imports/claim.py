@@ -61,6 +61,7 @@ class ClaimSteps(ImportSteps):
                     if rec.file_bytes <= s.import_inline_max_bytes
                     else 0
                 ),
+                chunk_lead=s.import_chunk_lead,
                 avatars=s.gravatar_enabled,
             ),
             file=file_of(rec),

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import asyncpg
 from redis.asyncio import Redis
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.base import ActivityClass
 from folksjobs import errors
@@ -50,6 +50,30 @@ async def heartbeating(work: Awaitable[T], every: float, details: Callable[[], A
             task.cancel()
             await asyncio.wait({task})
     return task.result()
+
+
+async def until_worker_shutdown(work: Awaitable[T]) -> T:
+    """`work`, unless the worker begins its graceful shutdown first (SIGTERM): then the work
+    is stopped and a retryable WorkerShutdown raised at once, so another worker carries on
+    within seconds. For a step that cannot finish within the grace period anyway (chunking
+    a large file) and whose retry redoes only what was not committed."""
+    task = asyncio.ensure_future(work)
+    shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+    try:
+        await asyncio.wait({task, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, shutdown):
+            if not t.done():
+                t.cancel()
+        await asyncio.wait({task, shutdown})
+    if not task.cancelled():
+        return task.result()  # its result or its own error, even when both ended at once
+    raise ApplicationError(
+        "the worker is shutting down; the step resumes on another worker",
+        type=errors.WORKER_SHUTDOWN,
+        # Expected on every stop: the SDK logs it at debug, not as a failure.
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 def file_of(rec: ImportRow) -> ImportFile:

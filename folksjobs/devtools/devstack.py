@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from folksjobs.devtools import pidfiles
+from folksjobs.infra.fairness import SERVER_DYNAMIC_CONFIG
 from folksjobs.infra.search_attributes import REGISTRATION
 
 
@@ -96,6 +98,8 @@ class TemporalDevServer:
     ui_port: int | None = None
     metrics_port: int | None = None
     extra_args: list[str] = field(default_factory=list)
+    # Task Queue Priority and Fairness (folksjobs/infra/fairness.py); off only to compare.
+    fairness: bool = True
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,6 +131,9 @@ class TemporalDevServer:
             args += ["--metrics-port", str(self.metrics_port)]
         for name, kind in REGISTRATION.items():
             args += ["--search-attribute", f"{name}={kind}"]
+        if self.fairness:
+            for key, value in SERVER_DYNAMIC_CONFIG.items():
+                args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
         args += self.extra_args
         log_path = self.state_dir / "temporal.log"
         with open(log_path, "ab") as log:

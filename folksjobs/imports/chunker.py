@@ -11,9 +11,14 @@ splits it into chunks of `chunk_rows` records, decides the duplicates inside eac
 in Redis and stores it; the pipe's buffer holds the child back while it does.
 
 stdout carries frames: a 4-byte big-endian length, then a marshal payload, either a
-`Frame` (one chunk) or, last, ("done", chunks, rows). Anything else (a crash) is a
+`Frame` (one chunk) or, last, ("done", chunks, rows, eof). Anything else (a crash) is a
 non-zero exit with the reason on stderr. This module writes them (`main`) and reads them
 (`read_frames`, `run` for the worker's side): the format lives here only.
+
+A spec can name a range of chunks (`first_chunk`, `stop_chunk`): one workflow run's share
+of a large file. The chunks before it are parsed (records can span lines, so only a
+parse finds where a chunk starts) but neither checked nor sent (a `skipped` frame marks
+each); the child stops at the first record of `stop_chunk` (Done.eof False).
 """
 
 from __future__ import annotations
@@ -43,13 +48,17 @@ class Frame(NamedTuple):
     superseded: list[int]  # rows a later row of the same email in this chunk replaces
     digests: list[bytes]  # the chunk's email digests, for the claim across chunks
     last_rows: list[int]  # the last row of each digest, in the same order
+    # Before spec.first_chunk: read past, nothing else (no records, no digests). Sent so
+    # the worker's progress marker moves while the child reads up to its range.
+    skipped: bool = False
 
 
 class Done(NamedTuple):
-    """The last frame: the whole file's totals."""
+    """The last frame: the totals of what was read."""
 
-    chunks: int
-    rows: int
+    chunks: int  # chunks read, those before first_chunk included
+    rows: int  # records read
+    eof: bool = True  # the whole file: False when the child stopped at spec.stop_chunk
 
 
 _DONE = "done"
@@ -69,6 +78,8 @@ class ChunkSpec:
     chunk_rows: int
     path: str | None = None  # None: the file's bytes arrive on stdin
     email_test_domains: bool = False  # Settings.email_test_domains
+    first_chunk: int = 0  # chunks before it are only parsed, not sent
+    stop_chunk: int | None = None  # stop at its first record (None: read to the end)
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "folksjobs.imports.chunker", json.dumps(asdict(self))]
@@ -107,45 +118,78 @@ class Parsed(NamedTuple):
     last: dict[bytes, int]  # each email digest's last row
 
 
+class Skipped(NamedTuple):
+    """A chunk before spec.first_chunk: read past, nothing else."""
+
+    chunk_index: int
+    rows: int
+
+
 def parse(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Parsed]:
-    """The file's chunks, in order: the child frames them (`frames`); a file of one chunk
-    is used as it is, in the worker (import-small), with no frame packed to be unpacked."""
-    fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
-    items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
-    read_header(records(islice(items, 1)))
-    index = rows = 0
-    first_row = 2  # row 1 is the header
-    cells: list[list[str] | None] = []
-    errors: dict[int, str] = {}
-
-    def parsed() -> Parsed:
-        superseded, last, emails = last_wins(
-            cells, first_row, spec.email_columns, spec.email_test_domains
-        )
-        chunk = Chunk(first_row, cells, errors, emails, set(superseded))
-        return Parsed(index, rows, chunk, superseded, last)
-
-    for item in items:
-        if type(item) is list:
-            cells.append(item)
-        else:
-            errors[len(cells)] = str(item)
-            cells.append(None)
-        rows += 1
-        if len(cells) == spec.chunk_rows:
-            yield parsed()
-            index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
-    if cells:
-        yield parsed()
+    """The chunks of spec's range, in order: the child frames them (`frames`); a file of one
+    chunk is used as it is, in the worker (import-small), with no frame packed to be unpacked."""
+    return (p for p in _Reader(spec).parse(raw) if isinstance(p, Parsed))
 
 
 def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
-    for p in parse(raw, spec):
-        c = p.chunk
-        # marshal: plain lists and strings, several times faster than JSON both ways;
-        # chunks live an hour in our own Redis, read by workers of the same release.
-        blob = marshal.dumps((c.first_row, c.cells, c.errors, c.emails))
-        yield Frame(p.chunk_index, p.rows, blob, p.superseded, list(p.last), list(p.last.values()))
+    return _Reader(spec).frames(raw)
+
+
+class _Reader:
+    """parse() and frames(), keeping count of what was read for the Done frame."""
+
+    def __init__(self, spec: ChunkSpec) -> None:
+        self.spec = spec
+        self.done = Done(0, 0)
+
+    def parse(self, raw: BinaryIO) -> Iterator[Parsed | Skipped]:
+        spec = self.spec
+        fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
+        items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
+        read_header(records(islice(items, 1)))
+        index = rows = 0
+        first_row = 2  # row 1 is the header
+        cells: list[list[str] | None] = []
+        errors: dict[int, str] = {}
+
+        def parsed() -> Parsed | Skipped:
+            if index < spec.first_chunk:
+                return Skipped(index, rows)
+            superseded, last, emails = last_wins(
+                cells, first_row, spec.email_columns, spec.email_test_domains
+            )
+            chunk = Chunk(first_row, cells, errors, emails, set(superseded))
+            return Parsed(index, rows, chunk, superseded, last)
+
+        for item in items:
+            if index == spec.stop_chunk:
+                self.done = Done(index, rows, eof=False)
+                return
+            if type(item) is list:
+                cells.append(item)
+            else:
+                errors[len(cells)] = str(item)
+                cells.append(None)
+            rows += 1
+            if len(cells) == spec.chunk_rows:
+                yield parsed()
+                index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
+        if cells:
+            yield parsed()
+        self.done = Done(index + (1 if cells else 0), rows)
+
+    def frames(self, raw: BinaryIO) -> Iterator[Frame]:
+        for p in self.parse(raw):
+            if isinstance(p, Skipped):
+                yield Frame(p.chunk_index, p.rows, b"", [], [], [], skipped=True)
+                continue
+            c = p.chunk
+            # marshal: plain lists and strings, several times faster than JSON both ways;
+            # chunks live an hour in our own Redis, read by workers of the same release.
+            blob = marshal.dumps((c.first_row, c.cells, c.errors, c.emails))
+            yield Frame(
+                p.chunk_index, p.rows, blob, p.superseded, list(p.last), list(p.last.values())
+            )
 
 
 def pack(dups: list[int], rows_blob: bytes) -> bytes:
@@ -171,12 +215,11 @@ def _write(out: BinaryIO, payload: tuple[Any, ...]) -> None:
 def main() -> None:
     spec = ChunkSpec(**json.loads(sys.argv[1]))
     out = sys.stdout.buffer
-    done = Done(0, 0)
+    reader = _Reader(spec)
     with open(spec.path, "rb") if spec.path else sys.stdin.buffer as raw:
-        for f in frames(raw, spec):
+        for f in reader.frames(raw):
             _write(out, f)
-            done = Done(f.chunk_index + 1, f.rows)
-    _write(out, (_DONE, *done))
+    _write(out, (_DONE, *reader.done))
     out.flush()
 
 

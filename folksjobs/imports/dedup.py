@@ -81,3 +81,8 @@ async def claim(redis: Redis, key: str, chunk_index: int, digests: list[bytes],
     """Claim `digests` for this chunk; returns the positions of those an earlier chunk
     already owns."""
     return [int(i) for i in await redis.eval(_CLAIM, 1, key, ttl, str(chunk_index), *digests)]
+
+
+async def has_state(redis: Redis, key: str) -> bool:
+    """The hash still has chunk 0's start marker: the claims of earlier chunks are there."""
+    return bool(await redis.hexists(key, "_"))

@@ -8,19 +8,24 @@ take the header and preview rows. Only a complete, accepted upload creates an im
 The bytes come from an async source (`ByteSource`): an HTTP request body streams into it
 as it arrives, and the CLI wraps a file with `file_source`. Parsing runs in a thread
 that pulls each piece through the event loop, so neither side ever blocks the loop.
+That thread is the upload's own, never one of the loop's shared executor: it waits on
+the source, and a file source reads in that executor, so 40 uploads parsing in its 6
+threads would each wait for a read that no free thread is left to run (issue 27).
 Starting the workflow is the confirm step's (folksjobs/confirm.py), not this module's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
+import threading
 import unicodedata
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import asyncpg
 
@@ -42,6 +47,7 @@ from folksjobs.infra.blob import BlobStore, BlobWriter, import_key
 from folksjobs.settings import Settings
 
 READ_SIZE = 1024 * 1024
+T = TypeVar("T")
 
 ByteSource = AsyncIterable[bytes]
 FILE_NAME_MAX = 120
@@ -148,6 +154,31 @@ class _TeeReader(io.RawIOBase):
         return n
 
 
+async def _in_own_thread(fn: Callable[[], T]) -> T:
+    """`fn()` in a thread of its own (see the module's docstring). Like asyncio.to_thread,
+    a cancelled caller leaves the thread to end on its own (its next read fails once the
+    loop is gone); daemon, so it never holds the process open."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[Any], None], value: Any) -> None:
+        if not done.done():
+            outcome(value)
+
+    def work() -> None:
+        outcome: Callable[[Any], None]
+        value: Any
+        try:
+            outcome, value = done.set_result, fn()
+        except BaseException as e:  # handed to the awaiting task, which raises it
+            outcome, value = done.set_exception, e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, outcome, value)
+
+    threading.Thread(target=work, name="upload-parse", daemon=True).start()
+    return await done
+
+
 def _scan(
     tee: _TeeReader, fmt: CsvFormat, settings: Settings
 ) -> tuple[list[str], list[str], list[list[str]], int]:
@@ -227,7 +258,7 @@ async def upload_stream(
     writer = intake.writer = await blob.open_writer(key)
     tee = _TeeReader(intake, asyncio.get_running_loop())
     try:
-        headers, warnings, preview, rows = await asyncio.to_thread(_scan, tee, fmt, settings)
+        headers, warnings, preview, rows = await _in_own_thread(lambda: _scan(tee, fmt, settings))
         size = await writer.commit()
     except CsvRefused as e:
         await writer.abort()
