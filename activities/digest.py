@@ -1,26 +1,37 @@
-"""weekly-digest's side effects: the workspace pages and one workspace's digest."""
+"""weekly-digest's side effects: the workspace pages and the digests, one by one or in
+batches of EMAIL_BATCH_SIZE through the provider's batch endpoint."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActivityClass
-from activities.errors import email_error
+from activities.delivery import delivery, digest_deadline, refusal_error
 from folksjobs import errors
+from folksjobs.catalog import job_by_workflow
 from folksjobs.digest import stats as digest
 from folksjobs.infra.logsafe import mask_email
 from folksjobs.models import (
+    WF_WEEKLY_DIGEST,
+    DigestBatchJob,
+    DigestBatchResult,
     DigestPage,
     DigestPageRequest,
+    DigestWeek,
     WorkspaceDigestJob,
     WorkspaceDigestResult,
+    digest_send_key,
 )
 from folksjobs.notify import emails
 from folksjobs.notify.directory import UserNotFound, get_user
-from folksjobs.notify.mailer import EmailSender, EmailSendError
+from folksjobs.notify.mailer import DIGEST_TAG, Email, EmailSender, EmailSendError
 from folksjobs.settings import Settings
+
+ATTEMPTS = job_by_workflow(WF_WEEKLY_DIGEST).attempts
 
 
 class DigestActivities(ActivityClass):
@@ -38,11 +49,64 @@ class DigestActivities(ActivityClass):
             next_after=ids[-1] if len(ids) == size else None,
             # The worker's setting, recorded in history so the workflow stays deterministic.
             concurrency=self.settings.digest_concurrency,
+            batch_size=self.settings.email_batch_size,
         )
 
     @activity.defn(name="digest-workspace")
     async def digest_workspace(self, job: WorkspaceDigestJob) -> WorkspaceDigestResult:
-        ws, week = job.workspace_id, job.week
+        s = self.settings
+        deadline = digest_deadline(job.week, s)
+        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds):
+            ready = await self._prepare(job.workspace_id, job.week, job.idempotency_key)
+            if isinstance(ready, WorkspaceDigestResult):
+                return ready
+            await self.sender.send(ready.email)
+        return await self._sent(ready)
+
+    @activity.defn(name="digest-batch")
+    async def digest_batch(self, job: DigestBatchJob) -> DigestBatchResult:
+        """The digests of up to EMAIL_BATCH_SIZE workspaces in one request. Each keeps
+        its own claim in the ledger and its own idempotency key; the request's key is
+        made from theirs (mailer.batch_key), so a retry of an accepted batch is dropped."""
+        s = self.settings
+        deadline = digest_deadline(job.week, s)
+        done: dict[str, WorkspaceDigestResult] = {}
+        ready: list[_Ready] = []
+        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds):
+            for ws in job.workspace_ids:
+                key = digest_send_key(ws, job.week.week_start)
+                try:
+                    r = await self._prepare(ws, job.week, key)
+                except ApplicationError as e:
+                    # This workspace's own failure (owner gone...) never stops the others.
+                    activity.logger.warning("digest for workspace %s failed: %s", ws, e)
+                    r = WorkspaceDigestResult(workspace_id=ws, outcome="failed")
+                if isinstance(r, WorkspaceDigestResult):
+                    done[ws] = r
+                else:
+                    ready.append(r)
+            if ready:
+                try:
+                    await self.sender.send_batch([r.email for r in ready])
+                except EmailSendError as e:
+                    failure = refusal_error(e, DIGEST_TAG, deadline, s.email_retry_max_seconds)
+                    if failure.type == errors.EMAIL_SEND_FAILED:
+                        raise failure from e
+                    # Refused for good, or the window closed: told per workspace.
+                    activity.logger.warning("digest batch not sent: %s", failure)
+                    given_up = failure.type == errors.EMAIL_GIVEN_UP
+                    for r in ready:
+                        done[r.workspace_id] = WorkspaceDigestResult(
+                            workspace_id=r.workspace_id,
+                            outcome="given_up" if given_up else "failed",
+                        )
+                    ready = []
+        for r in ready:
+            done[r.workspace_id] = await self._sent(r)
+        return DigestBatchResult(results=[done[ws] for ws in job.workspace_ids])
+
+    async def _prepare(self, ws: str, week: DigestWeek, key: str) -> WorkspaceDigestResult | _Ready:
+        """The workspace's digest claimed and built, or why none is sent."""
         info = await digest.workspace_info(self.pool, ws)
         if info is None:
             raise ApplicationError(
@@ -63,10 +127,11 @@ class DigestActivities(ActivityClass):
         if stats.new_contacts == 0:
             return WorkspaceDigestResult(workspace_id=ws, outcome="skipped_no_activity")
         # Claim before sending, mark after. A claim found still "claimed" was left by an
-        # attempt that died between the two (worker crash, provider timeout after the
-        # provider accepted): we send again under the SAME idempotency key, so the outbox
-        # (file named by the key) or the provider (Idempotency-Key header) keeps the first
-        # copy and drops this one. Two concurrent runs for one week meet the same way.
+        # attempt that ended between the two (worker crash, provider timeout after the
+        # provider accepted, a refusal that waits): we send again under the SAME
+        # idempotency key, so the outbox (file named by the key) or the provider
+        # (Idempotency-Key header) keeps the first copy and drops this one. Two
+        # concurrent runs for one week meet the same way.
         if await digest.claim(self.pool, ws, week) == "sent":
             return WorkspaceDigestResult(workspace_id=ws, outcome="already_sent")
         msg = emails.weekly_digest(
@@ -78,25 +143,31 @@ class DigestActivities(ActivityClass):
             stats.imports_completed,
             stats.top_domains,
             self.settings.app_url,
-            job.idempotency_key,
+            key,
         )
-        try:
-            receipt = await self.sender.send(msg)
-        except EmailSendError as e:
-            raise email_error(e) from e
-        await digest.mark_sent(self.pool, ws, week)
+        return _Ready(ws, week, msg, stats.new_contacts)
+
+    async def _sent(self, r: _Ready) -> WorkspaceDigestResult:
+        await digest.mark_sent(self.pool, r.workspace_id, r.week)
         activity.logger.info(
-            "digest for workspace %s sent to %s (%s%s)",
-            ws,
-            mask_email(owner.email),
-            receipt.backend,
-            ", duplicate dropped" if receipt.duplicate else "",
+            "digest for workspace %s sent to %s", r.workspace_id, mask_email(r.email.to)
         )
         return WorkspaceDigestResult(
-            workspace_id=ws, outcome="sent", new_contacts=stats.new_contacts
+            workspace_id=r.workspace_id, outcome="sent", new_contacts=r.new_contacts
         )
 
     ACTIVITIES = (
         get_workspaces,
         digest_workspace,
+        digest_batch,
     )
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A claimed digest, built, not yet sent."""
+
+    workspace_id: str
+    week: DigestWeek
+    email: Email
+    new_contacts: int

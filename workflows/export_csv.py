@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
+    from folksjobs.notify.retry import EMAIL_RETRY
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_PROCESS_EXPORT).attempts,
@@ -55,6 +56,7 @@ RETRY = RetryPolicy(
     ],
 )
 SHORT = timedelta(seconds=60)
+EMAIL_DELIVERY = "email-delivery-window"
 STREAM = timedelta(hours=2)
 
 
@@ -166,7 +168,8 @@ class ProcessExport:
                 idempotency_key=f"{workflow.info().workflow_id}/export-complete",
             ),
             start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
+            # Before it, a provider outage used up the spec's attempts and lost the email.
+            retry_policy=EMAIL_RETRY if workflow.patched(EMAIL_DELIVERY) else RETRY,
         )
         return file
 

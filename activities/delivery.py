@@ -1,0 +1,106 @@
+"""One email's attempt inside its delivery window: what waits, what fails, what gives up.
+
+The spec's retry counts (send-welcome 2, weekly-digest 1) are about failures of the job's
+own logic: a database that is down, a bug. A provider that is down or busy is not such a
+failure: the email waits for it, up to its delivery window (EMAIL_*_WINDOW_SECONDS). So an
+email activity runs with unlimited attempts in its RetryPolicy, and this context sorts
+what ends an attempt:
+
+- a temporary refusal (429, 5xx, timeout, no turn soon enough) is retried by Temporal
+  after the provider's Retry-After or a backoff (next_retry_delay), counted as deferred;
+- a permanent refusal (400, 401, 403, 422) fails at once with the provider's reason;
+- still refused when the window closes: EmailGivenUp, with the provider's last answer;
+- any other error is the job's own: it counts against the spec's attempts, the count kept
+  in the activity's heartbeat details, which Temporal hands to the next attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from folksjobs import errors
+from folksjobs.infra import metrics
+from folksjobs.models import DigestWeek
+from folksjobs.notify.mailer import EmailSendError
+from folksjobs.settings import Settings
+
+# The digest is sent weekly: the next one is due this long after a run's scheduled time.
+DIGEST_PERIOD = timedelta(days=7)
+
+
+def digest_deadline(week: DigestWeek, settings: Settings) -> datetime:
+    """Until shortly before the next digest is due: a late digest must not arrive after
+    the next one."""
+    return week.window_end + DIGEST_PERIOD - timedelta(seconds=settings.email_digest_margin_seconds)
+
+
+def window_deadline(seconds: float) -> datetime:
+    """`seconds` after the activity was first scheduled (the same on every attempt)."""
+    return activity.info().scheduled_time + timedelta(seconds=seconds)
+
+
+def _own_failures() -> int:
+    details = activity.info().heartbeat_details
+    return int(details[0]) if details else 0
+
+
+def _given_up(kind: str, deadline: datetime, reason: str) -> ApplicationError:
+    metrics.email_given_up(kind)
+    return ApplicationError(
+        f"{kind} email given up: its delivery window closed at {deadline:%Y-%m-%d %H:%M:%S} UTC"
+        f" after {activity.info().attempt} attempt(s); last answer: {reason}",
+        type=errors.EMAIL_GIVEN_UP,
+        non_retryable=True,
+    )
+
+
+def refusal_error(
+    e: EmailSendError, kind: str, deadline: datetime, retry_max: float
+) -> ApplicationError:
+    """The provider's refusal as the attempt's failure (see the module docstring)."""
+    if e.permanent:
+        return ApplicationError(str(e), type=errors.EMAIL_PERMANENT_FAILURE, non_retryable=True)
+    left = (deadline - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        return _given_up(kind, deadline, str(e))
+    backoff = min(retry_max, 2.0 ** (activity.info().attempt - 1))
+    delay = min(e.retry_after if e.retry_after is not None else backoff, left)
+    metrics.email_deferred(kind)
+    return ApplicationError(
+        f"{e}; {kind} email waits {delay:.1f} s",
+        type=errors.EMAIL_SEND_FAILED,
+        # The provider's Retry-After, not the policy's backoff: it said when.
+        next_retry_delay=timedelta(seconds=max(delay, 0.1)),
+    )
+
+
+@asynccontextmanager
+async def delivery(
+    kind: str, deadline: datetime, attempts: int, retry_max: float
+) -> AsyncIterator[None]:
+    if datetime.now(UTC) >= deadline:
+        # Reached when the last attempt died without an answer (a worker crash, a
+        # start-to-close timeout) after the window had closed.
+        raise _given_up(kind, deadline, "no answer (the attempt before did not finish)")
+    own = _own_failures()
+    try:
+        yield
+    except EmailSendError as e:
+        raise refusal_error(e, kind, deadline, retry_max) from e
+    except ApplicationError:
+        raise
+    except Exception as e:
+        own += 1
+        if own >= attempts:
+            raise ApplicationError(
+                f"{type(e).__name__}: {e} ({own} of {attempts} attempts failed)",
+                type=type(e).__name__,
+                non_retryable=True,
+            ) from e
+        activity.heartbeat(own)
+        raise
