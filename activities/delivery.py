@@ -9,9 +9,11 @@ what ends an attempt:
 - a temporary refusal (429, 5xx, timeout, no turn soon enough) is retried by Temporal
   after the provider's Retry-After or a backoff (next_retry_delay), counted as deferred;
 - a permanent refusal (400, 401, 403, 422) fails at once with the provider's reason;
-- still refused when the window closes: EmailGivenUp, with the provider's last answer;
-- any other error is the job's own: it counts against the spec's attempts, the count kept
-  in the activity's heartbeat details, which Temporal hands to the next attempt.
+- still refused when the next try would fall after the window: EmailGivenUp, with the
+  provider's last answer;
+- any other error is the job's own: it counts against the spec's attempts. The count and
+  the last refusal are kept in the activity's heartbeat details, which Temporal hands to
+  the next attempt (and shows in the UI's pending activity).
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ def window_deadline(seconds: float) -> datetime:
     return activity.info().scheduled_time + timedelta(seconds=seconds)
 
 
-def _own_failures() -> int:
+def _carried() -> tuple[int, str]:
+    """(the job's own failures so far, the provider's last refusal), from the heartbeat
+    details the previous attempt left."""
     details = activity.info().heartbeat_details
-    return int(details[0]) if details else 0
+    own = int(details[0]) if details else 0
+    last = str(details[1]) if len(details) > 1 else "none (no attempt got an answer)"
+    return own, last
 
 
 def _given_up(kind: str, deadline: datetime, reason: str) -> ApplicationError:
@@ -66,10 +72,11 @@ def refusal_error(
     if e.permanent:
         return ApplicationError(str(e), type=errors.EMAIL_PERMANENT_FAILURE, non_retryable=True)
     left = (deadline - datetime.now(UTC)).total_seconds()
-    if left <= 0:
-        return _given_up(kind, deadline, str(e))
     backoff = min(retry_max, 2.0 ** (activity.info().attempt - 1))
-    delay = min(e.retry_after if e.retry_after is not None else backoff, left)
+    delay = e.retry_after if e.retry_after is not None else backoff
+    if delay >= left:
+        # The next try would fall after the window: give up now, with this answer.
+        return _given_up(kind, deadline, str(e))
     metrics.email_deferred(kind)
     return ApplicationError(
         f"{e}; {kind} email waits {delay:.1f} s",
@@ -83,14 +90,15 @@ def refusal_error(
 async def delivery(
     kind: str, deadline: datetime, attempts: int, retry_max: float
 ) -> AsyncIterator[None]:
+    own, last = _carried()
     if datetime.now(UTC) >= deadline:
-        # Reached when the last attempt died without an answer (a worker crash, a
-        # start-to-close timeout) after the window had closed.
-        raise _given_up(kind, deadline, "no answer (the attempt before did not finish)")
-    own = _own_failures()
+        # Reached when an attempt ended without a refusal to judge (a worker crash, a
+        # start-to-close timeout, the job's own failure) and the window closed meanwhile.
+        raise _given_up(kind, deadline, last)
     try:
         yield
     except EmailSendError as e:
+        activity.heartbeat(own, str(e)[:500])
         raise refusal_error(e, kind, deadline, retry_max) from e
     except ApplicationError:
         raise
@@ -102,5 +110,5 @@ async def delivery(
                 type=type(e).__name__,
                 non_retryable=True,
             ) from e
-        activity.heartbeat(own)
+        activity.heartbeat(own, last)
         raise

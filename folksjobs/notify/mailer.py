@@ -75,6 +75,8 @@ class EmailSender(Protocol):
 # 4xx answers a retry can change: a timeout, a concurrent request with the same
 # Idempotency-Key still in progress (Resend: 409 concurrent_idempotent_requests), the rate.
 TEMPORARY_4XX = frozenset({408, 409, 429})
+# Resend's 409 for a key already used with another body: the first request was accepted.
+ALREADY_SENT = "invalid_idempotent_request"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -178,7 +180,10 @@ class HttpProviderSender:
             "tags": [{"name": "kind", "value": t} for t in email.tags],
         }
 
-    async def _post(self, path: str, body: object, key: str) -> object:
+    async def _post(self, path: str, body: object, key: str) -> object | None:
+        """The provider's answer; None when the key was already used for an accepted
+        request (Resend: 409 invalid_idempotent_request, the message having changed
+        since, e.g. the digest's total): that first request is the email, sent."""
         headers = {"Idempotency-Key": key[:256]}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -187,6 +192,8 @@ class HttpProviderSender:
                 f"{self.base_url}{path}", json=body, headers=headers, timeout=self.timeout
             ) as resp:
                 text = await resp.text()
+                if resp.status == 409 and ALREADY_SENT in text:
+                    return None
                 if resp.status >= 400:
                     raise EmailSendError(
                         f"email provider answered {resp.status}: {text[:300]}",
@@ -203,6 +210,8 @@ class HttpProviderSender:
 
     async def send(self, email: Email) -> SendReceipt:
         data = await self._post("/emails", self._body(email), email.idempotency_key)
+        if data is None:
+            return SendReceipt(message_id="", backend=self.name, duplicate=True)
         message_id = data.get("id", "") if isinstance(data, dict) else ""
         return SendReceipt(message_id=str(message_id), backend=self.name)
 
@@ -210,6 +219,8 @@ class HttpProviderSender:
         """Resend's POST /emails/batch: up to 100 messages, one request, one answer
         {"data": [{"id": ...}, ...]} in the order sent."""
         data = await self._post("/emails/batch", [self._body(e) for e in emails], batch_key(emails))
+        if data is None:
+            return [SendReceipt("", self.name, duplicate=True) for _ in emails]
         ids = data.get("data", []) if isinstance(data, dict) else []
         return [
             SendReceipt(
