@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
-from folksjobs.catalog import JOBS, JobSpec
 from folksjobs import errors
+from folksjobs.catalog import JOBS, JobSpec
 from folksjobs.errors import INVALID_PAYLOAD
 from folksjobs.events import ID_CONFLICT_POLICY, ID_REUSE_POLICY, ROUTES, Route
 from folksjobs.infra import search_attributes
