@@ -37,8 +37,10 @@ DIGEST_PERIOD = timedelta(days=7)
 
 def digest_deadline(week: DigestWeek, settings: Settings) -> datetime:
     """Until shortly before the next digest is due: a late digest must not arrive after
-    the next one."""
-    return week.window_end + DIGEST_PERIOD - timedelta(seconds=settings.email_digest_margin_seconds)
+    the next one. A run started after that (a backfill of a past week, a manual run) is
+    still given EMAIL_NOTIFICATION_WINDOW_SECONDS from its first try."""
+    due = week.window_end + DIGEST_PERIOD - timedelta(seconds=settings.email_digest_margin_seconds)
+    return max(due, window_deadline(settings.email_notification_window_seconds))
 
 
 def window_deadline(seconds: float) -> datetime:

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     email_welcome_window_seconds: Annotated[float, Field(gt=0)] = 24 * 3600
     email_notification_window_seconds: Annotated[float, Field(gt=0)] = 24 * 3600
     # The digest waits until this long before the next digest is due (7 days after its
-    # scheduled time).
+    # scheduled time); a run started later than that (a backfill) gets the notification
+    # window from its first try.
     email_digest_margin_seconds: Annotated[float, Field(ge=0)] = 3600
     # Digests sent through the provider's batch endpoint (Resend POST /emails/batch), this
     # many messages a request; 1 sends each digest alone (and the UI lists digest-<ws id>).

@@ -220,7 +220,12 @@ async def test_digest_whose_window_closes_reports_what_it_gave_up(
         # The next digest is due 7 days after `at`: a margin of 7 days less 2 s leaves the
         # digest 2 s to get through.
         margin = timedelta(days=7).total_seconds() - 2
-        settings = http_settings(stack, provider, email_digest_margin_seconds=margin)
+        settings = http_settings(
+            stack,
+            provider,
+            email_digest_margin_seconds=margin,
+            email_notification_window_seconds=1,  # the floor for a late run: not this one
+        )
         async with running_worker(client, settings, task_queue):
             result = await run_digest(client, task_queue, at)
     assert provider.delivered == []

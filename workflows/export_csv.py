@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
-    from folksjobs.notify.retry import EMAIL_RETRY
+    from folksjobs.notify.retry import EMAIL_DELIVERY, EMAIL_RETRY
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_PROCESS_EXPORT).attempts,
@@ -56,7 +56,6 @@ RETRY = RetryPolicy(
     ],
 )
 SHORT = timedelta(seconds=60)
-EMAIL_DELIVERY = "email-delivery-window"
 STREAM = timedelta(hours=2)
 
 

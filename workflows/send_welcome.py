@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SendWelcomeResult,
         WelcomeEmailJob,
     )
-    from folksjobs.notify.retry import EMAIL_RETRY
+    from folksjobs.notify.retry import EMAIL_DELIVERY, EMAIL_RETRY
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_SEND_WELCOME).attempts,
@@ -34,9 +34,6 @@ RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     non_retryable_error_types=[errors.USER_NOT_FOUND, errors.EMAIL_PERMANENT_FAILURE],
 )
-
-# Runs started before it sent with RETRY, where a provider outage used up the attempts.
-EMAIL_DELIVERY = "email-delivery-window"
 
 
 @workflow.defn(name=WF_SEND_WELCOME)

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         WorkspaceDigestJob,
         digest_send_key,
     )
-    from folksjobs.notify.retry import EMAIL_RETRY
+    from folksjobs.notify.retry import EMAIL_DELIVERY, EMAIL_RETRY
 
 # Set by the Schedule on every run it starts (also for trigger and backfill): the
 # nominal time of that action, which is what a backfilled run must report on.
@@ -62,10 +62,6 @@ RETRY = RetryPolicy(
         errors.EMAIL_PERMANENT_FAILURE,
     ],
 )
-
-# Runs started before it sent with RETRY, where a provider outage used up the attempts;
-# with it: EMAIL_RETRY, the given-up outcome, and the batch path.
-EMAIL_DELIVERY = "email-delivery-window"
 
 
 def _scheduled_for(inp: WeeklyDigestInput) -> datetime:

@@ -27,3 +27,7 @@ EMAIL_RETRY = RetryPolicy(
         errors.EMAIL_GIVEN_UP,
     ],
 )
+
+# The patch (workflow.patched) of every workflow that emails: runs started before it sent
+# with the spec's attempts, where a provider outage used them up and lost the email.
+EMAIL_DELIVERY = "email-delivery-window"
