@@ -3,6 +3,7 @@ batches of EMAIL_BATCH_SIZE through the provider's batch endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import asyncpg
@@ -32,6 +33,8 @@ from folksjobs.notify.mailer import DIGEST_TAG, Email, EmailSender, EmailSendErr
 from folksjobs.settings import Settings
 
 ATTEMPTS = job_by_workflow(WF_WEEKLY_DIGEST).attempts
+# Workspaces of one batch read at once (of the worker's 20 database connections).
+PREPARE_AT_ONCE = 8
 
 
 class DigestActivities(ActivityClass):
@@ -72,17 +75,25 @@ class DigestActivities(ActivityClass):
         deadline = digest_deadline(job.week, s)
         done: dict[str, WorkspaceDigestResult] = {}
         ready: list[_Ready] = []
-        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds):
-            for ws in job.workspace_ids:
-                key = digest_send_key(ws, job.week.week_start)
+        # A few workspaces read at once: one by one, 100 of them took longer than the
+        # request that sends them (bench/results.md, "Email delivery").
+        reading = asyncio.Semaphore(PREPARE_AT_ONCE)
+
+        async def prepare(ws: str) -> WorkspaceDigestResult | _Ready:
+            async with reading:
                 try:
-                    r = await self._prepare(ws, job.week, key)
+                    return await self._prepare(
+                        ws, job.week, digest_send_key(ws, job.week.week_start)
+                    )
                 except ApplicationError as e:
                     # This workspace's own failure (owner gone...) never stops the others.
                     activity.logger.warning("digest for workspace %s failed: %s", ws, e)
-                    r = WorkspaceDigestResult(workspace_id=ws, outcome="failed")
+                    return WorkspaceDigestResult(workspace_id=ws, outcome="failed")
+
+        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds):
+            for r in await asyncio.gather(*(prepare(ws) for ws in job.workspace_ids)):
                 if isinstance(r, WorkspaceDigestResult):
-                    done[ws] = r
+                    done[r.workspace_id] = r
                 else:
                     ready.append(r)
             if ready:
@@ -101,8 +112,13 @@ class DigestActivities(ActivityClass):
                             outcome="given_up" if given_up else "failed",
                         )
                     ready = []
-        for r in ready:
-            done[r.workspace_id] = await self._sent(r)
+
+        async def sent(r: _Ready) -> WorkspaceDigestResult:
+            async with reading:
+                return await self._sent(r)
+
+        for result in await asyncio.gather(*(sent(r) for r in ready)):
+            done[result.workspace_id] = result
         return DigestBatchResult(results=[done[ws] for ws in job.workspace_ids])
 
     async def _prepare(self, ws: str, week: DigestWeek, key: str) -> WorkspaceDigestResult | _Ready:
