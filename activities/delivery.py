@@ -18,9 +18,10 @@ what ends an attempt:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -30,6 +31,8 @@ from folksjobs.infra import metrics
 from folksjobs.models import DigestWeek
 from folksjobs.notify.mailer import EmailSendError
 from folksjobs.settings import Settings
+
+Verdict = Literal["refused", "given_up"]
 
 # The digest is sent weekly: the next one is due this long after a run's scheduled time.
 DIGEST_PERIOD = timedelta(days=7)
@@ -48,13 +51,14 @@ def window_deadline(seconds: float) -> datetime:
     return activity.info().scheduled_time + timedelta(seconds=seconds)
 
 
-def _carried() -> tuple[int, str]:
-    """(the job's own failures so far, the provider's last refusal), from the heartbeat
-    details the previous attempt left."""
+def _carried() -> tuple[int, str, bool]:
+    """What the previous attempt left in its heartbeat details: the job's own failures so
+    far, the provider's last refusal, whether the workflow was told the email waits."""
     details = activity.info().heartbeat_details
     own = int(details[0]) if details else 0
     last = str(details[1]) if len(details) > 1 else "none (no attempt got an answer)"
-    return own, last
+    told = bool(details[2]) if len(details) > 2 else False
+    return own, last, told
 
 
 def _given_up(kind: str, deadline: datetime, reason: str) -> ApplicationError:
@@ -67,32 +71,52 @@ def _given_up(kind: str, deadline: datetime, reason: str) -> ApplicationError:
     )
 
 
+def _delay(e: EmailSendError, retry_max: float) -> float:
+    """The provider's Retry-After, not our backoff, when it said when."""
+    if e.retry_after is not None:
+        return e.retry_after
+    return min(retry_max, 2.0 ** (activity.info().attempt - 1))
+
+
+def settled(e: EmailSendError, deadline: datetime, retry_max: float) -> Verdict | None:
+    """How a refusal ends the email: refused for good, or given up because the next try
+    would fall after its window; None while it may still wait."""
+    if e.permanent:
+        return "refused"
+    if _delay(e, retry_max) >= (deadline - datetime.now(UTC)).total_seconds():
+        return "given_up"
+    return None
+
+
 def refusal_error(
     e: EmailSendError, kind: str, deadline: datetime, retry_max: float
 ) -> ApplicationError:
     """The provider's refusal as the attempt's failure (see the module docstring)."""
-    if e.permanent:
+    verdict = settled(e, deadline, retry_max)
+    if verdict == "refused":
         return ApplicationError(str(e), type=errors.EMAIL_PERMANENT_FAILURE, non_retryable=True)
-    left = (deadline - datetime.now(UTC)).total_seconds()
-    backoff = min(retry_max, 2.0 ** (activity.info().attempt - 1))
-    delay = e.retry_after if e.retry_after is not None else backoff
-    if delay >= left:
-        # The next try would fall after the window: give up now, with this answer.
+    if verdict == "given_up":
         return _given_up(kind, deadline, str(e))
+    delay = _delay(e, retry_max)
     metrics.email_deferred(kind)
     return ApplicationError(
         f"{e}; {kind} email waits {delay:.1f} s",
         type=errors.EMAIL_SEND_FAILED,
-        # The provider's Retry-After, not the policy's backoff: it said when.
         next_retry_delay=timedelta(seconds=max(delay, 0.1)),
     )
 
 
 @asynccontextmanager
 async def delivery(
-    kind: str, deadline: datetime, attempts: int, retry_max: float
+    kind: str,
+    deadline: datetime,
+    attempts: int,
+    retry_max: float,
+    waits: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[None]:
-    own, last = _carried()
+    """The attempt's body runs inside; `waits` is called on the email's first deferral
+    (the digest tells its workflow, which counts it as waiting)."""
+    own, last, told = _carried()
     if datetime.now(UTC) >= deadline:
         # Reached when an attempt ended without a refusal to judge (a worker crash, a
         # start-to-close timeout, the job's own failure) and the window closed meanwhile.
@@ -100,8 +124,15 @@ async def delivery(
     try:
         yield
     except EmailSendError as e:
-        activity.heartbeat(own, str(e)[:500])
-        raise refusal_error(e, kind, deadline, retry_max) from e
+        failure = refusal_error(e, kind, deadline, retry_max)
+        if failure.type == errors.EMAIL_SEND_FAILED and waits is not None and not told:
+            try:
+                await waits()
+                told = True
+            except Exception as err:  # the count is cosmetic: the email still waits
+                activity.logger.warning("could not report a waiting email: %s", err)
+        activity.heartbeat(own, str(e)[:500], told)
+        raise failure from e
     except ApplicationError:
         raise
     except Exception as e:
@@ -112,5 +143,5 @@ async def delivery(
                 type=type(e).__name__,
                 non_retryable=True,
             ) from e
-        activity.heartbeat(own, last)
+        activity.heartbeat(own, last, told)
         raise

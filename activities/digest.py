@@ -4,6 +4,7 @@ batches of EMAIL_BATCH_SIZE through the provider's batch endpoint."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -11,17 +12,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActivityClass
-from activities.delivery import delivery, digest_deadline, refusal_error
+from activities.delivery import delivery, digest_deadline, settled
 from folksjobs import errors
 from folksjobs.catalog import job_by_workflow
 from folksjobs.digest import stats as digest
+from folksjobs.infra import metrics
 from folksjobs.infra.logsafe import mask_email
 from folksjobs.models import (
+    DIGEST_WAITING_SIGNAL,
     WF_WEEKLY_DIGEST,
     DigestBatchJob,
     DigestBatchResult,
     DigestPage,
     DigestPageRequest,
+    DigestWaiting,
     DigestWeek,
     WorkspaceDigestJob,
     WorkspaceDigestResult,
@@ -69,7 +73,8 @@ class DigestActivities(ActivityClass):
     async def digest_workspace(self, job: WorkspaceDigestJob) -> WorkspaceDigestResult:
         s = self.settings
         deadline = digest_deadline(job.week, s)
-        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds):
+        waits = _tell_waiting([job.workspace_id])
+        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds, waits):
             ready = await self._prepare(job.workspace_id, job.week, job.idempotency_key)
             if isinstance(ready, WorkspaceDigestResult):
                 return ready
@@ -85,6 +90,7 @@ class DigestActivities(ActivityClass):
         deadline = digest_deadline(job.week, s)
         done: dict[str, WorkspaceDigestResult] = {}
         ready: list[_Ready] = []
+
         async def prepare(ws: str) -> WorkspaceDigestResult | _Ready:
             async with self.reading:
                 try:
@@ -96,7 +102,8 @@ class DigestActivities(ActivityClass):
                     activity.logger.warning("digest for workspace %s failed: %s", ws, e)
                     return WorkspaceDigestResult(workspace_id=ws, outcome="failed")
 
-        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds):
+        waits = _tell_waiting(job.workspace_ids)
+        async with delivery(DIGEST_TAG, deadline, ATTEMPTS, s.email_retry_max_seconds, waits):
             for r in await asyncio.gather(*(prepare(ws) for ws in job.workspace_ids)):
                 if isinstance(r, WorkspaceDigestResult):
                     done[r.workspace_id] = r
@@ -106,16 +113,17 @@ class DigestActivities(ActivityClass):
                 try:
                     await self.sender.send_batch([r.email for r in ready])
                 except EmailSendError as e:
-                    failure = refusal_error(e, DIGEST_TAG, deadline, s.email_retry_max_seconds)
-                    if failure.type == errors.EMAIL_SEND_FAILED:
-                        raise failure from e
+                    verdict = settled(e, deadline, s.email_retry_max_seconds)
+                    if verdict is None:
+                        raise  # it waits: delivery() defers the attempt
                     # Refused for good, or the window closed: told per workspace.
-                    activity.logger.warning("digest batch not sent: %s", failure)
-                    given_up = failure.type == errors.EMAIL_GIVEN_UP
+                    activity.logger.warning("digest batch not sent (%s): %s", verdict, e)
+                    if verdict == "given_up":
+                        metrics.email_given_up(DIGEST_TAG)
                     for r in ready:
                         done[r.workspace_id] = WorkspaceDigestResult(
                             workspace_id=r.workspace_id,
-                            outcome="given_up" if given_up else "failed",
+                            outcome="given_up" if verdict == "given_up" else "failed",
                         )
                     ready = []
 
@@ -183,6 +191,21 @@ class DigestActivities(ActivityClass):
         digest_workspace,
         digest_batch,
     )
+
+
+def _tell_waiting(workspace_ids: list[str]) -> Callable[[], Awaitable[None]]:
+    """Tells the run that started this activity that these digests wait for the provider
+    (its progress and UI details count them)."""
+
+    async def tell() -> None:
+        info = activity.info()
+        assert info.workflow_id is not None
+        handle = activity.client().get_workflow_handle(
+            info.workflow_id, run_id=info.workflow_run_id
+        )
+        await handle.signal(DIGEST_WAITING_SIGNAL, DigestWaiting(workspace_ids=workspace_ids))
+
+    return tell
 
 
 @dataclass(frozen=True)

@@ -405,6 +405,14 @@ class WorkspaceDigestResult(Model):
     new_contacts: int = 0
 
 
+# Sent by a digest activity to its run when a provider first makes its email wait.
+DIGEST_WAITING_SIGNAL = "digest-waiting"
+
+
+class DigestWaiting(Model):
+    workspace_ids: list[str]
+
+
 class DigestBatchJob(Model):
     """Up to EMAIL_BATCH_SIZE workspaces whose digests go out in one batch request."""
 
@@ -421,6 +429,10 @@ class WeeklyDigestResult(Model):
     summary: DigestSummary
     runs: int = Field(description="workflow runs in the continue-as-new chain")
     failed_workspace_ids: list[str] = []
+    waiting: int = Field(
+        default=0,
+        description="digests a provider is making wait (the progress query; 0 once done)",
+    )
     given_up_workspace_ids: list[str] = Field(
         default=[],
         description="workspaces whose digest the provider still refused when the delivery"

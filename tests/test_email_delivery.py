@@ -116,9 +116,24 @@ async def test_outage_in_the_middle_of_a_digest_delays_it_and_sends_each_once(
 
         async with running_worker(client, settings, task_queue):
             cut = asyncio.create_task(outage_after_two())
-            result = await run_digest(client, task_queue, at)
+            handle = await client.start_workflow(
+                WF_WEEKLY_DIGEST,
+                WeeklyDigestInput(scheduled_for=at),
+                id=f"digest-test-{uuid.uuid4().hex[:10]}",
+                task_queue=task_queue,
+                result_type=WeeklyDigestResult,
+            )
+            finished = asyncio.ensure_future(handle.result())
+            waiting_seen = 0
+            while not finished.done():
+                progress = await handle.query("progress", result_type=WeeklyDigestResult)
+                waiting_seen = max(waiting_seen, progress.waiting if progress else 0)
+                await asyncio.wait({finished}, timeout=0.2)
+            result = await finished
             await cut
     assert provider.statuses.get(503, 0) >= 1
+    assert waiting_seen >= 1  # the progress query (and the UI's details) counted them
+    assert result.waiting == 0
     assert result.summary.sent == 6 and result.summary.given_up == 0
     assert result.failed_workspace_ids == [] and result.given_up_workspace_ids == []
     for wid, email in owners.items():

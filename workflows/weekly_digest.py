@@ -35,12 +35,14 @@ with workflow.unsafe.imports_passed_through():
     from folksjobs.errors import INVALID_PAYLOAD
     from folksjobs.models import (
         DIGEST_FAILED_IDS_KEPT,
+        DIGEST_WAITING_SIGNAL,
         WF_WEEKLY_DIGEST,
         DigestBatchJob,
         DigestCursor,
         DigestOutcome,
         DigestPageRequest,
         DigestSummary,
+        DigestWaiting,
         DigestWeek,
         WeeklyDigestInput,
         WeeklyDigestResult,
@@ -83,7 +85,8 @@ class WeeklyDigest:
         self._failed: list[str] = []
         self._given_up: list[str] = []
         self._runs = 1
-        self._in_flight = 0
+        self._in_flight: set[str] = set()
+        self._waiting: set[str] = set()
         self._delivery = False
 
     @workflow.query
@@ -97,15 +100,23 @@ class WeeklyDigest:
             summary=self._totals,
             runs=self._runs,
             failed_workspace_ids=self._failed,
+            waiting=len(self._waiting),
             given_up_workspace_ids=self._given_up,
         )
+
+    @workflow.signal(name=DIGEST_WAITING_SIGNAL)
+    def digest_waiting(self, w: DigestWaiting) -> None:
+        # Only digests still in flight: a late signal must not count a finished one.
+        self._waiting.update(ws for ws in w.workspace_ids if ws in self._in_flight)
+        self._show()
 
     def _show(self) -> None:
         """The run's counts in the Temporal UI (workflow details). Emails a provider
         made wait are the pending digest activities listed beside them."""
         t = self._totals
         workflow.set_current_details(
-            f"sent {t.sent + t.already_sent}, waiting or sending {self._in_flight},"
+            f"sent {t.sent + t.already_sent}, waiting {len(self._waiting)},"
+            f" sending {len(self._in_flight) - len(self._waiting)},"
             f" given up {t.given_up}, failed {t.failed},"
             f" skipped {t.skipped_disabled + t.skipped_no_activity}"
         )
@@ -172,6 +183,8 @@ class WeeklyDigest:
         return self._result()
 
     def _count(self, workspace_id: str, outcome: DigestOutcome) -> None:
+        self._in_flight.discard(workspace_id)
+        self._waiting.discard(workspace_id)
         self._totals.count(outcome)
         kept = {"failed": self._failed, "given_up": self._given_up}.get(outcome)
         if kept is not None and len(kept) < DIGEST_FAILED_IDS_KEPT:
@@ -182,7 +195,7 @@ class WeeklyDigest:
         self, workspace_id: str, week: DigestWeek, window: asyncio.Semaphore
     ) -> None:
         async with window:
-            self._in_flight += 1
+            self._in_flight.add(workspace_id)
             try:
                 result = await workflow.execute_activity_method(
                     DigestActivities.digest_workspace,
@@ -209,15 +222,13 @@ class WeeklyDigest:
                     outcome.replace("_", " "),
                     e.cause or e,
                 )
-            finally:
-                self._in_flight -= 1
         self._count(workspace_id, outcome)
 
     async def _digest_batch(
         self, workspace_ids: list[str], week: DigestWeek, window: asyncio.Semaphore
     ) -> None:
         async with window:
-            self._in_flight += len(workspace_ids)
+            self._in_flight.update(workspace_ids)
             try:
                 result = await workflow.execute_activity_method(
                     DigestActivities.digest_batch,
@@ -234,7 +245,5 @@ class WeeklyDigest:
                 # workspaces failed; refusals and closed windows come back per workspace.
                 workflow.logger.warning("digest batch failed: %s", e.cause or e)
                 outcomes = dict.fromkeys(workspace_ids, "failed")
-            finally:
-                self._in_flight -= len(workspace_ids)
         for ws in workspace_ids:
             self._count(ws, outcomes[ws])
