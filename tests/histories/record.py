@@ -391,6 +391,23 @@ async def digest_batch(ctx: Ctx, tq: str) -> list[Recorded]:
     return [Recorded(handle.id, "digest-batch")]
 
 
+@scenario("digest-outage-waits")
+async def digest_waits(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Two workspaces; the provider down for 2 s: both digests wait (each told to the run
+    by a digest-waiting signal), then go out."""
+    at = datetime.now(UTC)
+    await _busy_spaces(ctx, 2, at)
+    async with MailStandIn(rate=50) as provider:
+        provider.outage(2)
+        settings = ctx.settings(email_backend="http", email_api_url=provider.url,
+                                email_retry_max_seconds=0.5,
+                                email_outage_hold_seconds=0.1)  # fmt: skip
+        handle, result = await _digest(ctx, tq, settings, at)
+    if result["summary"]["sent"] != 2 or provider.statuses.get(503, 0) < 1:
+        raise RuntimeError(f"digest-outage-waits: {result['summary']}, {provider.statuses}")
+    return [Recorded(handle.id, "digest-outage-waits")]
+
+
 @scenario("digest-outage-given-up")
 async def digest_given_up(ctx: Ctx, tq: str) -> list[Recorded]:
     """Two workspaces; the provider down until the digest's window closes (2 s here)."""
