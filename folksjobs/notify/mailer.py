@@ -5,7 +5,9 @@
 
 Every message carries an idempotency key (workflow id + purpose): the outbox names the
 file after it, the provider gets it as the `Idempotency-Key` header, so a retried send
-is never a second email.
+is never a second email. A refusal says whether it is permanent (400, 401, 403, 422...)
+or temporary (429 with its Retry-After, 5xx, a timeout, no connection); what waits and
+for how long is decided by activities/delivery.py, the cluster's pace by notify/pace.py.
 """
 
 from __future__ import annotations
@@ -244,8 +246,8 @@ def build_sender(settings: Settings, session: aiohttp.ClientSession) -> EmailSen
 
 
 class LimitedSender:
-    """At most `limit` sends in flight per worker process (EMAIL_CONCURRENCY): the
-    provider's rate limit is shared by every activity of the worker."""
+    """At most `limit` sends in flight per worker process (EMAIL_CONCURRENCY), waiting
+    for their turn included; the rate is the cluster's (notify/pace.py)."""
 
     def __init__(self, inner: EmailSender, limit: int) -> None:
         self.inner = inner
