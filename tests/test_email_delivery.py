@@ -8,6 +8,9 @@ windows and backoffs scaled down to seconds.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -35,7 +38,7 @@ from folksjobs.models import (
 )
 from folksjobs.notify.ai import Summarizer
 from folksjobs.notify.retry import EMAIL_RETRY
-from folksjobs.settings import Settings
+from folksjobs.settings import ROOT, Settings
 from tests.conftest import Stack, make_settings, running_worker
 from tests.fakes import FakeAnthropic
 from tests.test_digest import Workspaces
@@ -247,6 +250,40 @@ async def test_digest_whose_window_closes_reports_what_it_gave_up(
     assert result.summary.given_up == 2 and result.summary.sent == 0
     assert sorted(result.given_up_workspace_ids) == sorted(owners)
     assert result.failed_workspace_ids == []
+
+
+async def test_starter_digest_wait_exits_1_naming_what_it_gave_up(
+    client: Client, stack: Stack, spaces: Workspaces, task_queue: str
+) -> None:
+    # A past week (a backfill, as `--for` allows): its window is the notification window
+    # from the first try, 1 s here; no other test runs the digest for this week.
+    at = datetime(2024, 6, 3, 8, tzinfo=UTC)
+    owners = await busy_workspaces(spaces, 2, at)
+    async with MailStandIn(rate=50) as provider:
+        provider.outage(3600)
+        settings = http_settings(stack, provider, email_notification_window_seconds=1)
+        async with running_worker(client, settings, task_queue):
+            out = await asyncio.to_thread(
+                starter, stack, task_queue, "digest", "--for", at.isoformat(), "--wait"
+            )
+    assert out.returncode == 1, out.stderr
+    assert "given_up=2" in out.stdout
+    for wid in owners:
+        assert wid in out.stdout
+
+
+def starter(stack: Stack, task_queue: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": stack.temporal.address,
+        "TEMPORAL_TASK_QUEUE": task_queue,
+        "DATABASE_URL": stack.database_url,
+        "REDIS_URL": stack.redis_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 async def test_digest_through_the_batch_endpoint_sends_each_once(
