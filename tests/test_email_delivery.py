@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import asyncpg
@@ -37,6 +38,7 @@ from folksjobs.models import (
     digest_send_key,
 )
 from folksjobs.notify.ai import Summarizer
+from folksjobs.notify.mailer import retry_after_seconds
 from folksjobs.notify.retry import EMAIL_RETRY
 from folksjobs.settings import ROOT, Settings
 from tests.conftest import Stack, make_settings, running_worker
@@ -362,3 +364,12 @@ async def test_ai_summary_limit_includes_the_wait_for_a_slot(stack: Stack) -> No
     # Each waited its slot inside its own limit: three calls in one slot end together
     # at about one limit, where a wait outside it would take three.
     assert took < 2.5
+
+
+def test_retry_after_in_seconds_or_an_http_date() -> None:
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("0.5") == 0.5
+    assert retry_after_seconds("-4") == 0.0
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    assert 25 < (retry_after_seconds(format_datetime(when, usegmt=True)) or 0) <= 30
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None

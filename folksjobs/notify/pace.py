@@ -52,13 +52,13 @@ redis.call('SET', KEYS[1], string.format('%.6f', after),
 return {1, tostring(wait)}
 """
 
-# KEYS: hold-until. ARGV: seconds to hold. Only ever moves the hold forward.
+# KEYS: hold-until. ARGV: seconds to hold (0: only read). Only ever moves the hold forward.
 _HOLD = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local hold = tonumber(redis.call('GET', KEYS[1]) or '0')
 local want = now + tonumber(ARGV[1])
-if want > hold then
+if tonumber(ARGV[1]) > 0 and want > hold then
   redis.call('SET', KEYS[1], string.format('%.6f', want),
     'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 60000)
 end
@@ -95,7 +95,8 @@ class Pace:
                 return
 
     async def hold(self, seconds: float) -> float:
-        """Holds every sender for `seconds` from now; returns the hold left."""
+        """Holds every sender for `seconds` from now (0: changes nothing); returns the
+        hold left."""
         left = await self._hold(keys=[rediskeys.email_hold_until()], args=[seconds])
         return float(left)
 
