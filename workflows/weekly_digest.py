@@ -115,10 +115,10 @@ class WeeklyDigest:
         made wait are the pending digest activities listed beside them."""
         t = self._totals
         workflow.set_current_details(
-            f"sent {t.sent + t.already_sent}, waiting {len(self._waiting)},"
-            f" sending {len(self._in_flight) - len(self._waiting)},"
-            f" given up {t.given_up}, failed {t.failed},"
-            f" skipped {t.skipped_disabled + t.skipped_no_activity}"
+            f"sent {t.sent + t.already_sent:,}, waiting {len(self._waiting):,},"
+            f" sending {len(self._in_flight) - len(self._waiting):,},"
+            f" given up {t.given_up:,}, failed {t.failed:,},"
+            f" skipped {t.skipped_disabled + t.skipped_no_activity:,}"
         )
 
     @workflow.run
