@@ -179,7 +179,7 @@ class SpreadChunks(Interceptor):
     activity a workflow schedules straight back to the worker running that workflow, so
     every chunk of one import ran on the one worker holding its workflow whatever the
     number of workers (bench twoworker: 29 of 30 on one of two; 16/14 without it). The
-    short steps in a row (check-import, fetch-import, finalize...) stay eager: the round
+    short steps in a row (claim-import, finalize...) stay eager: the round
     trip it saves is a small import's latency (bench small: ~100-250 ms an import here)."""
 
     THROUGH_QUEUE = frozenset(

@@ -32,9 +32,10 @@ from folksjobs.models import (
     TagFilter,
 )
 from folksjobs.notify import emails
-from folksjobs.notify.directory import NotAMember, UserNotFound, get_user, require_member
+from folksjobs.notify.directory import UserNotFound, get_user
 from folksjobs.notify.mailer import EmailSender
 from folksjobs.settings import Settings
+from folksjobs.tenancy import NotAMember, require_member
 
 log = logging.getLogger("folksjobs.exports")
 

@@ -6,6 +6,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.base import ActivityClass
+from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.infra.blob import BlobStore
 from folksjobs.models import DiscardStaleUploadsInput, DiscardStaleUploadsResult
@@ -31,7 +32,7 @@ class UploadActivities(ActivityClass):
         discarded = 0
         for ws in workspaces:
             for import_id in await imports_repo.stale_pending(self.pool, ws, ttl):
-                if await imports_repo.discard_pending(self.pool, ws, import_id, self.blob.delete):
+                if await lifecycle.discard(self.pool, ws, import_id, self.blob.delete):
                     discarded += 1
             activity.heartbeat(discarded)
         return DiscardStaleUploadsResult(workspaces=len(workspaces), discarded=discarded)

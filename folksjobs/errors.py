@@ -22,7 +22,7 @@ LEDGER_MISMATCH: Final = "LedgerMismatch"  # the database lost commits it had ac
 CHUNKER_FAILED: Final = "ChunkerFailed"  # the chunker process died (retried)
 CHUNKS_LOST: Final = "ChunksLost"  # ChunkMissing more often than MAX_RECHUNKS
 IMPORT_FAILED: Final = "ImportFailed"  # the workflow's own failure, after mark-failed
-IMPORT_REFUSED: Final = "ImportRefused"  # check-import: not this workspace's, or not startable
+IMPORT_REFUSED: Final = "ImportRefused"  # claim-import: not this workspace's, or not startable
 
 # process-export
 INVALID_EXPORT: Final = "InvalidExport"

@@ -42,8 +42,8 @@ from folksjobs.exports import repo as exports_repo
 from folksjobs.imports import repo as imports_repo
 from folksjobs.infra import ui
 from folksjobs.models import Model
-from folksjobs.notify.directory import NotAMember, require_member
 from folksjobs.settings import Settings
+from folksjobs.tenancy import NotAMember, require_member
 
 ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
 ID_REUSE_POLICY = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY

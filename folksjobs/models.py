@@ -110,6 +110,22 @@ class ImportCursor(Model):
     started_at: datetime
     options: ImportOptions
     counts: ImportCounts
+    # claim-import's record, for every step of every run of the import (CLAIM_IMPORT).
+    file: ImportFile | None = None
+
+
+class ImportFile(Model):
+    """What the steps after claim-import need of the record to read and map the file,
+    passed on instead of read again at every step. Column names and field names only:
+    no row of the file."""
+
+    blob_key: str
+    encoding: str
+    delimiter: str
+    sep_line: bool
+    headers: list[str]
+    column_mapping: list[str]
+    total_rows: int
 
 
 class ImportRecord(Model):
@@ -120,6 +136,8 @@ class ImportRecord(Model):
     blob_key: str
     total_rows: int
     options: ImportOptions
+    # claim-import's (CLAIM_IMPORT); None in the results recorded before it.
+    file: ImportFile | None = None
 
 
 class ChunkPlan(Model):
@@ -128,6 +146,8 @@ class ChunkPlan(Model):
     chunk_rows: int
     # Bumped each time lost chunks are rebuilt; process-batch waits for its generation.
     generation: int = 0
+    # claim-import's record (CLAIM_IMPORT); None: the step reads it (runs from before).
+    file: ImportFile | None = None
 
 
 class ChunkPlanResult(Model):
@@ -143,6 +163,8 @@ class ChunkJob(Model):
     generation: int = 0
     # The workflow saw this generation's chunking finish: a missing chunk is lost, at once.
     chunking_done: bool = False
+    # claim-import's record (CLAIM_IMPORT); None: the step reads it (runs from before).
+    file: ImportFile | None = None
 
 
 class ChunkResult(Model):

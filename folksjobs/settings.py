@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     # would hold its other activities back (folksjobs/imports/chunker.py).
     import_inline_max_rows: Annotated[int, Field(ge=0)] = 5000
     # ...and of at most this many bytes: import-small holds the file in memory and parses it
-    # on the event loop, so a few thousand rows of huge notes take the chunker path instead.
+    # in a thread that shares the GIL with the event loop, so a few thousand rows of huge
+    # notes take the chunker path (a child process) instead.
     import_inline_max_bytes: Annotated[int, Field(ge=0)] = 2 * 1024 * 1024
     chunk_ttl_seconds: int = 3600
     # process-batch waits this long for its chunk without any chunking progress before

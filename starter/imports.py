@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from folksjobs.settings import Settings
 
 ID_VERBS = ("status", "cancel", "confirm", "discard")
+# A run's stages before its chunks move (fetch-import: runs started before claim-import).
+BEFORE_CHUNKS = ("starting", "claim-import", "fetch-import")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,12 +86,7 @@ async def import_file(args: argparse.Namespace, settings: Settings, client: Clie
     from folksjobs.events import EventError
     from folksjobs.imports.mapping import MappingError
     from folksjobs.imports.uploads import UploadRefused, upload_csv
-    from folksjobs.notify.directory import (
-        NotAMember,
-        WorkspaceNotFound,
-        require_member,
-        workspace_owner,
-    )
+    from folksjobs.tenancy import NotAMember, WorkspaceNotFound, require_member, workspace_owner
 
     out = Console(stderr=True) if args.json else Console()
     if not path.is_file():  # noqa: ASYNC240 - one stat before a long upload
@@ -209,7 +206,7 @@ async def watch(client: Client, workflow_id: str, total: int, out: Console) -> d
                     if chunked is not None:
                         rate = chunked / max(time.monotonic() - t0, 1e-6)
                         bar.update(chunk_task, completed=chunked, rate=f"{rate:,.0f}")
-                    elif bar.tasks[task].fields["stage"] not in ("starting", "fetch-import"):
+                    elif bar.tasks[task].fields["stage"] not in BEFORE_CHUNKS:
                         chunking = False
                         rate = total / max(time.monotonic() - t0, 1e-6)
                         bar.update(chunk_task, completed=total, rate=f"{rate:,.0f}")
@@ -315,6 +312,7 @@ async def pending_cmd(
     """`import confirm ID [--map ...]` and `import discard ID`: a pending upload's two ends."""
     from folksjobs.confirm import confirm_import
     from folksjobs.events import EventError
+    from folksjobs.imports import lifecycle
     from folksjobs.imports import repo as imports_repo
     from folksjobs.imports.mapping import MappingError, apply_overrides
     from folksjobs.imports.uploads import UploadRefused
@@ -337,7 +335,7 @@ async def pending_cmd(
             fail(f"import {import_id} is {rec.status}, not pending: nothing to {verb} "
                  f"(see `python -m starter import status {import_id}`)")  # fmt: skip
         if verb == "discard":
-            if not await imports_repo.discard_pending(services.pool, rec.workspace_id,
+            if not await lifecycle.discard(services.pool, rec.workspace_id,
                                                       import_id, services.blob.delete):  # fmt: skip
                 fail(f"import {import_id} was confirmed or discarded meanwhile: "
                      f"see `python -m starter import status {import_id}`")  # fmt: skip

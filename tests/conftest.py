@@ -22,7 +22,12 @@ import pytest
 from temporalio.client import Client
 
 from folksjobs.devtools import seed
-from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.devtools.devstack import (
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    TemporalDevServer,
+    free_port,
+)
 from folksjobs.infra import db
 from folksjobs.infra.temporal import connect
 from folksjobs.services import Services, open_services
@@ -146,3 +151,15 @@ async def tenant(owner_pool: asyncpg.Pool) -> Tenant:
 
 # The HTTP API's session fixture, shared by the API and browser tests.
 from tests.apiserver import api_server  # noqa: E402, F401
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Any:
+    """An S3 stand-in (moto) on loopback, for the S3 blob store's tests."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

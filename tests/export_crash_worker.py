@@ -1,6 +1,6 @@
 """A real worker process that kills itself (SIGKILL) in the middle of stream-export.
 
-Run by tests/test_export.py with the stack in its environment (DATABASE_URL, REDIS_URL,
+Run by tests/test_export_faults.py with the stack in its environment (DATABASE_URL, REDIS_URL,
 TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE, BLOB_URL) and CRASH_AFTER_ROWS: on the first
 attempt, after the first chunk that brings the rows written to the unpublished file to
 that many, the process dies without any cleanup, as a worker on a lost machine would.

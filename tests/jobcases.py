@@ -30,14 +30,12 @@ async def _welcome(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, di
 
 
 async def _import(t: Tenant, owner: asyncpg.Pool, s: Services) -> tuple[str, dict[str, Any]]:
-    """An uploaded file the user confirmed (pending -> processing), not yet started."""
-    from folksjobs.imports import repo as imports_repo
+    """An uploaded file, pending: the run's claim-import moves it to processing."""
     from tests.importing import upload
 
     data = b"email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n"
     up = await upload(s, s.settings, t.workspace_id, t.user_id, data, name="contract.csv")
     wid = f"import-{up.import_id}"
-    assert await imports_repo.confirm(s.pool, t.workspace_id, up.import_id, up.mapping, wid)
     ids = {"import_id": up.import_id, "workspace_id": t.workspace_id, "user_id": t.user_id}
     return wid, ids
 

@@ -189,9 +189,9 @@ async def test_missing_record_fails_at_once_without_retry(
             await handle.result()
         history = await handle.fetch_history()
     assert "not found" in str(info.value.cause)
-    # check-import is a local activity (LOCAL_CHECKS): one attempt, and nothing after it.
-    assert local_activities(history) == [("check-import", 1)]
-    assert scheduled(history, "fetch-import") == 0
+    # claim-import is a local activity: one attempt, and nothing after it.
+    assert local_activities(history) == [("claim-import", 1)]
+    assert not any(e.HasField("activity_task_scheduled_event_attributes") for e in history.events)
 
 
 async def test_many_chunks_continue_as_new(

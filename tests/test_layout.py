@@ -2,7 +2,7 @@
 folksjobs/ sits in a layer and imports only from its own layer or the ones below, nothing
 imports in a circle, and the worker never loads the dev tools.
 
-    settings, models, errors  <  infra  <  notify  <  imports, exports, digest
+    settings, models, errors  <  infra  <  tenancy  <  notify  <  imports, exports, digest
         <  catalog, events, services, confirm  <  api  <  devtools
 
 Checked on the source (ast), so a lazy import inside a function counts as well.
@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"folksjobs", "folksjobs.settings", "folksjobs.models", "folksjobs.errors",
      "folksjobs.migrations"},
     {"folksjobs.infra"},
+    {"folksjobs.tenancy"},
     {"folksjobs.notify"},
     {"folksjobs.imports", "folksjobs.exports", "folksjobs.digest"},
     {"folksjobs.catalog", "folksjobs.events", "folksjobs.services", "folksjobs.confirm"},
@@ -136,3 +137,57 @@ def test_every_subpackage_has_a_layer_and_a_line_in_the_readme() -> None:
         layer(f"folksjobs.{sub.name}")
         if sub.name != "migrations":
             assert f"{sub.name}/" in readme, f"README's tree lacks folksjobs/{sub.name}/"
+
+
+SOURCES = [
+    p
+    for top in ("folksjobs", *APPLICATION)
+    if top != "tests"
+    for p in sorted((ROOT / top).rglob("*.py") if (ROOT / top).is_dir() else [ROOT / f"{top}.py"])
+    if p.exists()
+]
+
+
+def import_repo_calls(attr: str) -> list[str]:
+    """Where `folksjobs.imports.repo.<attr>` is called, under whatever name it is imported."""
+    found = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(), str(path))
+        aliases, bare = set(), False
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom) and n.module in ("folksjobs.imports", None):
+                aliases |= {a.asname or a.name for a in n.names if a.name == "repo"}
+            if isinstance(n, ast.ImportFrom) and n.module == "folksjobs.imports.repo":
+                bare = bare or any(a.name == attr for a in n.names)
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Call) and (
+                (
+                    isinstance(n.func, ast.Attribute)
+                    and n.func.attr == attr
+                    and isinstance(n.func.value, ast.Name)
+                    and n.func.value.id in aliases
+                )
+                or (bare and isinstance(n.func, ast.Name) and n.func.id == attr)
+            ):
+                found.append(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_one_owner_moves_an_import_record() -> None:
+    """issue 24: the pending -> processing move has one call site (lifecycle.claim), and
+    every other state change of an import record is made through lifecycle too."""
+    assert import_repo_calls("claim") == ["folksjobs/imports/lifecycle.py"]
+    for change in ("set_mapping", "complete", "end", "discard_pending", "record_batch"):
+        assert import_repo_calls(change) == ["folksjobs/imports/lifecycle.py"], change
+
+
+def test_no_file_of_the_busy_rooms_exceeds_400_lines() -> None:
+    """The house style's limit for api/, activities/ and workflows/ (issue 24)."""
+    rooms = [ROOT / "activities", ROOT / "workflows", PACKAGE / "api"]
+    long = {
+        str(p.relative_to(ROOT)): n
+        for room in rooms
+        for p in room.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert long == {}

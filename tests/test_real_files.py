@@ -28,8 +28,8 @@ from folksjobs.imports.csvstream import (
 )
 from folksjobs.imports.uploads import UploadRefused
 from tests.conftest import Stack, Tenant, make_settings, running_worker
+from tests.exporting import parse, run_export
 from tests.importing import contacts, import_bytes, import_row, upload
-from tests.test_export import parse, run_export
 
 BLOCKS = (1, 7, 100, 4096, 256 * 1024)
 

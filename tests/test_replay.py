@@ -2,13 +2,16 @@
 
 A change to workflow code that would break a run already in flight (a command added,
 removed or reordered without `workflow.patched`) fails here, not in production. The
-histories are recorded by `python -m tests.histories.record`; see docs/change-policy.md.
+histories are recorded by `python -m tests.histories.record`; see docs/deploys.md (the change
+policy, and how a patch retires).
 No server is needed: the Replayer runs the workflow code against the saved events.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from folksjobs.infra.temporal import CONVERTER
 from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
 from folksjobs.notify.retry import EMAIL_DELIVERY
 from worker import all_workflows
-from workflows.import_csv import CHUNKS_AS_SLOTS_FREE
+from workflows.import_chunks import CHUNKS_AS_SLOTS_FREE
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, dict[str, str]] = json.loads((HISTORIES / "index.json").read_text())
@@ -103,3 +106,20 @@ def test_the_corpus_holds_both_sides_of_the_email_delivery_patch() -> None:
               "export-success.json"}  # fmt: skip
     assert len(after) >= 6 and before <= set(FILES)
     assert all(marked(f) for f in after) and not any(marked(f) for f in before)
+
+
+async def test_a_deprecated_patch_replays_the_runs_that_took_it() -> None:
+    """docs/deploys.md, "Retiring a patch", step 1 for `small-file-in-one-activity`: the
+    old branch is gone and the runs that recorded the marker still replay."""
+    from workflows import import_csv_before
+
+    source = inspect.getsource(import_csv_before)
+    assert "deprecate_patch(SMALL_IN_ONE_ACTIVITY)" in source
+    assert not re.search(r"(?<!deprecate_)patched\(SMALL_IN_ONE_ACTIVITY\)", source)
+    marker = import_csv_before.SMALL_IN_ONE_ACTIVITY.encode()
+    marked = [f for f in FILES if any(marker in e.SerializeToString() for e in load(f).events)]
+    assert marked
+    replayer = Replayer(workflows=all_workflows(), data_converter=CONVERTER)
+    for f in marked:
+        result = await replayer.replay_workflow(load(f), raise_on_replay_failure=False)
+        assert result.replay_failure is None, f

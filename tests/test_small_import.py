@@ -64,8 +64,7 @@ async def test_small_file_is_one_activity_and_exact(
     settings = make_settings(stack, temporal_task_queue=task_queue, import_sub_batch_rows=3)
     result, history = await _import(client, settings, tenant, owner_pool, task_queue)
     assert [t for t, _ in local_activities(history)] == [
-        "check-import", "request-slot-now", "fetch-import", "import-small", "finalize",
-        "release-slot",
+        "claim-import", "request-slot-now", "import-small", "finalize", "release-slot",
     ]  # fmt: skip
     assert scheduled(history) == []  # no chunker, no process-batch
     # 7 rows: a@ twice (one duplicate), two without a valid email, pre@ updated.

@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowFailureError
 from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.exports import repo as exports
-from folksjobs.imports import repo as imports_repo
+from folksjobs.imports import lifecycle
 from folksjobs.infra import db
 from folksjobs.models import (
     WF_PROCESS_CSV,
@@ -242,8 +242,8 @@ async def test_a_workspace_pairing_from_the_caller_is_not_trusted(
     async with running_worker(client, settings, task_queue) as services:
         up = await upload(services, settings, a.workspace_id, a.user_id,
                           csv_bytes(tenant_file("A", 3)))  # fmt: skip
-        await imports_repo.confirm(services.pool, a.workspace_id, up.import_id, up.mapping,
-                                   import_workflow_id(up.import_id))  # fmt: skip
+        await lifecycle.claim(services.pool, a.workspace_id, up.import_id, a.user_id,
+                              import_workflow_id(up.import_id))  # fmt: skip
         with pytest.raises(WorkflowFailureError) as imp:
             await client.execute_workflow(
                 WF_PROCESS_CSV,

@@ -18,10 +18,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
 from folksjobs.confirm import confirm_import
+from folksjobs.imports import lifecycle
+from folksjobs.models import import_workflow_id
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.histories.record import runs
 from tests.importing import contacts, csv_bytes, upload
-from workflows.import_csv import CHUNKS_AS_SLOTS_FREE
+from workflows.import_chunks import CHUNKS_AS_SLOTS_FREE
 
 ROWS = [
     ["email", "first_name"],
@@ -79,6 +81,14 @@ async def test_import_started_on_the_old_code_finishes_on_the_new(
         async with running_worker(client, settings, task_queue) as services:
             up = await upload(
                 services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(ROWS)
+            )
+            # That code's confirm moved the record itself (its first step only read it).
+            await lifecycle.claim(
+                services.pool,
+                tenant.workspace_id,
+                up.import_id,
+                tenant.user_id,
+                import_workflow_id(up.import_id),
             )
             handle = await confirm_import(
                 client, services.pool, settings, tenant.workspace_id, up.import_id

@@ -71,7 +71,8 @@ from folksjobs.models import (
 )
 from workflows.export_csv import ProcessExport
 from workflows.gate import granted_signal
-from workflows.import_csv import MAX_RECHUNKS, ProcessCsv
+from workflows.import_chunks import MAX_RECHUNKS
+from workflows.import_csv import ProcessCsv
 
 # Inputs are validated (ids are UUIDs); the recorded histories carry this one too.
 USER_ID = "00000000-0000-4000-8000-000000000001"
@@ -253,7 +254,20 @@ class FakeImport:
     def steps(self) -> list[str]:
         return [name for name, _ in self.calls]
 
+    def record(self, inp: ProcessCsvInput) -> ImportRecord:
+        options = ImportOptions(chunk_rows=self.chunk_rows, sub_batch_rows=5,
+                                parallel_chunks=2, chunks_per_run=self.chunks_per_run)  # fmt: skip
+        return ImportRecord(import_id=inp.import_id, workspace_id=inp.workspace_id,
+                            user_id=inp.user_id, status="processing", blob_key="k",
+                            total_rows=self.total_rows, options=options)  # fmt: skip
+
     def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="claim-import")
+        async def claim_import(inp: ProcessCsvInput) -> ImportRecord:
+            self.calls.append(("claim-import", inp.import_id))
+            return self.record(inp)
+
+        # The steps claim-import replaced, for runs started before it (never run here).
         @activity.defn(name="check-import")
         async def check_import(inp: ProcessCsvInput) -> None:
             self.calls.append(("check-import", inp.import_id))
@@ -261,12 +275,7 @@ class FakeImport:
         @activity.defn(name="fetch-import")
         async def fetch_import(inp: ProcessCsvInput) -> ImportRecord:
             self.calls.append(("fetch-import", inp.import_id))
-            options = ImportOptions(chunk_rows=self.chunk_rows, sub_batch_rows=5,
-                                    parallel_chunks=2,
-                                    chunks_per_run=self.chunks_per_run)  # fmt: skip
-            return ImportRecord(import_id=inp.import_id, workspace_id=inp.workspace_id,
-                                user_id=inp.user_id, status="processing", blob_key="k",
-                                total_rows=self.total_rows, options=options)  # fmt: skip
+            return self.record(inp)
 
         @activity.defn(name="download-and-chunk")
         async def download_and_chunk(plan: ChunkPlan) -> ChunkPlanResult:
@@ -330,7 +339,7 @@ class FakeImport:
             if self.mark_failed_fails:
                 raise database_down()
 
-        return mocks(ImportActivities, check_import, fetch_import, download_and_chunk,
+        return mocks(ImportActivities, claim_import, check_import, fetch_import, download_and_chunk,
                      process_batch, import_small, find_missing_chunks, finalize,
                      mark_failed)  # fmt: skip
 
@@ -354,10 +363,7 @@ async def test_import_happy_path_runs_the_step_table_in_order(env: WorkflowEnvir
     result = await run_import(env, fake, "process_csv.happy")
     # download-and-chunk runs alongside process-batch: each chunk goes as soon as it is in
     # Redis, so only the first step and the last are in a fixed place.
-    assert (
-        fake.steps()[:2] == ["check-import", "fetch-import"]
-        and fake.steps().count("download-and-chunk") == 1
-    )
+    assert fake.steps()[:1] == ["claim-import"] and fake.steps().count("download-and-chunk") == 1
     assert sorted(c for n, c in fake.calls if n == "process-batch") == [(0, 0), (1, 0), (2, 0)]
     assert fake.steps()[-1] == "finalize"
     assert result.total_rows == fake.total_rows
@@ -409,8 +415,8 @@ async def test_continue_as_new_carries_the_cursor_and_counts(env: WorkflowEnviro
     assert [c.counts.processed_rows for c in carried] == [20, 40]
     assert [c.counts.failed for c in carried] == [2, 4]
     assert all(c.started_at == carried[0].started_at for c in carried)
-    # One fetch and one chunking for the whole file; every chunk processed once.
-    assert fake.steps().count("fetch-import") == 1
+    # One claim and one chunking for the whole file; every chunk processed once.
+    assert fake.steps().count("claim-import") == 1
     assert fake.steps().count("download-and-chunk") == 1
     assert sorted(c for n, c in fake.calls if n == "process-batch") == [(i, 0) for i in range(5)]
     assert result.total_rows == fake.total_rows

@@ -2,10 +2,10 @@
 
 | step                | what it does                                                     |
 |---------------------|------------------------------------------------------------------|
-| check-import        | record in the workspace, user a member, state pending or         |
-|                     | processing: pending -> processing; else fails at once, untouched |
-| fetch-import        | loads the record; missing or not `processing` => fails at once   |
-| capture-start-time  | workflow.now(), for the duration                                 |
+| claim-import        | before the gate: record in the workspace, user a member, email   |
+|                     | mapped, state pending (or processing by this run): pending ->    |
+|                     | processing, the record passed on; else fails at once, untouched  |
+| capture-start-time  | workflow.now(), for the duration, once the gate lets the run in  |
 | download-and-chunk  | streams the blob through the CSV parser into Redis chunks (1 h   |
 |                     | TTL), alongside process-batch; again for lost chunks (at most    |
 |                     | MAX_RECHUNKS times) and for a repair                             |
@@ -23,9 +23,11 @@
 |                     | cancelled on a cancellation. Its own failure is logged, never    |
 |                     | reported instead of the import's                                 |
 
-check-import and fetch-import are local activities (no task-queue round trip), and so
-are import-small and finalize on the small path: a small import after the gate is one
-workflow task (bench/notes.md, "Where a small import's time goes").
+claim-import is a local activity (no task-queue round trip), and so are import-small and
+finalize on the small path: a small import after the gate is one workflow task
+(bench/notes.md, "Where a small import's time goes"). The branches that runs started
+before a patch still take are in `workflows/import_csv_before.py`, each with the release
+it can go in (docs/deploys.md).
 
 History stays small: after `chunks_per_run` chunks the run continues as new with its
 cursor and running counts, so a 10M-row file is many short runs of one workflow id.
@@ -35,9 +37,9 @@ The methods below follow the table, top to bottom.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
     from folksjobs.models import (
         WF_PROCESS_CSV,
         ChunkJob,
-        ChunkPlan,
         ChunkPlanResult,
         ChunkResult,
         FinalizeImport,
@@ -60,12 +61,13 @@ with workflow.unsafe.imports_passed_through():
         ImportCursor,
         ImportFailure,
         ImportProgress,
+        ImportRecord,
         ImportResult,
-        MissingChunks,
         ProcessCsvInput,
-        chunking_task_queue,
     )
+    from workflows import import_csv_before as before
     from workflows.gate import held_slot
+    from workflows.import_chunks import ChunkedPath
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_PROCESS_CSV).attempts,
@@ -79,31 +81,20 @@ RETRY = RetryPolicy(
         errors.EMAIL_PERMANENT_FAILURE,
     ],
 )
-MAX_RECHUNKS = 3
 T = TypeVar("T")
-# Runs started before this patch checked the record only after the gate (fetch-import).
-CHECK_BEFORE_GATE = "check-import-before-gate"
 # Runs that reached mark-failed before this change let its failure replace the import's.
 MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
-# download-and-chunk on its own queue (models.chunking_task_queue); runs started before
-# this change keep scheduling it on the workflow's queue.
-PATCH_CHUNKING_QUEUE = "chunking-task-queue"
-# docs/deploys.md: chunk tasks are created as the window frees (runs started after this
-# change); runs in flight before it keep creating them all up front. The old branch can go
-# once no run started before the change is open (deprecate_patch first).
-CHUNKS_AS_SLOTS_FREE = "chunks-as-slots-free"
-# check-import and fetch-import as local activities: two short reads (and check-import's
-# one idempotent update) need no task-queue round trip each. Runs started before this
-# change keep scheduling them as activities.
-LOCAL_CHECKS = "check-and-fetch-local"
-# A file of at most ImportOptions.inline_max_rows rows (one chunk) is one import-small
-# activity instead of download-and-chunk + process-batch; runs started before this change
-# (and their options, recorded with inline_max_rows 0) keep the chunker path.
-SMALL_IN_ONE_ACTIVITY = "small-file-in-one-activity"
+# claim-import, one local activity returning the record, instead of check-import and
+# fetch-import (and of the patches that made them local, moved them before the gate and
+# chose the small path: CLAIM_IMPORT's runs take all three). Runs started before it keep
+# those two steps: workflows/import_csv_before.py.
+CLAIM_IMPORT = "claim-import"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
-class ProcessCsv:
+class ProcessCsv(ChunkedPath):
+    RETRY: ClassVar[RetryPolicy] = RETRY  # for the chunked path and the old branches
+
     def __init__(self) -> None:
         self.import_id = ""
         self.stage = "starting"
@@ -147,7 +138,7 @@ class ProcessCsv:
     async def run(self, inp: ProcessCsvInput) -> ImportResult:
         if inp.resume is not None and workflow.info().continued_run_id is None:
             # Only the server sets continued_run_id, on this workflow's own continue-as-new:
-            # a cursor from anywhere else would skip fetch-import's state check.
+            # a cursor from anywhere else would skip claim-import's checks.
             raise ApplicationError(
                 "invalid ProcessCsvInput: resume: internal state, not accepted from callers",
                 type=errors.INVALID_PAYLOAD,
@@ -157,13 +148,17 @@ class ProcessCsv:
         set_job_attributes(
             workspace_id=inp.workspace_id, import_id=inp.import_id, status="processing"
         )
-        if inp.resume is None and workflow.patched(CHECK_BEFORE_GATE):
-            await self._check(inp)
+        claimed = None
+        if inp.resume is None:
+            if workflow.patched(CLAIM_IMPORT):
+                claimed = await self._refusing(inp, self._claim(inp))
+            else:
+                await before.check_before_gate(self, inp)
         try:
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
             # rest wait in confirmation order (spec 003). The slot is kept across continue-as-new.
             async with held_slot(inp.workspace_id):
-                return await self._run(inp)
+                return await self._run(inp, claimed)
         except asyncio.CancelledError:
             await self._mark_cancelled(inp)
             raise
@@ -177,21 +172,41 @@ class ProcessCsv:
                 f"import failed: {message}", type=errors.IMPORT_FAILED, non_retryable=True
             ) from e
 
-    async def _check(self, inp: ProcessCsvInput) -> None:
-        """check-import, before the run queues for a slot: a start naming another
+    # --- claim-import -------------------------------------------------------------------
+
+    async def _claim(self, inp: ProcessCsvInput) -> ImportRecord:
+        """A local activity: one short statement needs no task-queue round trip."""
+        self.stage = "claim-import"
+        claim = asyncio.ensure_future(
+            workflow.execute_local_activity_method(
+                ImportActivities.claim_import,
+                inp,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # A cancel that came right after the confirm: the claim ends first, so the
+            # record ends cancelled by this run, not left pending (or moved meanwhile).
+            await workflow.wait([claim])
+            raise
+
+    async def _refusing(self, inp: ProcessCsvInput, step: Awaitable[T]) -> T:
+        """The run's first step, before it queues for a slot: a start naming another
         workspace's import, or a user outside the workspace, fails in seconds, touches no
         record and sends nothing, so it cannot hold the id while the owner confirms."""
-        self.stage = "check-import"
         try:
-            await self._short(ImportActivities.check_import, inp)
+            return await step
         except asyncio.CancelledError:
             await self._mark_cancelled(inp)
             raise
         except (ActivityError, ApplicationError) as e:
-            # A local activity's failure (LOCAL_CHECKS) comes as its ApplicationError.
+            # A local activity's failure comes as its ApplicationError.
             if is_cancelled_exception(e):
-                # The record may already be this run's (a confirm moved it): it ends
-                # cancelled; mark-failed touches only a record this run holds.
+                # The record may already be this run's: it ends cancelled; mark-failed
+                # touches only a record this run holds.
                 await self._mark_cancelled(inp)
                 raise
             self.stage = "refused"
@@ -202,8 +217,13 @@ class ProcessCsv:
                 non_retryable=True,
             ) from e
 
-    async def _run(self, inp: ProcessCsvInput) -> ImportResult:
-        cursor = inp.resume or await self._fetch_import(inp)
+    async def _run(self, inp: ProcessCsvInput, claimed: ImportRecord | None) -> ImportResult:
+        if inp.resume is not None:
+            cursor = inp.resume
+        elif claimed is not None:
+            cursor = self._start(inp, claimed, lambda: True)
+        else:
+            cursor = await before.fetch_import(self, inp)
         self.cursor, self.counts = cursor, cursor.counts
         self.stage = "process-batch"
         self._show_progress()
@@ -232,11 +252,13 @@ class ProcessCsv:
         set_job_attributes(status="completed")
         return result
 
-    # --- fetch-import, capture-start-time ----------------------------------------------
+    # --- capture-start-time -------------------------------------------------------------
 
-    async def _fetch_import(self, inp: ProcessCsvInput) -> ImportCursor:
-        self.stage = "fetch-import"
-        record = await self._short(ImportActivities.fetch_import, inp)
+    def _start(
+        self, inp: ProcessCsvInput, record: ImportRecord, small: Callable[[], bool]
+    ) -> ImportCursor:
+        """The run's cursor from the claimed record; `small()`: whether the small path may
+        be taken (asked only of a file that fits it)."""
         started_at = workflow.now()  # capture-start-time
         rows, size = record.total_rows, record.options.chunk_rows
         cursor = ImportCursor(
@@ -246,27 +268,15 @@ class ProcessCsv:
             started_at=started_at,
             options=record.options,
             counts=ImportCounts(total_rows=rows),
+            file=record.file,
         )
-        if 0 < rows <= record.options.inline_max_rows and workflow.patched(SMALL_IN_ONE_ACTIVITY):
+        if 0 < rows <= record.options.inline_max_rows and small():
             self.small = True
             return cursor
         # download-and-chunk runs alongside process-batch: each chunk is processed as soon
         # as it is in Redis (the upload already counted the rows, so the chunk count is known).
         self.chunking = asyncio.create_task(self._download_and_chunk(inp, cursor))
         return cursor
-
-    async def _short(
-        self, fn: Callable[[ImportActivities, ProcessCsvInput], Awaitable[T]], inp: ProcessCsvInput
-    ) -> T:
-        """check-import, fetch-import: short and idempotent, so local activities in runs
-        started after LOCAL_CHECKS (no task-queue round trip)."""
-        if workflow.patched(LOCAL_CHECKS):
-            return await workflow.execute_local_activity_method(
-                fn, inp, start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY
-            )
-        return await workflow.execute_activity_method(
-            fn, inp, start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY
-        )
 
     # --- import-small -------------------------------------------------------------------
 
@@ -283,6 +293,7 @@ class ProcessCsv:
                 workspace_id=inp.workspace_id,
                 chunk_index=0,
                 sub_batch_rows=cursor.options.sub_batch_rows,
+                file=cursor.file,
             ),
             start_to_close_timeout=timedelta(minutes=2),
             # mark-failed reads the ledger: no row may commit after it.
@@ -291,177 +302,11 @@ class ProcessCsv:
             summary="the whole file (one chunk)",
         )
 
-    # --- download-and-chunk -------------------------------------------------------------
-
-    async def _download_and_chunk(
-        self, inp: ProcessCsvInput, cursor: ImportCursor
-    ) -> ChunkPlanResult:
-        queue = None
-        if workflow.patched(PATCH_CHUNKING_QUEUE):
-            queue = chunking_task_queue(workflow.info().task_queue)
-        return await workflow.execute_activity_method(
-            ImportActivities.download_and_chunk,
-            ChunkPlan(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_rows=cursor.options.chunk_rows,
-                generation=cursor.rechunks,
-            ),
-            task_queue=queue,
-            start_to_close_timeout=timedelta(hours=2),
-            # Heartbeats every second: a dead worker is noticed in seconds.
-            heartbeat_timeout=timedelta(seconds=10),
-            # On failure or cancel, wait until it has really stopped writing to Redis.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            retry_policy=RETRY,
-        )
-
-    # --- process-batch ------------------------------------------------------------------
-
-    async def _process_chunks(
-        self,
-        inp: ProcessCsvInput,
-        cursor: ImportCursor,
-        indexes: Sequence[int],
-        done: Callable[[ImportCursor, ChunkResult], None],
-    ) -> None:
-        """process-batch for each chunk of `indexes`, `parallel_chunks` at a time; `done`
-        is told each chunk's result as it comes."""
-        if workflow.patched(CHUNKS_AS_SLOTS_FREE):
-            await self._process_chunks_as_slots_free(inp, cursor, indexes, done)
-            return
-        window = asyncio.Semaphore(max(1, cursor.options.parallel_chunks))
-
-        async def one(i: int) -> None:
-            async with window:
-                r = await self._process_chunk(inp, cursor, i)
-            done(cursor, r)
-
-        tasks: list[asyncio.Task[object]] = [asyncio.create_task(one(i)) for i in indexes]
-        if self.chunking is not None:
-            # A failed chunking must stop the chunks waiting for it.
-            tasks.append(self.chunking)
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-
-    async def _process_chunks_as_slots_free(
-        self,
-        inp: ProcessCsvInput,
-        cursor: ImportCursor,
-        indexes: Sequence[int],
-        done: Callable[[ImportCursor, ChunkResult], None],
-    ) -> None:
-        """Like the branch above, but a chunk's task is created only when a slot is free: a
-        run holds `parallel_chunks` tasks at a time, not one per chunk of the run."""
-        window = max(1, cursor.options.parallel_chunks)
-        pending = iter(indexes)
-        running: list[asyncio.Task[None]] = []
-        # A failed chunking must stop the chunks waiting for it.
-        chunking = [self.chunking] if self.chunking is not None else []
-
-        async def one(i: int) -> None:
-            done(cursor, await self._process_chunk(inp, cursor, i))
-
-        try:
-            while True:
-                while len(running) < window and (i := next(pending, None)) is not None:
-                    running.append(asyncio.create_task(one(i)))
-                if not running:
-                    return
-                finished, _ = await workflow.wait(
-                    [*running, *chunking], return_when=asyncio.FIRST_COMPLETED
-                )
-                # In creation order (`finished` is a set), so a replay raises the same failure.
-                for t in [t for t in running if t in finished]:
-                    running.remove(t)
-                    t.result()
-                for c in [c for c in chunking if c in finished]:
-                    chunking.remove(c)
-                    c.result()
-        except BaseException:
-            for left in [*running, *chunking]:
-                left.cancel()
-            await asyncio.gather(*running, *chunking, return_exceptions=True)
-            raise
-
     def _count(self, cursor: ImportCursor, r: ChunkResult) -> None:
         # Each chunk's ledger totals are added exactly once: the activity's result.
         self.counts.add(r)
         cursor.chunks_done += 1
         self._show_progress()
-
-    async def _process_chunk(
-        self, inp: ProcessCsvInput, cursor: ImportCursor, i: int
-    ) -> ChunkResult:
-        while True:
-            generation = cursor.rechunks
-            try:
-                return await workflow.execute_activity_method(
-                    ImportActivities.process_batch,
-                    ChunkJob(
-                        import_id=inp.import_id,
-                        workspace_id=inp.workspace_id,
-                        chunk_index=i,
-                        sub_batch_rows=cursor.options.sub_batch_rows,
-                        generation=generation,
-                        chunking_done=self.chunking is None or self.chunking.done(),
-                    ),
-                    start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=15),
-                    # mark-failed reads the ledger: no chunk may commit after it.
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    retry_policy=RETRY,
-                    summary=f"chunk {i + 1} of {cursor.chunk_count}",
-                )
-            except ActivityError as e:
-                if not errors.failed_with(e, errors.CHUNK_MISSING):
-                    raise
-            await self._rechunk(inp, cursor, generation)
-
-    async def _rechunk(self, inp: ProcessCsvInput, cursor: ImportCursor, lost_in: int) -> None:
-        """The chunk expired or Redis lost it: rebuild the missing chunks from the blob,
-        once for all the chunks that noticed in the same generation."""
-        async with self.rechunk_lock:
-            if lost_in != cursor.rechunks:
-                return  # another chunk already rebuilt this generation
-            if cursor.rechunks >= MAX_RECHUNKS:
-                raise ApplicationError(
-                    f"chunks were lost {cursor.rechunks} times; giving up",
-                    type=errors.CHUNKS_LOST,
-                    non_retryable=True,
-                )
-            if self.chunking is not None and not self.chunking.done():
-                await workflow.wait([self.chunking])
-            cursor.rechunks += 1
-            self.stage = "download-and-chunk"
-            self.chunking = None
-            await self._download_and_chunk(inp, cursor)
-            self.stage = "process-batch"
-
-    # --- find-missing-chunks ------------------------------------------------------------
-
-    async def _find_missing_chunks(self, inp: ProcessCsvInput, cursor: ImportCursor) -> None:
-        """The database lost commits it had acknowledged (a crash with
-        synchronous_commit=off): the ledger says which chunks; redo just those."""
-        self.stage = "repair"
-        missing = await workflow.execute_activity_method(
-            ImportActivities.find_missing_chunks,
-            MissingChunks(
-                import_id=inp.import_id,
-                workspace_id=inp.workspace_id,
-                chunk_count=cursor.chunk_count,
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
-        cursor.rechunks += 1
-        await self._download_and_chunk(inp, cursor)
-        await self._process_chunks(inp, cursor, missing, _already_counted)
 
     # --- finalize -----------------------------------------------------------------------
 
@@ -523,7 +368,3 @@ class ProcessCsv:
                 raise
             # The import's own error (or its cancellation) is the one to report.
             workflow.logger.error("could not mark import %s: %s", failure.import_id, e)
-
-
-def _already_counted(cursor: ImportCursor, r: ChunkResult) -> None:
-    """A repaired chunk: progress already counted it once and must never pass the total."""

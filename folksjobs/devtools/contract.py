@@ -172,7 +172,7 @@ class Contract:
             "an upload made it (`python -m starter import FILE` without `--yes` prints its id).",
             "2. Start `ProcessCsv` with the import's id, workspace and a member of the workspace "
             "(the user who gets the emails). Nothing else moves the record: the run's first "
-            "step, `check-import`, moves it from `pending` to `processing`.",
+            "step, `claim-import`, moves it from `pending` to `processing`.",
             "",
             "```sh",
             f"temporal workflow start --type {WF_PROCESS_CSV} --task-queue {TASK_QUEUE} \\",

@@ -37,12 +37,7 @@ import asyncpg
 
 from folksjobs.exports.csvsafe import FORMULA_PREFIXES, PLAIN_NUMBER, neutralise
 from folksjobs.infra.db import tenant_tx
-from folksjobs.notify.directory import (
-    NotAMember,
-    WorkspaceNotFound,
-    require_member,
-    workspace_owner,
-)
+from folksjobs.tenancy import NotAMember, WorkspaceNotFound, require_member, workspace_owner
 
 STANDARD_COLUMNS = (
     "email",

@@ -97,7 +97,19 @@ class Chunk:
         self.cells[start:stop] = [None] * (stop - start)
 
 
-def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
+class Parsed(NamedTuple):
+    """One chunk as parsed, before it is framed for the pipe."""
+
+    chunk_index: int
+    rows: int  # records read so far, this chunk's included
+    chunk: Chunk  # dups: the rows a later row of the same email in this chunk replaces
+    superseded: list[int]
+    last: dict[bytes, int]  # each email digest's last row
+
+
+def parse(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Parsed]:
+    """The file's chunks, in order: the child frames them (`frames`); a file of one chunk
+    is used as it is, in the worker (import-small), with no frame packed to be unpacked."""
     fmt = CsvFormat(spec.encoding, spec.delimiter, spec.sep_line)
     items = iter_cells(open_text(raw, fmt), fmt, spec.field_limit)
     read_header(records(islice(items, 1)))
@@ -106,14 +118,12 @@ def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
     cells: list[list[str] | None] = []
     errors: dict[int, str] = {}
 
-    def frame() -> Frame:
+    def parsed() -> Parsed:
         superseded, last, emails = last_wins(
             cells, first_row, spec.email_columns, spec.email_test_domains
         )
-        # marshal: plain lists and strings, several times faster than JSON both ways;
-        # chunks live an hour in our own Redis, read by workers of the same release.
-        blob = marshal.dumps((first_row, cells, errors, emails))
-        return Frame(index, rows, blob, superseded, list(last), list(last.values()))
+        chunk = Chunk(first_row, cells, errors, emails, set(superseded))
+        return Parsed(index, rows, chunk, superseded, last)
 
     for item in items:
         if type(item) is list:
@@ -123,10 +133,19 @@ def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
             cells.append(None)
         rows += 1
         if len(cells) == spec.chunk_rows:
-            yield frame()
+            yield parsed()
             index, first_row, cells, errors = index + 1, first_row + len(cells), [], {}
     if cells:
-        yield frame()
+        yield parsed()
+
+
+def frames(raw: BinaryIO, spec: ChunkSpec) -> Iterator[Frame]:
+    for p in parse(raw, spec):
+        c = p.chunk
+        # marshal: plain lists and strings, several times faster than JSON both ways;
+        # chunks live an hour in our own Redis, read by workers of the same release.
+        blob = marshal.dumps((c.first_row, c.cells, c.errors, c.emails))
+        yield Frame(p.chunk_index, p.rows, blob, p.superseded, list(p.last), list(p.last.values()))
 
 
 def pack(dups: list[int], rows_blob: bytes) -> bytes:

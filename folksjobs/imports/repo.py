@@ -163,34 +163,35 @@ async def discard_pending(
 
 async def set_mapping(
     pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str]
-) -> bool:
-    """A pending import's new mapping; False when it is no longer pending."""
+) -> ImportRow | None:
+    """A pending import's new mapping: the row as it now is; None when it is not pending."""
     async with tenant_tx(pool, workspace_id) as conn:
-        done = await conn.fetchval(
-            """UPDATE imports SET column_mapping = $3
-               WHERE id = $1 AND workspace_id = $2 AND status = 'pending' RETURNING 1""",
+        r = await conn.fetchrow(
+            f"""UPDATE imports SET column_mapping = $3
+               WHERE id = $1 AND workspace_id = $2 AND status = 'pending' RETURNING {_COLUMNS}""",
             uuid.UUID(import_id),
             uuid.UUID(workspace_id),
             mapping,
         )
-    return bool(done)
+    return ImportRow.from_record(r) if r else None
 
 
-async def confirm(
-    pool: asyncpg.Pool, workspace_id: str, import_id: str, mapping: list[str], workflow_id: str
-) -> bool:
-    """pending -> processing with the chosen mapping; False when it was not pending."""
+async def claim(
+    pool: asyncpg.Pool, workspace_id: str, import_id: str, workflow_id: str
+) -> ImportRow | None:
+    """pending -> processing for `workflow_id`, when an email column is mapped; the row as
+    it now is, or None when nothing moved (only `lifecycle.claim` calls this)."""
     async with tenant_tx(pool, workspace_id) as conn:
-        done = await conn.fetchval(
-            """UPDATE imports SET status = 'processing', column_mapping = $3, workflow_id = $4,
-                   started_at = now()
-               WHERE id = $1 AND workspace_id = $2 AND status = 'pending' RETURNING 1""",
+        r = await conn.fetchrow(
+            f"""UPDATE imports SET status = 'processing', workflow_id = $3, started_at = now()
+               WHERE id = $1 AND workspace_id = $2 AND status = 'pending'
+                 AND column_mapping ? 'email'
+               RETURNING {_COLUMNS}""",
             uuid.UUID(import_id),
             uuid.UUID(workspace_id),
-            mapping,
             workflow_id,
         )
-    return bool(done)
+    return ImportRow.from_record(r) if r else None
 
 
 async def complete_chunks(pool: asyncpg.Pool, workspace_id: str, import_id: str) -> set[int]:

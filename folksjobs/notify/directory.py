@@ -1,11 +1,11 @@
-"""The user directory and workspace lookups (spec: "Supabase user lookup").
+"""The user directory (spec: "Supabase user lookup"): who a user is and where an email goes.
 
-Users are looked up by user id, never by workspace id (spec 001 "Event Data Convention").
+Users are looked up by user id, never by workspace id (spec 001 "Event Data Convention");
+which workspaces a user belongs to is `folksjobs.tenancy`'s question.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,43 +27,3 @@ async def get_user(pool: asyncpg.Pool, user_id: str) -> User:
     if row is None:
         raise UserNotFound(f"user {user_id} not found in the user directory")
     return User(id=str(row["id"]), email=row["email"], name=row["name"])
-
-
-class WorkspaceNotFound(LookupError):
-    pass
-
-
-async def workspace_owner(pool: asyncpg.Pool, workspace_id: str) -> str:
-    """The workspace owner's user id: who an import or export acts for when no user is named."""
-    try:
-        wid = uuid.UUID(workspace_id)
-    except ValueError as e:
-        raise WorkspaceNotFound(f"workspace id {workspace_id!r} is not a UUID") from e
-    owner = await pool.fetchval("SELECT owner_user_id FROM workspaces WHERE id = $1", wid)
-    if owner is None:
-        raise WorkspaceNotFound(f"workspace {workspace_id} does not exist")
-    return str(owner)
-
-
-class NotAMember(PermissionError):
-    """The user id a caller named does not belong to the workspace it named."""
-
-
-async def require_member(pool: asyncpg.Pool, workspace_id: str, user_id: str) -> None:
-    """Raise NotAMember unless the workspace exists and `user_id` belongs to it.
-
-    Members are the owner and the users in workspace_members. Called wherever a user id
-    meets a workspace id, before anything is written or sent.
-    """
-    row = await pool.fetchrow(
-        """SELECT w.owner_user_id = $2::uuid OR EXISTS (
-                   SELECT 1 FROM workspace_members m
-                   WHERE m.workspace_id = w.id AND m.user_id = $2::uuid) AS member
-           FROM workspaces w WHERE w.id = $1::uuid""",
-        workspace_id,
-        user_id,
-    )
-    if row is None:
-        raise NotAMember(f"workspace {workspace_id} does not exist")
-    if not row["member"]:
-        raise NotAMember(f"user {user_id} is not a member of workspace {workspace_id}")

@@ -191,7 +191,7 @@ async def import_rechunk(ctx: Ctx, tq: str) -> list[Recorded]:
 
 @scenario("import-failure")
 async def import_failure(ctx: Ctx, tq: str) -> list[Recorded]:
-    """An import whose record does not exist: fetch-import fails at once, mark-failed runs."""
+    """An import whose record does not exist: the first step refuses it at once."""
     t = await ctx.tenant()
     settings = ctx.settings(temporal_task_queue=tq)
     import_id = str(uuid.uuid4())
@@ -221,6 +221,20 @@ async def import_cancel(ctx: Ctx, tq: str) -> list[Recorded]:
         await handle.cancel()
         await _expect_failure(handle)
     return [Recorded(handle.id, "import-cancel")]
+
+
+@scenario("import-cancel-at-start")
+async def import_cancel_at_start(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Cancelled right after the confirm: claim-import ends first (shielded), then the run
+    marks the record it holds cancelled."""
+    t = await ctx.tenant()
+    settings = ctx.settings(temporal_task_queue=tq)
+    async with running_worker(ctx.client, settings, tq) as services:
+        up = await upload(services, settings, t.workspace_id, t.user_id, csv_bytes(_emails("y", 5)))
+        handle = await _confirm(ctx, services, settings, t, up)
+        await handle.cancel()
+        await _expect_failure(handle)
+    return [Recorded(handle.id, "import-cancel-at-start")]
 
 
 # --- process-export --------------------------------------------------------------------

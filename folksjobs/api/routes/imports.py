@@ -1,17 +1,11 @@
-"""The routes: each takes its workspace from the key, never from the URL or the body.
-
-An id of another workspace answers 404 exactly like an id that does not exist: every
-lookup goes through the tenant-scoped repositories, which cannot see other workspaces.
-"""
+"""/v1/imports: upload, mapping, confirm, progress events, cancel."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
-import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -19,17 +13,16 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from temporalio.service import RPCError
 
-from folksjobs import confirm
+from folksjobs import confirm, tenancy
 from folksjobs.api.context import ApiError, api_of, key_of
+from folksjobs.api.routes.common import json_body, not_found, path_id
 from folksjobs.catalog import JobDisabled
-from folksjobs.events import ROUTES, EventError, dispatch, parse_event
-from folksjobs.exports import repo as exports_repo
+from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.mapping import (
     STANDARD_FIELDS,
     MappingError,
     apply_overrides,
-    validate_mapping,
 )
 from folksjobs.imports.repo import ImportRow
 from folksjobs.imports.uploads import (
@@ -40,11 +33,8 @@ from folksjobs.imports.uploads import (
     UploadTooLarge,
     upload_stream,
 )
-from folksjobs.infra.blob import BlobNotFound
 from folksjobs.infra.ui import run_link
-from folksjobs.models import export_workflow_id
-
-log = logging.getLogger("folksjobs.api")
+from folksjobs.models import import_workflow_id
 
 ENDED = ("completed", "failed", "cancelled")
 # Pieces handed to the parser's thread: one loop hop per piece, not per TCP read.
@@ -57,55 +47,13 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 QUERY_TIMEOUT = timedelta(seconds=2)
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/healthz", healthz)
-    router.add_get("/readyz", readyz)
-    router.add_post("/v1/imports", create_import)
-    router.add_get("/v1/imports/{id}", get_import)
-    router.add_put("/v1/imports/{id}/mapping", set_mapping)
-    router.add_post("/v1/imports/{id}/confirm", confirm_import)
-    router.add_get("/v1/imports/{id}/events", import_events)
-    router.add_post("/v1/imports/{id}/cancel", cancel_import)
-    router.add_post("/v1/exports", create_export)
-    router.add_get("/v1/exports/{id}", get_export)
-    router.add_get("/v1/exports/{id}/download", download_export)
-    router.add_post("/v1/events", send_event)
-
-
-# --- helpers ------------------------------------------------------------------------
-
-
-def _not_found(kind: str, ident: str) -> ApiError:
-    return ApiError(404, "not_found", f"no {kind} {ident}")
-
-
-def _id(request: web.Request, kind: str) -> str:
-    raw = request.match_info["id"]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise _not_found(kind, raw) from None
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except json.JSONDecodeError as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", "the body must be a JSON object")
-    return body
-
-
 async def _import_row(request: web.Request) -> ImportRow:
-    import_id = _id(request, "import")
+    import_id = path_id(request, "import")
     row = await imports_repo.get(
         api_of(request).services.pool, key_of(request).workspace_id, import_id
     )
     if row is None:
-        raise _not_found("import", import_id)
+        raise not_found("import", import_id)
     return row
 
 
@@ -139,39 +87,6 @@ def _counts(row: ImportRow) -> dict[str, int]:
         "failed": row.failed_rows,
         "duplicates": row.duplicate_rows,
     }
-
-
-# --- health ---------------------------------------------------------------------------
-
-
-async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.StreamResponse:
-    api = api_of(request)
-    checks: dict[str, Callable[[], Awaitable[object]]] = {
-        "postgres": lambda: api.services.pool.fetchval("SELECT 1"),
-        "redis": lambda: api.services.redis.ping(),
-        "temporal": lambda: api.client.service_client.check_health(),
-        "blob": lambda: api.services.blob.size("readyz/probe"),
-    }
-    failed: dict[str, str] = {}
-    for name, check in checks.items():
-        try:
-            async with asyncio.timeout(3):
-                await check()
-        except Exception as e:
-            # The route needs no key: the answer names the dependency, the log the reason.
-            log.warning("readyz: %s does not answer: %r", name, e)
-            failed[name] = type(e).__name__
-    if failed:
-        detail = "; ".join(f"{k}: {v}" for k, v in failed.items())
-        return web.json_response({"error": "not_ready", "detail": detail}, status=503)
-    return web.json_response({"status": "ready", "checks": sorted(checks)})
-
-
-# --- imports ------------------------------------------------------------------------
 
 
 async def _body_pieces(
@@ -260,7 +175,7 @@ async def _upload(
     request: web.Request, pieces: AsyncIterator[bytes], name: str, encoding: str | None = None
 ) -> UploadResult:
     api, key = api_of(request), key_of(request)
-    owner = await exports_repo.workspace_owner(api.services.pool, key.workspace_id)
+    owner = await tenancy.workspace_owner(api.services.pool, key.workspace_id)
     try:
         return await upload_stream(
             api.services.pool, api.services.blob, api.settings, pieces, name,
@@ -280,7 +195,7 @@ async def get_import(request: web.Request) -> web.StreamResponse:
 
 async def set_mapping(request: web.Request) -> web.StreamResponse:
     row = await _import_row(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     chosen = body.get("mapping")
     if not isinstance(chosen, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in chosen.items()
@@ -290,11 +205,12 @@ async def set_mapping(request: web.Request) -> web.StreamResponse:
         mapping = apply_overrides(
             row.headers, row.column_mapping, [f"{h}={f}" for h, f in chosen.items()]
         )
-        validate_mapping(mapping)
+        saved = await lifecycle.save_mapping(
+            api_of(request).services.pool, row.workspace_id, row.id, mapping
+        )
     except MappingError as e:
         raise ApiError(422, "invalid_mapping", str(e)) from None
-    api = api_of(request)
-    if not await imports_repo.set_mapping(api.services.pool, row.workspace_id, row.id, mapping):
+    if saved is None:
         raise ApiError(409, "not_pending", f"import {row.id} is {row.status}; it was confirmed")
     return web.json_response({"import_id": row.id, "headers": row.headers, "mapping": mapping})
 
@@ -304,12 +220,8 @@ async def confirm_import(request: web.Request) -> web.StreamResponse:
     api = api_of(request)
     try:
         handle = await confirm.confirm_import(
-            api.client, api.services.pool, api.settings, row.workspace_id, row.id
+            api.client, api.services.pool, api.settings, row.workspace_id, row.id, record=row
         )
-    except MappingError as e:
-        raise ApiError(422, "invalid_mapping", str(e)) from None
-    except EventError as e:  # the uploader is no longer a member of the workspace
-        raise ApiError(422, "invalid_event", str(e)) from None
     except JobDisabled as e:
         raise ApiError(409, "job_disabled", str(e)) from None
     return web.json_response(
@@ -369,143 +281,16 @@ async def import_events(request: web.Request) -> web.StreamResponse:
 
 async def cancel_import(request: web.Request) -> web.StreamResponse:
     row = await _import_row(request)
-    if row.status != "processing" or not row.workflow_id:
+    if row.status not in ("pending", "processing"):
         raise ApiError(409, "not_running", f"import {row.id} is {row.status}; nothing to cancel")
+    # Pending: confirmed a moment ago, its run not yet at claim-import; or never confirmed,
+    # and then there is no run to cancel.
+    wid = row.workflow_id or import_workflow_id(row.id)
     try:
-        await api_of(request).client.get_workflow_handle(row.workflow_id).cancel()
+        await api_of(request).client.get_workflow_handle(wid).cancel()
     except RPCError as e:
         raise ApiError(409, "not_running", f"import {row.id}: {e.message}") from None
     return web.json_response(
-        {"import_id": row.id, "workflow_id": row.workflow_id, "cancel_requested": True},
-        status=202,
-    )
-
-
-# --- exports ------------------------------------------------------------------------
-
-
-def _export_view(request: web.Request, rec: dict[str, Any]) -> dict[str, Any]:
-    wid = export_workflow_id(rec["id"])
-    return {
-        "export_id": rec["id"],
-        "status": rec["status"],
-        "tags": rec["tag_names"],
-        "row_count": rec["row_count"],
-        "file_bytes": rec["file_bytes"],
-        "error": (rec["error_log"] or {}).get("error"),
-        "workflow_id": wid,
-        "ui": run_link(api_of(request).settings, wid),
-        "download": f"/v1/exports/{rec['id']}/download" if rec["status"] == "completed" else None,
-    }
-
-
-async def _export_record(request: web.Request) -> dict[str, Any]:
-    export_id = _id(request, "export")
-    try:
-        return await exports_repo.find_export(
-            api_of(request).services.pool, key_of(request).workspace_id, export_id
-        )
-    except exports_repo.ExportNotFound:
-        raise _not_found("export", export_id) from None
-
-
-async def create_export(request: web.Request) -> web.StreamResponse:
-    api, key = api_of(request), key_of(request)
-    body = await _json_body(request)
-    tags, tag_ids = body.get("tags", []), body.get("tag_ids", [])
-    for name, value in (("tags", tags), ("tag_ids", tag_ids)):
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise ApiError(422, "invalid_body", f"{name}: expected a list of strings")
-    try:
-        if tag_ids:
-            tags = [
-                *tags,
-                *await exports_repo.tag_names(api.services.pool, key.workspace_id, tag_ids),
-            ]
-        export_id, started = await confirm.start_export(
-            api.client, api.services.pool, api.settings, key.workspace_id, None, tags
-        )
-    except exports_repo.InvalidExportRequest as e:
-        raise ApiError(422, "invalid_export", str(e)) from None
-    except JobDisabled as e:
-        raise ApiError(409, "job_disabled", str(e)) from None
-    return web.json_response(
-        {
-            "export_id": export_id,
-            "workflow_id": started.workflow_id,
-            "ui": run_link(api.settings, started.workflow_id),
-        },
-        status=202,
-    )
-
-
-async def get_export(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_export_view(request, await _export_record(request)), dumps=_dumps)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
-
-
-async def download_export(request: web.Request) -> web.StreamResponse:
-    rec = await _export_record(request)
-    if rec["status"] != "completed" or not rec["blob_key"]:
-        raise ApiError(409, "not_ready", f"export {rec['id']} is {rec['status']}")
-    blob = api_of(request).services.blob
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="export-{rec["id"]}.csv"',
-        }
-    )
-    size = await blob.size(rec["blob_key"])
-    if size is None:
-        raise ApiError(410, "gone", f"the file of export {rec['id']} is no longer stored")
-    resp.content_length = size
-    await resp.prepare(request)
-    try:
-        async for data in blob.read(rec["blob_key"]):
-            await resp.write(data)
-    except BlobNotFound:
-        resp.force_close()
-    await resp.write_eof()
-    return resp
-
-
-# --- events -------------------------------------------------------------------------
-
-
-async def send_event(request: web.Request) -> web.StreamResponse:
-    """Any event of the catalog, as `starter dispatch` sends it. An event that belongs to
-    a workspace gets the key's: `workspaceId` may be left out, and another one is refused."""
-    api, key = api_of(request), key_of(request)
-    body = await _json_body(request)
-    name, data = body.get("name"), body.get("data", {})
-    if not isinstance(name, str):
-        raise ApiError(422, "invalid_event", "name: required, a string such as user/signed.up")
-    if not isinstance(data, dict):
-        raise ApiError(422, "invalid_event", "data: expected a JSON object")
-    route = ROUTES.get(name)
-    if route is not None and "workspace_id" in route.data.model_fields:
-        given = data.setdefault("workspaceId", key.workspace_id)
-        if str(given) != key.workspace_id:
-            raise ApiError(403, "forbidden", "data.workspaceId: not the key's workspace")
-    try:
-        event = parse_event(name, data)
-        # With the pool, dispatch checks the user belongs to the workspace and the record
-        # is the workspace's, before anything starts.
-        started = await dispatch(api.client, api.settings, event, pool=api.services.pool)
-    except EventError as e:
-        raise ApiError(422, "invalid_event", str(e)) from None
-    except JobDisabled as e:
-        raise ApiError(409, "job_disabled", str(e)) from None
-    return web.json_response(
-        {
-            "id": body.get("id"),
-            "event": started.event,
-            "workflow_id": started.workflow_id,
-            "run_id": started.run_id,
-            "started": started.started,
-        },
+        {"import_id": row.id, "workflow_id": wid, "cancel_requested": True},
         status=202,
     )
