@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -269,7 +270,9 @@ async def test_starter_digest_wait_exits_1_naming_what_it_gave_up(
                 starter, stack, task_queue, "digest", "--for", at.isoformat(), "--wait"
             )
     assert out.returncode == 1, out.stderr
-    assert "given_up=2" in out.stdout
+    # Other tests' workspaces may have contacts in that week too: at least these two.
+    given_up = re.search(r"given_up=(\d+)", out.stdout)
+    assert given_up and int(given_up.group(1)) >= 2, out.stdout
     for wid in owners:
         assert wid in out.stdout
 
