@@ -7,7 +7,8 @@ and the bench (never imported by the worker):
   default being 2); over it, 429 with Retry-After in whole seconds;
 - Idempotency-Key: a key seen again with the same body gets the first answer again and
   nothing is delivered twice; with another body, 409 (as Resend); keys kept 24 h;
-- outages: `outage(seconds)` answers 503 to everything for that long;
+- outages: `outage(seconds)` answers 503 to everything for that long (`outage_after`:
+  one that starts once some messages were delivered, in the middle of a run);
 - a timeout after the work was done: the first `slow_accepts` accepted requests are
   delivered, then answered only after `slow_seconds` (the client gives up first);
 - 422 validation_error for a recipient in `invalid`, with the provider's reason;
@@ -57,6 +58,8 @@ class MailStandIn:
     invalid: set[str] = field(default_factory=set)
     slow_accepts: int = 0
     slow_seconds: float = 3.0
+    # (n, seconds): an outage of `seconds` starts once n messages were delivered.
+    outage_after: tuple[int, float] | None = None
     port: int = field(default_factory=free_port)
     delivered: list[Delivered] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -165,6 +168,9 @@ class MailStandIn:
             for to in m.get("to", []):
                 self.delivered.append(Delivered(to, m.get("subject", ""), key, now))
         answer: Any = {"data": ids} if batch else ids[0]
+        if self.outage_after and len(self.delivered) >= self.outage_after[0]:
+            self.outage(self.outage_after[1])
+            self.outage_after = None
         if key:
             self._keys[key] = _Kept(digest, 200, answer, now)
         if self.slow_accepts > 0:
