@@ -205,6 +205,9 @@ class FinalizeImport(Model):
     user_id: str
     workflow_id: str
     started_at: datetime
+    # finalize sends the completion emails itself: runs started before the patch
+    # import-emails-apart; after it, send-import-emails does, waiting for the provider.
+    emails: bool = True
 
 
 class ImportFailure(Model):

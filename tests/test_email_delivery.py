@@ -42,8 +42,9 @@ from folksjobs.notify.ai import Summarizer
 from folksjobs.notify.mailer import retry_after_seconds
 from folksjobs.notify.retry import EMAIL_RETRY
 from folksjobs.settings import ROOT, Settings
-from tests.conftest import Stack, make_settings, running_worker
+from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.fakes import FakeAnthropic
+from tests.importing import csv_bytes, import_bytes, import_row
 from tests.test_digest import Workspaces
 
 # Short everything: a provider's "wait" is obeyed as given; our own backoff and holds are
@@ -301,6 +302,22 @@ async def test_digest_through_the_batch_endpoint_sends_each_once(
         assert provider.count_to(email) == 1
     assert len(provider.times) <= 4  # two batches (3 + 3 with the quiet one), one retried
     assert await spaces.sends(quiet) == []
+
+
+async def test_import_completes_while_its_email_waits_out_an_outage(
+    client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rows = [["email"], *([f"w{i}@example.com"] for i in range(5))]
+    async with MailStandIn(rate=50, down_for_first=6) as provider:
+        settings = http_settings(stack, provider, temporal_task_queue=task_queue)
+        async with running_worker(client, settings, task_queue) as services:
+            up, result = await import_bytes(
+                client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+            )
+    assert result["status"] == "completed" and result["inserted"] == 5
+    assert provider.statuses[503] == 6  # its email waited (past finalize's 4 attempts)
+    assert provider.count_to(tenant.email) == 1  # ...and went out once
+    assert (await import_row(owner_pool, up.import_id))["status"] == "completed"
 
 
 # --- the job's own failures keep the spec's attempts --------------------------------

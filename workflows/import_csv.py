@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         ImportResult,
         ProcessCsvInput,
     )
+    from folksjobs.notify.retry import EMAIL_RETRY
     from workflows import import_csv_before as before
     from workflows.gate import held_slot
     from workflows.import_chunks import ChunkedPath
@@ -89,6 +90,9 @@ MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
 # chose the small path: CLAIM_IMPORT's runs take all three). Runs started before it keep
 # those two steps: workflows/import_csv_before.py.
 CLAIM_IMPORT = "claim-import"
+# The emails in their own step after the slot's release, waiting for the provider up to a
+# window; before it finalize sent them, and a provider outage used up its attempts.
+IMPORT_EMAILS_APART = "import-emails-apart"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
@@ -103,6 +107,7 @@ class ProcessCsv(ChunkedPath):
         self.rechunk_lock = asyncio.Lock()
         self.chunking: asyncio.Task[ChunkPlanResult] | None = None
         self.small = False  # the file is one import-small activity (SMALL_IN_ONE_ACTIVITY)
+        self.emails_after: FinalizeImport | None = None  # IMPORT_EMAILS_APART
 
     @workflow.query(name="progress")
     def progress(self) -> ImportProgress:
@@ -158,7 +163,7 @@ class ProcessCsv(ChunkedPath):
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
             # rest wait in confirmation order (spec 003). The slot is kept across continue-as-new.
             async with held_slot(inp.workspace_id):
-                return await self._run(inp, claimed)
+                result = await self._run(inp, claimed)
         except asyncio.CancelledError:
             await self._mark_cancelled(inp)
             raise
@@ -171,6 +176,9 @@ class ProcessCsv(ChunkedPath):
             raise ApplicationError(
                 f"import failed: {message}", type=errors.IMPORT_FAILED, non_retryable=True
             ) from e
+        if self.emails_after is not None:
+            await self._send_emails(self.emails_after)
+        return result
 
     # --- claim-import -------------------------------------------------------------------
 
@@ -311,26 +319,48 @@ class ProcessCsv(ChunkedPath):
     # --- finalize -----------------------------------------------------------------------
 
     async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
+        apart = workflow.patched(IMPORT_EMAILS_APART)
         job = FinalizeImport(
             import_id=inp.import_id,
             workspace_id=inp.workspace_id,
             user_id=inp.user_id,
             workflow_id=workflow.info().workflow_id,
             started_at=cursor.started_at,
+            emails=not apart,
         )
         if self.small:
-            return await workflow.execute_local_activity_method(
+            result = await workflow.execute_local_activity_method(
                 ImportActivities.finalize,
                 job,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
-        return await workflow.execute_activity_method(
-            ImportActivities.finalize,
-            job,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-        )
+        else:
+            result = await workflow.execute_activity_method(
+                ImportActivities.finalize,
+                job,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+            )
+        self.emails_after = job if apart else None
+        return result
+
+    async def _send_emails(self, job: FinalizeImport) -> None:
+        self.stage = "send-import-emails"
+        try:
+            await workflow.execute_activity_method(
+                ImportActivities.send_import_emails,
+                job,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=EMAIL_RETRY,
+            )
+        except ActivityError as e:
+            if is_cancelled_exception(e):
+                raise
+            # The import is completed: an email refused for good, or given up when its
+            # window closed, is reported here and does not undo it.
+            workflow.logger.warning("import %s: email not sent: %s", job.import_id, e.cause or e)
+        self.stage = "completed"
 
     # --- mark-failed --------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ and the bench (never imported by the worker):
 - Idempotency-Key: a key seen again with the same body gets the first answer again and
   nothing is delivered twice; with another body, 409 (as Resend); keys kept 24 h;
 - outages: `outage(seconds)` answers 503 to everything for that long (`outage_after`:
-  one that starts once some messages were delivered, in the middle of a run);
+  one that starts once some messages were delivered, in the middle of a run;
+  `down_for_first`: the first requests, whenever they come);
 - a timeout after the work was done: the first `slow_accepts` accepted requests are
   delivered, then answered only after `slow_seconds` (the client gives up first);
 - 422 validation_error for a recipient in `invalid`, with the provider's reason;
@@ -60,6 +61,8 @@ class MailStandIn:
     slow_seconds: float = 3.0
     # (n, seconds): an outage of `seconds` starts once n messages were delivered.
     outage_after: tuple[int, float] | None = None
+    # The first n requests answer 503, whenever they come.
+    down_for_first: int = 0
     port: int = field(default_factory=free_port)
     delivered: list[Delivered] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -125,7 +128,7 @@ class MailStandIn:
         self.times.append(now)
         raw = await request.read()
         await asyncio.sleep(self.latency)
-        if now < self._down_until:
+        if now < self._down_until or len(self.times) <= self.down_for_first:
             return self._answer(503, {"name": "service_unavailable", "message": "down"})
         wait = self._take_token(now)
         if wait > 0:
