@@ -18,7 +18,9 @@
 |                     | database lost acknowledged commits): the chunks to redo, which   |
 |                     | are chunked and processed again before finalize runs once more   |
 | finalize            | completed + counts from the ledger, stats caches, AI summary,    |
-|                     | completion email, error report above 5 % failed, Redis cleanup   |
+|                     | Redis cleanup                                                    |
+| send-import-emails  | after the slot's release: completion email, error report above   |
+|                     | 5 % failed; a provider down or busy makes them wait (a window)   |
 | mark-failed         | on any failure: failed + error_log, caches, best-effort email;   |
 |                     | cancelled on a cancellation. Its own failure is logged, never    |
 |                     | reported instead of the import's                                 |
@@ -29,9 +31,8 @@ finalize on the small path: a small import after the gate is one workflow task
 before a patch still take are in `workflows/import_csv_before.py`, each with the release
 it can go in (docs/deploys.md).
 
-History stays small: after `chunks_per_run` chunks the run continues as new with its
-cursor and running counts, so a 10M-row file is many short runs of one workflow id.
-The methods below follow the table, top to bottom.
+History stays small: after `chunks_per_run` chunks the run continues as new with its cursor
+and counts (a 10M-row file is many short runs of one id). Methods follow the table.
 """
 
 from __future__ import annotations
@@ -90,8 +91,7 @@ MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
 # chose the small path: CLAIM_IMPORT's runs take all three). Runs started before it keep
 # those two steps: workflows/import_csv_before.py.
 CLAIM_IMPORT = "claim-import"
-# The emails in their own step after the slot's release, waiting for the provider up to a
-# window; before it finalize sent them, and a provider outage used up its attempts.
+# The emails a step after the slot's release; before it finalize sent them (an outage lost them).
 IMPORT_EMAILS_APART = "import-emails-apart"
 
 
