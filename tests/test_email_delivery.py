@@ -133,8 +133,8 @@ async def test_outage_in_the_middle_of_a_digest_delays_it_and_sends_each_once(
     assert provider.statuses.get(503, 0) >= 1
     assert waiting_seen >= 1  # the progress query (and the UI's details) counted them
     assert result.waiting == 0
-    assert result.summary.sent == 6 and result.summary.given_up == 0
-    assert result.failed_workspace_ids == [] and result.given_up_workspace_ids == []
+    assert result.summary.sent >= 6
+    assert not set(owners) & set(result.failed_workspace_ids + result.given_up_workspace_ids)
     for wid, email in owners.items():
         assert provider.count_to(email) == 1
         [d] = [d for d in provider.delivered if d.to == email]
@@ -244,10 +244,11 @@ async def test_digest_whose_window_closes_reports_what_it_gave_up(
         )
         async with running_worker(client, settings, task_queue):
             result = await run_digest(client, task_queue, at)
+    # Other tests' workspaces with contacts this week are visited too: at least these.
     assert provider.delivered == []
-    assert result.summary.given_up == 2 and result.summary.sent == 0
-    assert sorted(result.given_up_workspace_ids) == sorted(owners)
-    assert result.failed_workspace_ids == []
+    assert result.summary.given_up >= 2 and result.summary.sent == 0
+    assert set(owners) <= set(result.given_up_workspace_ids)
+    assert not set(owners) & set(result.failed_workspace_ids)
 
 
 async def test_starter_digest_wait_exits_1_naming_what_it_gave_up(
@@ -297,10 +298,10 @@ async def test_digest_through_the_batch_endpoint_sends_each_once(
         settings = http_settings(stack, provider, email_batch_size=3, email_timeout_seconds=0.5)
         async with running_worker(client, settings, task_queue):
             result = await run_digest(client, task_queue, at)
-    assert result.summary.sent == 5 and result.summary.skipped_no_activity >= 1
+    assert result.summary.sent >= 5 and result.summary.skipped_no_activity >= 1
     for email in owners.values():
-        assert provider.count_to(email) == 1
-    assert len(provider.times) <= 4  # two batches (3 + 3 with the quiet one), one retried
+        [d] = [d for d in provider.delivered if d.to == email]
+        assert d.key.startswith("batch-")  # through POST /emails/batch
     assert await spaces.sends(quiet) == []
 
 
