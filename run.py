@@ -24,6 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 LOCK = ROOT / "requirements" / "ci.txt"
+# checkov, for tests/test_deploy.py, in a venv of its own: it pins boto3 exactly, and the
+# project's aioboto3 pins another.
+CHECKS_VENV = ROOT / ".venv-checks"
+CHECKS_LOCK = ROOT / "requirements" / "checks.txt"
 EXTRAS = {"demo": "", "starter": "", "test": "", "bench": "[bench]"}
 
 
@@ -49,11 +53,26 @@ def ensure_venv(extras: str) -> Path:
     return python
 
 
+def ensure_checks_venv() -> None:
+    python = CHECKS_VENV / "bin" / "python"
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True).create(CHECKS_VENV)
+    stamp = CHECKS_VENV / ".installed"
+    digest = hashlib.sha256(CHECKS_LOCK.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        print(f"installing requirements/checks.txt into {CHECKS_VENV} ...", flush=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(CHECKS_LOCK)], cwd=ROOT, check=True)
+        stamp.write_text(digest)
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in EXTRAS:
         sys.exit(__doc__)
     cmd, rest = sys.argv[1], sys.argv[2:]
     python = ensure_venv(EXTRAS[cmd])
+    if cmd == "test":
+        ensure_checks_venv()
     argv = {
         "demo": [str(python), "-m", "starter", "demo", *rest],
         "starter": [str(python), "-m", "starter", *rest],

@@ -38,6 +38,7 @@ from activities.uploads import UploadActivities
 from activities.welcome import WelcomeActivities
 from folksjobs.catalog import JobSpec, job_by_name
 from folksjobs.infra import logsafe
+from folksjobs.infra.health import WorkerHealth, polled_queues, serving_health
 from folksjobs.infra.logs import setup_logging
 from folksjobs.infra.memory import limit_arenas
 from folksjobs.infra.metrics import build_runtime
@@ -269,10 +270,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings, runtime=runtime)
     if runtime is not None:
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
-    async with open_services(settings) as services, running_workers(client, services):
+    queue = settings.temporal_task_queue
+    chunking = chunking_task_queue(queue) if settings.job_import_enabled else None
+    health = WorkerHealth(client, polled_queues(queue, chunking), client.identity)
+    # The probes outlive the workers: the pod stays live while in-flight activities drain.
+    async with (
+        open_services(settings) as services,
+        serving_health(health, settings.worker_health_bind),
+        running_workers(client, services),
+    ):
         tune_gc()
         log.info("worker running against %s", settings.temporal_address)
         await stop.wait()
+        health.stop()
         log.info(
             "stopping: in-flight activities get %ss", settings.worker_graceful_shutdown_seconds
         )

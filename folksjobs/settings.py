@@ -10,10 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from folksjobs import __version__
+from folksjobs import BUILD_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,10 +184,20 @@ class Settings(BaseSettings):
     # keep less freed memory resident over a long import (bench/notes.md "The hot path").
     worker_malloc_arenas: Annotated[int, Field(ge=0)] = 2
     # Worker Deployment versioning (docs/deploys.md): set the deployment name to turn it on;
-    # every release is one version, named by the build id (default: the package version).
-    worker_deployment_name: str | None = None
-    worker_build_id: str = __version__
+    # every release is one version, named by the build id (default: the version from git,
+    # as the image is tagged: folksjobs.BUILD_ID).
+    # The Temporal Worker Controller sets TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID
+    # on the pods it runs; either name works.
+    worker_deployment_name: str | None = Field(
+        None, validation_alias=AliasChoices("worker_deployment_name", "temporal_deployment_name")
+    )
+    worker_build_id: str = Field(
+        BUILD_ID, validation_alias=AliasChoices("worker_build_id", "temporal_worker_build_id")
+    )
     metrics_bind: str | None = None
+    # The worker's probes (folksjobs/infra/health.py): /livez while its event loop answers,
+    # /readyz once the server has seen it poll its task queues. Unset: no probe server.
+    worker_health_bind: str | None = None
     # OpenTelemetry traces (the otel extra): exported to the standard OTEL_EXPORTER_OTLP_*
     # endpoint, service named by OTEL_SERVICE_NAME (folksjobs/infra/tracing.py).
     tracing_enabled: bool = False

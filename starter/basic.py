@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import TYPE_CHECKING
 
 from starter.common import (
@@ -13,6 +14,7 @@ from starter.common import (
     result_reporting_waits,
     ui_link,
 )
+from starter.errors import ENVIRONMENT
 
 if TYPE_CHECKING:
     from folksjobs.settings import Settings
@@ -23,6 +25,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=worker)
 
     p = sub.add_parser("migrate", help="apply the SQL migrations (idempotent)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="apply nothing: wait up to SECONDS until another process (the release's setup "
+        "Job) has applied every migration of this build; exit 1 if it has not",
+    )
     add_json_flag(p)
     p.set_defaults(run=migrate)
 
@@ -46,7 +55,21 @@ async def worker(args: argparse.Namespace, settings: Settings) -> None:
 async def migrate(args: argparse.Namespace, settings: Settings) -> None:
     from folksjobs.infra import db
 
-    applied = await db.migrate(database_url(settings))
+    dsn = database_url(settings)
+    if args.wait is not None:
+        try:
+            async with asyncio.timeout(args.wait):
+                await db.wait_for_migrations(dsn)
+        except TimeoutError:
+            pending = ", ".join(await db.pending_migrations(dsn))
+            fail(
+                f"migrations not applied after {args.wait:g}s: {pending}; run this "
+                "release's setup Job (`folksjobs migrate`)",
+                code=ENVIRONMENT,
+            )
+        emit(args, {"pending": []}, "every migration of this build is applied")
+        return
+    applied = await db.migrate(dsn)
     emit(args, {"applied": applied}, f"applied: {', '.join(applied) or 'nothing (up to date)'}")
 
 

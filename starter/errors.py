@@ -48,10 +48,10 @@ def explain(e: BaseException) -> tuple[int, str]:
 
     from folksjobs.devtools.devstack import StackError
     from folksjobs.infra.codec import CodecKeyError
-    from folksjobs.infra.temporal import TemporalUnreachable
+    from folksjobs.infra.temporal import TemporalConfigError, TemporalUnreachable
     from folksjobs.services import MissingServiceUrls
 
-    if isinstance(e, StackError | TemporalUnreachable | MissingServiceUrls):
+    if isinstance(e, StackError | TemporalUnreachable | TemporalConfigError | MissingServiceUrls):
         return ENVIRONMENT, str(e)
     if isinstance(e, CodecKeyError):
         return ENVIRONMENT, f"PAYLOAD_ENCRYPTION_KEYS: {e}"

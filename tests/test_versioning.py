@@ -17,7 +17,7 @@ from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionR
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from folksjobs import __version__
+from folksjobs import BUILD_ID
 from folksjobs.confirm import confirm_import
 from folksjobs.infra.versioning import deployment_config
 from folksjobs.models import WF_SEND_WELCOME, SendWelcomeInput
@@ -30,7 +30,7 @@ def test_off_unless_a_deployment_name_is_set(stack: Stack) -> None:
     assert deployment_config(make_settings(stack)) is None
     on = deployment_config(make_settings(stack, worker_deployment_name="folksjobs"))
     assert on is not None and on.use_worker_versioning
-    assert on.version.to_canonical_string() == f"folksjobs.{__version__}"
+    assert on.version.to_canonical_string() == f"folksjobs.{BUILD_ID}"
 
 
 async def make_current(client: Client, settings: Settings) -> None:

@@ -20,7 +20,10 @@ from temporalio.client import Client
 
 from folksjobs.api import keys, openapi, routes
 from folksjobs.api.context import API, KEY, Api, ApiError, api_of, json_error
+from folksjobs.api.observe import observe
+from folksjobs.api.readiness import READINESS, Readiness, api_checks
 from folksjobs.infra.db import migrate
+from folksjobs.infra.metrics import build_runtime
 from folksjobs.infra.temporal import connect
 from folksjobs.services import Services, open_services
 from folksjobs.settings import Settings
@@ -85,9 +88,11 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
 
 def build_app(settings: Settings, services: Services, client: Client) -> web.Application:
     app = web.Application(
-        middlewares=[errors, authenticate], client_max_size=settings.api_max_json_bytes
+        middlewares=[observe(settings, client), errors, authenticate],
+        client_max_size=settings.api_max_json_bytes,
     )
-    app[API] = Api(settings, services, client)
+    app[API] = api = Api(settings, services, client)
+    app[READINESS] = Readiness(api_checks(api))
     app.router.add_get("/", console)
     app.router.add_get("/openapi.json", openapi_json)
     routes.add_routes(app.router)
@@ -108,7 +113,8 @@ async def serving(
 ) -> AsyncIterator[web.AppRunner]:
     """The API on host:port until the block ends (port 0: any free port)."""
     async with open_services(settings) as services:
-        client = client or await connect(settings)
+        # With METRICS_BIND, its Runtime serves /metrics (folksjobs/api/observe.py).
+        client = client or await connect(settings, runtime=build_runtime(settings))
         runner = web.AppRunner(
             build_app(settings, services, client),
             access_log_format=ACCESS_LOG_FORMAT,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
@@ -61,6 +63,39 @@ async def tenant_tx(pool: asyncpg.Pool, workspace_id: str) -> AsyncIterator[asyn
         await tx.commit()
 
 
+def _migrations() -> list[tuple[str, Traversable]]:
+    files = (
+        f for f in resources.files("folksjobs.migrations").iterdir() if f.name.endswith(".sql")
+    )
+    return sorted(((f.name.removesuffix(".sql"), f) for f in files), key=lambda m: m[0])
+
+
+async def pending_migrations(dsn: str) -> list[str]:
+    """This build's migrations the database has not recorded (all of them on a new one)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        done = (
+            {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            if exists
+            else set()
+        )
+    finally:
+        await conn.close()
+    return [v for v, _ in _migrations() if v not in done]
+
+
+async def wait_for_migrations(dsn: str, interval: float = 2.0) -> None:
+    """Return once every migration of this build is applied; never applies one itself.
+
+    A new release's workers wait here (their init container, deploy/k8s/worker.yaml) for
+    the release's setup Job, so no worker of the new code takes work on the old schema.
+    """
+    # Another process applies them; asking again is all there is to do.
+    while await pending_migrations(dsn):  # noqa: ASYNC110
+        await asyncio.sleep(interval)
+
+
 async def migrate(dsn: str) -> list[str]:
     """Apply every `migrations/NNNN_*.sql` not yet recorded; returns the versions applied.
 
@@ -75,16 +110,7 @@ async def migrate(dsn: str) -> list[str]:
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        files = sorted(
-            (
-                f
-                for f in resources.files("folksjobs.migrations").iterdir()
-                if f.name.endswith(".sql")
-            ),
-            key=lambda f: f.name,
-        )
-        for f in files:
-            version = f.name.removesuffix(".sql")
+        for version, f in _migrations():
             if version in done:
                 continue
             async with conn.transaction():

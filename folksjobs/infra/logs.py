@@ -2,7 +2,8 @@
 
 JSON lines (LOG_FORMAT=json) carry the Temporal context the SDK's loggers attach
 (`activity.logger`, `workflow.logger`): workflow id, run id, workflow/activity type,
-attempt, task queue; and the workspace id when the code logs with
+attempt, task queue; the trace and span ids of the current OpenTelemetry span; and the
+workspace id when the code logs with
 `extra={"workspace_id": ...}`, inside `log_context(workspace_id=...)`, or in a workflow
 whose WorkspaceId search attribute is set. Email addresses in messages are masked.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from temporalio import activity, workflow
 
 from folksjobs.infra.logsafe import redact
+from folksjobs.infra.tracing import current_ids
 from folksjobs.infra.ui import WORKSPACE_ID
 
 _workspace: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -75,6 +77,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
             **context_of(record),
+            # Joins a log line to its trace (TRACING_ENABLED): the API's request span, the
+            # activity's RunActivity span.
+            **current_ids(),
         }
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))

@@ -1,4 +1,15 @@
-"""Connecting to Temporal: one place for the address, TLS, API key and data converter."""
+"""Connecting to Temporal: one place for the address, TLS, API key and data converter.
+
+Where to connect and how comes from the SDK's standard client configuration
+(`temporalio.envconfig`): a TOML profile (`TEMPORAL_CONFIG_FILE`, default
+`~/.config/temporalio/temporal.toml`; `TEMPORAL_PROFILE`, default `default`) and the
+`TEMPORAL_*` variables the Temporal CLI and every SDK read, among them mTLS
+(`TEMPORAL_TLS_CLIENT_CERT_PATH`, `TEMPORAL_TLS_CLIENT_KEY_PATH`,
+`TEMPORAL_TLS_SERVER_CA_CERT_PATH`, `TEMPORAL_TLS_SERVER_NAME`). The four Temporal fields
+of Settings (address, namespace, TLS, API key) read the same variable names; one given
+explicitly (a `.env` line, a test's argument) wins over the profile, and the profile wins
+over Settings' defaults.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +25,7 @@ from temporalio.contrib.pydantic import (
     PydanticPayloadConverter,
 )
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 
@@ -89,21 +101,56 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
+# The variables temporalio.envconfig reads beside Settings' own (deploy/README.md).
+ENVCONFIG_VARIABLES = (
+    "TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA", "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+)  # fmt: skip
+
+
+class TemporalConfigError(ValueError):
+    """The Temporal client configuration (TOML profile or TEMPORAL_* variables) is wrong."""
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """Client.connect's target, namespace, TLS and API key (see the module's docstring)."""
+    try:
+        profile = ClientConfigProfile.load()
+        options: dict[str, Any] = dict(profile.to_client_connect_config())
+    except Exception as e:  # the bridge's ConfigError: a missing profile, bad TOML, no file
+        raise TemporalConfigError(f"Temporal client configuration: {e}") from e
+    explicit = settings.model_fields_set
+    for field, key, value in (
+        ("temporal_address", "target_host", settings.temporal_address),
+        ("temporal_namespace", "namespace", settings.temporal_namespace),
+    ):
+        if field in explicit or key not in options:
+            options[key] = value
+    if settings.temporal_api_key is not None:
+        options["api_key"] = settings.temporal_api_key.get_secret_value()
+    if "tls" not in options:
+        # An API key implies TLS (Temporal Cloud).
+        options["tls"] = settings.temporal_tls or "api_key" in options
+    elif "temporal_tls" in explicit and not settings.temporal_tls:
+        options["tls"] = False
+    return options
+
+
 async def connect(
     settings: Settings, *, runtime: Runtime | None = None, attempts: int = 30
 ) -> Client:
     """Connect, waiting a little for a server that is still starting."""
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    options = connect_options(settings)
     interceptors = tracing.interceptors(settings)
     last: Exception | None = None
     for _ in range(attempts):
         try:
             return await Client.connect(
-                settings.temporal_address,
-                namespace=settings.temporal_namespace,
+                **options,
                 data_converter=data_converter(settings),
-                tls=settings.temporal_tls or bool(api_key),
-                api_key=api_key,
                 runtime=runtime,
                 interceptors=interceptors,
             )
@@ -111,6 +158,6 @@ async def connect(
             last = e
             await asyncio.sleep(0.5)
     raise TemporalUnreachable(
-        f"cannot reach Temporal at {settings.temporal_address} ({last}): start the dev stack "
+        f"cannot reach Temporal at {options['target_host']} ({last}): start the dev stack "
         "with `python -m starter dev`, or set TEMPORAL_ADDRESS to a running server"
     )

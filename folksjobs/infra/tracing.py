@@ -18,6 +18,11 @@ from typing import Any
 
 from folksjobs.settings import Settings
 
+try:  # the otel extra; only current_ids() uses it unconditionally (every JSON log line)
+    from opentelemetry import trace as _otel_trace
+except ImportError:  # pragma: no cover - the image and the tests have it
+    _otel_trace = None  # type: ignore[assignment]
+
 
 def interceptors(settings: Settings) -> list[Any]:
     """The client interceptors tracing needs: none unless TRACING_ENABLED."""
@@ -47,3 +52,25 @@ def _ensure_provider(trace: Any) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": "folksjobs"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+
+
+def tracer(settings: Settings, name: str = "folksjobs") -> Any | None:
+    """A tracer for the process's own spans (the API's requests), or None unless
+    TRACING_ENABLED. Same provider as the client interceptor, so one trace."""
+    if not settings.tracing_enabled:
+        return None
+    from opentelemetry import trace
+
+    _ensure_provider(trace)
+    return trace.get_tracer(name)
+
+
+def current_ids() -> dict[str, str]:
+    """The current span's trace and span ids as hex, for log lines; empty outside a span
+    or without the otel extra."""
+    if _otel_trace is None:
+        return {}
+    ctx = _otel_trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
