@@ -84,7 +84,7 @@ class Job:
 
 
 def _welcome(s: Services) -> list[Callable[..., Any]]:
-    return WelcomeActivities(s.pool, s.email, s.settings.app_url).activities()
+    return WelcomeActivities(s.pool, s.email, s.settings).activities()
 
 
 def _import_activities(s: Services) -> ImportActivities:

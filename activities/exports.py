@@ -11,13 +11,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActivityClass
-from activities.errors import email_error
+from activities.delivery import delivery, window_deadline
 from folksjobs import errors
+from folksjobs.catalog import job_by_workflow
 from folksjobs.exports import repo as exports
 from folksjobs.infra import metrics
 from folksjobs.infra.blob import BlobStore, BlobWriter, export_key
 from folksjobs.infra.db import tenant_tx
 from folksjobs.models import (
+    WF_PROCESS_EXPORT,
     ExportFailure,
     ExportFile,
     ExportJob,
@@ -31,7 +33,7 @@ from folksjobs.models import (
 )
 from folksjobs.notify import emails
 from folksjobs.notify.directory import UserDeleted, UserNotFound, get_user
-from folksjobs.notify.mailer import EmailSender, EmailSendError
+from folksjobs.notify.mailer import EmailSender
 from folksjobs.settings import Settings
 from folksjobs.tenancy import NotAMember, require_member
 
@@ -46,6 +48,10 @@ async def _abort(writer: BlobWriter) -> None:
         await writer.abort()
     except Exception as e:  # the failure that got us here is the one to report
         log.warning("could not discard a partial export file: %s", e)
+
+
+# The spec's attempts for the job's own failures; a provider's refusal waits instead.
+ATTEMPTS = job_by_workflow(WF_PROCESS_EXPORT).attempts
 
 
 class ExportActivities(ActivityClass):
@@ -216,6 +222,12 @@ class ExportActivities(ActivityClass):
 
     @activity.defn(name="send-notification")
     async def send_notification(self, job: ExportNotification) -> NotificationResult:
+        s = self.settings
+        deadline = window_deadline(s.email_notification_window_seconds)
+        async with delivery("export-completed", deadline, ATTEMPTS, s.email_retry_max_seconds):
+            return await self._notify(job)
+
+    async def _notify(self, job: ExportNotification) -> NotificationResult:
         async with tenant_tx(self.pool, job.workspace_id) as conn:
             notify = await exports.notify_on_complete(conn, job.workspace_id)
             file = await exports.file_of(conn, job.export_id)
@@ -243,10 +255,7 @@ class ExportActivities(ActivityClass):
             await self.blob.location(file.blob_key),
             job.idempotency_key,
         )
-        try:
-            receipt = await self.sender.send(msg)
-        except EmailSendError as e:
-            raise email_error(e) from e
+        receipt = await self.sender.send(msg)
         return NotificationResult(sent=True, message_id=receipt.message_id)
 
     @activity.defn(name="mark-export-failed")

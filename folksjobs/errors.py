@@ -39,7 +39,8 @@ DELETION_REFUSED: Final = "DeletionRefused"  # workspace/deleted by someone not 
 # any job that emails someone
 USER_NOT_FOUND: Final = "UserNotFound"
 EMAIL_PERMANENT_FAILURE: Final = "EmailPermanentFailure"  # the provider refused: never retried
-EMAIL_SEND_FAILED: Final = "EmailSendFailed"  # transient: retried
+EMAIL_SEND_FAILED: Final = "EmailSendFailed"  # a temporary refusal: waits and is tried again
+EMAIL_GIVEN_UP: Final = "EmailGivenUp"  # still refused when its delivery window closed
 
 
 def failed_with(e: BaseException, kind: str) -> bool:

@@ -238,6 +238,9 @@ class FinalizeImport(Model):
     started_at: datetime
     # The run started the avatars job: the result counts the avatars done and pending.
     avatars: bool = False
+    # finalize sends the completion emails itself: runs started before the patch
+    # import-emails-apart; after it, send-import-emails does, waiting for the provider.
+    emails: bool = True
 
 
 class ImportFailure(Model):
@@ -414,7 +417,9 @@ class WeeklyDigestInput(Model):
     resume: SkipJsonSchema[DigestCursor | None] = None
 
 
-DigestOutcome = Literal["sent", "skipped_disabled", "skipped_no_activity", "failed", "already_sent"]
+DigestOutcome = Literal[
+    "sent", "skipped_disabled", "skipped_no_activity", "failed", "already_sent", "given_up"
+]
 
 
 class DigestSummary(Model):
@@ -423,6 +428,8 @@ class DigestSummary(Model):
     skipped_no_activity: int = 0
     failed: int = 0
     already_sent: int = 0
+    # Still refused by the provider when the digest's delivery window closed.
+    given_up: int = 0
 
     def count(self, outcome: DigestOutcome) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -437,6 +444,7 @@ class DigestCursor(Model):
     runs: int
     totals: DigestSummary
     failed_workspace_ids: list[str] = []
+    given_up_workspace_ids: list[str] = []
 
 
 class DigestWeek(Model):
@@ -456,6 +464,9 @@ class DigestPage(Model):
     # The last id of a full page; None once the last page has been read.
     next_after: str | None
     concurrency: int
+    # Digests a request through the provider's batch endpoint (EMAIL_BATCH_SIZE); absent
+    # from pages recorded before it, which sent one by one.
+    batch_size: int = 1
 
 
 class WorkspaceDigestJob(Model):
@@ -470,11 +481,39 @@ class WorkspaceDigestResult(Model):
     new_contacts: int = 0
 
 
+# Sent by a digest activity to its run when a provider first makes its email wait.
+DIGEST_WAITING_SIGNAL = "digest-waiting"
+
+
+class DigestWaiting(Model):
+    workspace_ids: list[str]
+
+
+class DigestBatchJob(Model):
+    """Up to EMAIL_BATCH_SIZE workspaces whose digests go out in one batch request."""
+
+    workspace_ids: list[str]
+    week: DigestWeek
+
+
+class DigestBatchResult(Model):
+    results: list[WorkspaceDigestResult]
+
+
 class WeeklyDigestResult(Model):
     week: DigestWeek
     summary: DigestSummary
     runs: int = Field(description="workflow runs in the continue-as-new chain")
     failed_workspace_ids: list[str] = []
+    waiting: int = Field(
+        default=0,
+        description="digests a provider is making wait (the progress query; 0 once done)",
+    )
+    given_up_workspace_ids: list[str] = Field(
+        default=[],
+        description="workspaces whose digest the provider still refused when the delivery"
+        " window closed (first 100; summary.given_up is the exact count)",
+    )
 
 
 # --- concurrency gate (at most N imports per workspace, spec 003) ---------------------

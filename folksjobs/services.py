@@ -15,6 +15,7 @@ from folksjobs.infra.blob import BlobStore, build_blob_store
 from folksjobs.notify.ai import Summarizer
 from folksjobs.notify.gravatar import Gravatar
 from folksjobs.notify.mailer import CountingSender, EmailSender, LimitedSender, build_sender
+from folksjobs.notify.pace import Pace, PacedSender
 from folksjobs.settings import Settings
 
 
@@ -64,7 +65,11 @@ async def open_services(settings: Settings, *, pool_size: int = 20) -> AsyncIter
     )
     ai = Summarizer(settings)
     try:
-        limited = LimitedSender(build_sender(settings, http), settings.email_concurrency)
+        backend = build_sender(settings, http)
+        if settings.email_backend == "http":
+            pace = Pace(redis, settings.email_rate_per_second, settings.email_max_wait_seconds)
+            backend = PacedSender(backend, pace, settings.email_outage_hold_seconds)
+        limited = LimitedSender(backend, settings.email_concurrency)
         sender = CountingSender(limited)
         yield Services(settings, pool, redis, http, blob, sender, gravatar, ai)
     finally:

@@ -55,6 +55,28 @@ class Settings(BaseSettings):
     email_timeout_seconds: float = 10.0
     # Sends in flight at once per worker process (all jobs share the provider).
     email_concurrency: Annotated[int, Field(ge=1)] = 10
+    # Requests a second to the provider from all workers together (Resend's default limit
+    # is 2): every send takes its turn from one schedule in Redis (folksjobs/notify/pace.py).
+    email_rate_per_second: Annotated[float, Field(gt=0)] = 2.0
+    # A send whose turn is further away than this gives its worker slot back and is retried
+    # by Temporal when its turn comes (a long Retry-After, a queue of sends).
+    email_max_wait_seconds: Annotated[float, Field(ge=0)] = 20.0
+    # A 5xx, timeout or connection error holds every send of the cluster this long, so an
+    # outage is probed a few times a second at most, not by every waiting email at once.
+    email_outage_hold_seconds: Annotated[float, Field(ge=0)] = 2.0
+    # The longest pause between two tries of one email while the provider is down.
+    email_retry_max_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # How long each kind of email may wait for a provider that is down or busy before it
+    # is given up (spec's retry counts are about the job's own failures, not these).
+    email_welcome_window_seconds: Annotated[float, Field(gt=0)] = 24 * 3600
+    email_notification_window_seconds: Annotated[float, Field(gt=0)] = 24 * 3600
+    # The digest waits until this long before the next digest is due (7 days after its
+    # scheduled time); a run started later than that (a backfill) gets the notification
+    # window from its first try.
+    email_digest_margin_seconds: Annotated[float, Field(ge=0)] = 3600
+    # Digests sent through the provider's batch endpoint (Resend POST /emails/batch), this
+    # many messages a request; 1 sends each digest alone (and the UI lists digest-<ws id>).
+    email_batch_size: Annotated[int, Field(ge=1, le=100)] = 1
     app_url: str = "http://localhost:3000"
 
     # --- AI summary (spec: Claude Haiku, 10 s timeout, plain fallback) ---------------

@@ -6,7 +6,14 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from starter.common import add_json_flag, database_url, emit, fail, ui_link
+from starter.common import (
+    add_json_flag,
+    database_url,
+    emit,
+    fail,
+    result_reporting_waits,
+    ui_link,
+)
 from starter.errors import ENVIRONMENT
 
 if TYPE_CHECKING:
@@ -113,5 +120,7 @@ async def welcome(args: argparse.Namespace, settings: Settings) -> None:
         "ui": ui_link(settings, wid),
     }
     if args.wait:
-        data["result"] = await client.get_workflow_handle(wid, run_id=d.run_id).result()
+        # A provider that is down or busy delays the email (reported while it waits); one
+        # given up when its window closed fails the workflow: exit 1 with the reason.
+        data["result"] = await result_reporting_waits(client, wid)
     emit(args, data, f"{'started' if d.started else 'already sent'} {wid}\n  {data['ui']}")

@@ -52,3 +52,37 @@ def database_url(settings: Settings) -> str:
     if not settings.database_url:
         fail("DATABASE_URL is not set (start the dev stack with `python -m starter dev`)")
     return settings.database_url
+
+
+async def result_reporting_waits(client: Client, workflow_id: str, every: float = 5.0) -> Any:
+    """The workflow's result (following continue-as-new); meanwhile, every `every` seconds
+    on stderr, the emails its activities are waiting to send: pending activities whose
+    last attempt a provider refused for now (EmailSendFailed), with that answer."""
+    import asyncio
+
+    from folksjobs.errors import EMAIL_SEND_FAILED
+
+    handle = client.get_workflow_handle(workflow_id)
+    task = asyncio.ensure_future(handle.result())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            desc = await handle.describe()
+            waiting = [
+                p
+                for p in desc.raw_description.pending_activities
+                if p.last_failure.application_failure_info.type == EMAIL_SEND_FAILED
+            ]
+            if waiting:
+                last = waiting[-1]
+                print(
+                    f"waiting: {len(waiting)} email activit{'y' if len(waiting) == 1 else 'ies'}"
+                    f" (e.g. {last.activity_id}, attempt {last.attempt}:"
+                    f" {last.last_failure.message[:200]})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        task.cancel()

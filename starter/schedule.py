@@ -183,7 +183,8 @@ async def digest_cmd(args: argparse.Namespace, settings: Settings) -> None:
         WeeklyDigestResult,
         digest_workflow_id,
     )
-    from starter.common import connect
+    from starter.common import connect, result_reporting_waits
+    from starter.errors import JOB_FAILED
 
     try:
         require_enabled(settings, job_by_workflow(WF_WEEKLY_DIGEST))
@@ -213,8 +214,17 @@ async def digest_cmd(args: argparse.Namespace, settings: Settings) -> None:
         f"started {wid}: new contacts {week.window_start:%Y-%m-%d %H:%M} .. "
         f"{week.window_end:%Y-%m-%d %H:%M} UTC\n  {data['ui']}"
     )
-    if args.wait:
-        result = await handle.result()
-        data["result"] = result.model_dump(mode="json")
-        text += f"\n  {result.summary}, {result.runs} run(s)"
+    if not args.wait:
+        emit(args, data, text)
+        return
+    result = WeeklyDigestResult.model_validate(await result_reporting_waits(client, wid))
+    data["result"] = result.model_dump(mode="json")
+    text += f"\n  {result.summary}, {result.runs} run(s)"
+    if result.given_up_workspace_ids:
+        text += (
+            f"\n  given up (the provider still refused when the window closed):"
+            f" {', '.join(result.given_up_workspace_ids)}"
+        )
     emit(args, data, text)
+    if result.summary.given_up:
+        raise SystemExit(JOB_FAILED)

@@ -76,5 +76,5 @@ async def test_exports_beyond_the_limit_wait_in_order(
 
 
 async def gate_state_of(client: Client, workspace_id: str) -> GateState:
-    handle = client.get_workflow_handle_for(SlotGate.run, f"{EXPORT_GATE}-{workspace_id}")
+    handle = client.get_workflow_handle(f"{EXPORT_GATE}-{workspace_id}")
     return await handle.query(SlotGate.state)

@@ -247,6 +247,9 @@ async def test_email_sends_are_bounded_per_worker() -> None:
             self.in_flight -= 1
             return SendReceipt(email.idempotency_key, self.name)
 
+        async def send_batch(self, emails: list[Email]) -> list[SendReceipt]:
+            return [await self.send(e) for e in emails]
+
     slow = Slow()
     sender = LimitedSender(slow, 2)
     mails = [Email("a@example.com", "s", "t", "<p>t</p>", f"k{i}") for i in range(5)]

@@ -21,8 +21,10 @@ from temporalio.worker import Replayer
 
 from folksjobs.infra.temporal import CONVERTER
 from folksjobs.models import WF_PROCESS_CSV, ImportResult, ProcessCsvInput
+from folksjobs.notify.retry import EMAIL_DELIVERY
 from worker import all_workflows
 from workflows.import_chunks import CHUNKS_AS_SLOTS_FREE
+from workflows.import_csv import IMPORT_EMAILS_APART
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, dict[str, str]] = json.loads((HISTORIES / "index.json").read_text())
@@ -91,6 +93,30 @@ def test_the_corpus_holds_both_sides_of_the_patch() -> None:
     after = {f for f in marked if "@chunks-as-slots-free" in f}
     assert before and after
     assert not any(marked[f] for f in before) and all(marked[f] for f in after)
+
+
+def test_the_corpus_holds_both_sides_of_the_email_delivery_patch() -> None:
+    """Welcome, digest and export runs recorded before `email-delivery-window` (the spec's
+    attempts for a provider's refusals) and after it (waits up to the delivery window); the
+    import's runs after `import-emails-apart` (the emails their own step)."""
+
+    def marked(f: str) -> bool:
+        return any(EMAIL_DELIVERY.encode() in e.SerializeToString() for e in load(f).events)
+
+    after = {f for f in FILES if "@email-delivery-window" in f}
+    apart = {
+        f
+        for f in FILES
+        if "@import-emails-apart" in f and INDEX[f]["workflow_type"] == WF_PROCESS_CSV
+    }
+    assert apart and all(
+        any(IMPORT_EMAILS_APART.encode() in e.SerializeToString() for e in load(f).events)
+        for f in apart
+    )
+    before = {"welcome-success.json", "digest-one-workspace-failing.run1.json",
+              "export-success.json"}  # fmt: skip
+    assert len(after) >= 6 and before <= set(FILES)
+    assert all(marked(f) for f in after) and not any(marked(f) for f in before)
 
 
 async def test_a_deprecated_patch_replays_the_runs_that_took_it() -> None:

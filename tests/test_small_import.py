@@ -66,7 +66,9 @@ async def test_small_file_is_one_activity_and_exact(
     assert [t for t, _ in local_activities(history)] == [
         "claim-import", "request-slot-now", "import-small", "finalize", "release-slot",
     ]  # fmt: skip
-    assert scheduled(history) == []  # no chunker, no process-batch
+    # No chunker, no process-batch: only the emails, after the slot's release, through the
+    # task queue (they may wait for the provider).
+    assert scheduled(history) == ["send-import-emails"]
     # 7 rows: a@ twice (one duplicate), two without a valid email, pre@ updated.
     assert _counts(result) == (7, 3, 1, 2, 1)
     got = await contacts(owner_pool, tenant.workspace_id)

@@ -73,7 +73,8 @@ async def test_running_import_shows_its_progress(
         gate = GateActivities({IMPORT_GATE: 5})
         activities: list[Callable[..., Any]] = [
             real.claim_import, held_batch, real.find_missing_chunks,
-            real.finalize, real.mark_failed, gate.request_slot, gate.find_closed_holders,
+            real.finalize, real.send_import_emails, real.mark_failed, gate.request_slot,
+            gate.find_closed_holders,
             gate.request_slot_now, gate.release_slot, real.import_small,
         ]  # fmt: skip
         async with (

@@ -112,11 +112,18 @@ async def test_http_provider_retried_until_it_answers(
     assert len(set(provider.idempotency_keys)) == 1
 
 
-async def test_http_provider_always_failing_fails_after_three_attempts(
+async def test_http_provider_always_failing_gives_up_when_the_window_closes(
     client: Client, stack: Stack, tenant: Tenant, task_queue: str
 ) -> None:
     async with FakeEmailProvider(fail_first=10**6) as provider:
-        settings = make_settings(stack, email_backend="http", email_api_url=provider.url)
+        settings = make_settings(
+            stack,
+            email_backend="http",
+            email_api_url=provider.url,
+            email_welcome_window_seconds=3,
+            email_retry_max_seconds=0.5,
+            email_outage_hold_seconds=0.1,
+        )
         async with running_worker(client, settings, task_queue):
             with pytest.raises(WorkflowFailureError) as info:
                 await client.execute_workflow(
@@ -125,7 +132,10 @@ async def test_http_provider_always_failing_fails_after_three_attempts(
                     id=f"welcome-{uuid.uuid4()}",
                     task_queue=task_queue,
                 )
-    assert provider.calls == 3
+    # A provider's 500 is not the job's failure: it waited for the window, not for the
+    # spec's 3 attempts (tests/test_email_delivery.py has the cases).
+    assert provider.calls >= 2
+    assert errors.failed_with(info.value.cause, errors.EMAIL_GIVEN_UP)
     assert "email provider answered 500" in errors.root_message(info.value)
 
 

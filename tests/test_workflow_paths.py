@@ -332,6 +332,10 @@ class FakeImport:
                                 inserted=rows - 2 * n, updated=n, failed=n,
                                 duplicates=0)  # fmt: skip
 
+        @activity.defn(name="send-import-emails")
+        async def send_import_emails(job: FinalizeImport) -> None:
+            self.calls.append(("send-import-emails", None))
+
         @activity.defn(name="mark-failed")
         async def mark_failed(f: ImportFailure) -> None:
             self.calls.append(("mark-failed", f))
@@ -341,7 +345,7 @@ class FakeImport:
 
         return mocks(ImportActivities, claim_import, check_import, fetch_import, download_and_chunk,
                      process_batch, import_small, find_missing_chunks, finalize,
-                     mark_failed)  # fmt: skip
+                     send_import_emails, mark_failed)  # fmt: skip
 
 
 async def start_import(env: WorkflowEnvironment, queue: str) -> WorkflowHandle[Any, Any]:
@@ -365,7 +369,7 @@ async def test_import_happy_path_runs_the_step_table_in_order(env: WorkflowEnvir
     # Redis, so only the first step and the last are in a fixed place.
     assert fake.steps()[:1] == ["claim-import"] and fake.steps().count("download-and-chunk") == 1
     assert sorted(c for n, c in fake.calls if n == "process-batch") == [(0, 0), (1, 0), (2, 0)]
-    assert fake.steps()[-1] == "finalize"
+    assert fake.steps()[-2:] == ["finalize", "send-import-emails"]
     assert result.total_rows == fake.total_rows
 
 
@@ -399,7 +403,8 @@ async def test_ledger_gap_is_repaired_by_redoing_just_the_missing_chunks(
     assert tail[0] == ("find-missing-chunks", 5)
     assert tail[1] == ("download-and-chunk", 1)
     assert sorted(c for n, c in tail if n == "process-batch") == [(1, 1), (3, 1)]
-    assert fake.steps().count("finalize") == 2 and fake.steps()[-1] == "finalize"
+    assert fake.steps().count("finalize") == 2
+    assert fake.steps()[-2:] == ["finalize", "send-import-emails"]
     assert result.total_rows == fake.total_rows
 
 

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessExportInput,
         StreamExportJob,
     )
+    from folksjobs.notify.retry import EMAIL_DELIVERY, EMAIL_RETRY
     from workflows.gate import EXPORT_GATE, held_slot
 
 RETRY = RetryPolicy(
@@ -190,7 +191,8 @@ class ProcessExport:
                 idempotency_key=f"{workflow.info().workflow_id}/export-complete",
             ),
             start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
+            # Before it, a provider outage used up the spec's attempts and lost the email.
+            retry_policy=EMAIL_RETRY if workflow.patched(EMAIL_DELIVERY) else RETRY,
         )
         return file
 

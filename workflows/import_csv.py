@@ -23,7 +23,9 @@
 |                     | database lost acknowledged commits): the chunks to redo, which   |
 |                     | are chunked and processed again before finalize runs once more   |
 | finalize            | completed + counts from the ledger, stats caches, AI summary,    |
-|                     | completion email, error report above 5 % failed, Redis cleanup   |
+|                     | Redis cleanup                                                    |
+| send-import-emails  | after the slot's release: completion email, error report above   |
+|                     | 5 % failed; a provider down or busy makes them wait (a window)   |
 | mark-failed         | on any failure: failed + error_log, caches, best-effort email;   |
 |                     | cancelled on a cancellation. Its own failure is logged, never    |
 |                     | reported instead of the import's                                 |
@@ -40,9 +42,8 @@ finalize on the small path: a small import after the gate is one workflow task
 before a patch still take are in `workflows/import_csv_before.py`, each with the release
 it can go in (docs/deploys.md).
 
-History stays small: after `chunks_per_run` chunks the run continues as new with its
-cursor and running counts, so a 10M-row file is many short runs of one workflow id.
-The methods below follow the table, top to bottom.
+History stays small: after `chunks_per_run` chunks the run continues as new with its cursor
+and counts (a 10M-row file is many short runs of one id). Methods follow the table.
 """
 
 from __future__ import annotations
@@ -70,16 +71,16 @@ with workflow.unsafe.imports_passed_through():
         FinalizeImport,
         ImportCounts,
         ImportCursor,
-        ImportFailure,
         ImportProgress,
         ImportRecord,
         ImportResult,
         ProcessCsvInput,
     )
+    from folksjobs.notify.retry import EMAIL_RETRY
     from workflows import import_csv_before as before
     from workflows.gate import held_slot
-    from workflows.import_avatars import ImportAvatars
     from workflows.import_chunks import ChunkedPath
+    from workflows.import_failure import FailurePath
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_PROCESS_CSV).attempts,
@@ -94,17 +95,17 @@ RETRY = RetryPolicy(
     ],
 )
 T = TypeVar("T")
-# Runs that reached mark-failed before this change let its failure replace the import's.
-MARK_FAILED_GUARDED = "mark-failed-never-replaces-the-error"
 # claim-import, one local activity returning the record, instead of check-import and
 # fetch-import (and of the patches that made them local, moved them before the gate and
 # chose the small path: CLAIM_IMPORT's runs take all three). Runs started before it keep
 # those two steps: workflows/import_csv_before.py.
 CLAIM_IMPORT = "claim-import"
+# The emails a step after the slot's release; before it finalize sent them (an outage lost them).
+IMPORT_EMAILS_APART = "import-emails-apart"
 
 
 @workflow.defn(name=WF_PROCESS_CSV)
-class ProcessCsv(ChunkedPath, ImportAvatars):
+class ProcessCsv(ChunkedPath, FailurePath):  # FailurePath is an ImportAvatars
     RETRY: ClassVar[RetryPolicy] = RETRY  # for the chunked path and the old branches
 
     def __init__(self) -> None:
@@ -115,6 +116,7 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
         self.rechunk_lock = asyncio.Lock()
         self.chunking: asyncio.Task[ChunkPlanResult] | None = None
         self.small = False  # the file is one import-small activity (SMALL_IN_ONE_ACTIVITY)
+        self.emails_after: FinalizeImport | None = None  # IMPORT_EMAILS_APART
 
     @workflow.query(name="progress")
     def progress(self) -> ImportProgress:
@@ -172,7 +174,7 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
             # At most IMPORTS_PER_WORKSPACE_LIMIT imports of a workspace run at once; the
             # rest wait in confirmation order (spec 003). The slot is kept across continue-as-new.
             async with held_slot(inp.workspace_id):
-                return await self._run(inp, claimed)
+                result = await self._run(inp, claimed)
         except asyncio.CancelledError:
             await self._mark_cancelled(inp)
             raise
@@ -185,6 +187,9 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
             raise ApplicationError(
                 f"import failed: {message}", type=errors.IMPORT_FAILED, non_retryable=True
             ) from e
+        if self.emails_after is not None:
+            await self._send_emails(self.emails_after)
+        return result
 
     # --- claim-import -------------------------------------------------------------------
 
@@ -337,6 +342,7 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
     # --- finalize -----------------------------------------------------------------------
 
     async def _finalize(self, inp: ProcessCsvInput, cursor: ImportCursor) -> ImportResult:
+        apart = workflow.patched(IMPORT_EMAILS_APART)
         job = FinalizeImport(
             import_id=inp.import_id,
             workspace_id=inp.workspace_id,
@@ -344,57 +350,38 @@ class ProcessCsv(ChunkedPath, ImportAvatars):
             workflow_id=workflow.info().workflow_id,
             started_at=cursor.started_at,
             avatars=cursor.avatars,
+            emails=not apart,
         )
         if self.small:
-            return await workflow.execute_local_activity_method(
+            result = await workflow.execute_local_activity_method(
                 ImportActivities.finalize,
                 job,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
-        return await workflow.execute_activity_method(
-            ImportActivities.finalize,
-            job,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-        )
-
-    # --- mark-failed --------------------------------------------------------------------
-
-    async def _mark_failed(self, inp: ProcessCsvInput, error: str) -> None:
-        self.stage = "failed"
-        set_job_attributes(status="failed")
-        await self._record_failure(self._failure(inp, error))
-        # The rows it did commit are contacts: their avatars are still looked up.
-        await self._rows_committed(inp)
-
-    async def _mark_cancelled(self, inp: ProcessCsvInput) -> None:
-        self.stage = "cancelled"
-        set_job_attributes(status="cancelled")
-        failure = self._failure(inp, "cancelled by request")
-        await self._record_failure(failure.model_copy(update={"cancelled": True}))
-        await self._cancel_avatars(inp)
-
-    @staticmethod
-    def _failure(inp: ProcessCsvInput, error: str) -> ImportFailure:
-        return ImportFailure(
-            import_id=inp.import_id,
-            workspace_id=inp.workspace_id,
-            user_id=inp.user_id,
-            workflow_id=workflow.info().workflow_id,
-            error=error,
-        )
-
-    async def _record_failure(self, failure: ImportFailure) -> None:
-        try:
-            await workflow.execute_activity_method(
-                ImportActivities.mark_failed,
-                failure,
-                start_to_close_timeout=timedelta(minutes=1),
+        else:
+            result = await workflow.execute_activity_method(
+                ImportActivities.finalize,
+                job,
+                start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
+        self.emails_after = job if apart else None
+        return result
+
+    async def _send_emails(self, job: FinalizeImport) -> None:
+        self.stage = "send-import-emails"
+        try:
+            await workflow.execute_activity_method(
+                ImportActivities.send_import_emails,
+                job,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=EMAIL_RETRY,
+            )
         except ActivityError as e:
-            if not workflow.patched(MARK_FAILED_GUARDED):
+            if is_cancelled_exception(e):
                 raise
-            # The import's own error (or its cancellation) is the one to report.
-            workflow.logger.error("could not mark import %s: %s", failure.import_id, e)
+            # The import is completed: an email refused for good, or given up when its
+            # window closed, is reported here and does not undo it.
+            workflow.logger.warning("import %s: email not sent: %s", job.import_id, e.cause or e)
+        self.stage = "completed"

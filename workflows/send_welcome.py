@@ -3,7 +3,8 @@
 | step         | what it does                                               |
 |--------------|------------------------------------------------------------|
 | send-welcome | looks the user up by id and sends the welcome email; a     |
-|              | provider failure fails the attempt so Temporal retries it  |
+|              | provider that is down or busy makes it wait (up to         |
+|              | EMAIL_WELCOME_WINDOW_SECONDS), see activities/delivery.py  |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SendWelcomeResult,
         WelcomeEmailJob,
     )
+    from folksjobs.notify.retry import EMAIL_DELIVERY, EMAIL_RETRY
 
 RETRY = RetryPolicy(
     maximum_attempts=job_by_workflow(WF_SEND_WELCOME).attempts,
@@ -46,7 +48,7 @@ class SendWelcome:
                     user_id=inp.user_id, idempotency_key=f"{workflow.info().workflow_id}/welcome"
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RETRY,
+                retry_policy=EMAIL_RETRY if workflow.patched(EMAIL_DELIVERY) else RETRY,
             )
         except ActivityError:
             set_job_attributes(status="failed")

@@ -28,5 +28,6 @@ class ImportActivities(ClaimSteps, SmallSteps, ChunkedSteps, FinishSteps):
         SmallSteps.import_small,
         ChunkedSteps.find_missing_chunks,
         FinishSteps.finalize,
+        FinishSteps.send_import_emails,
         FinishSteps.mark_failed,
     )

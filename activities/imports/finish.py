@@ -9,15 +9,18 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.delivery import delivery, window_deadline
 from activities.errors import email_error
 from activities.imports.common import ImportSteps
 from folksjobs import errors
+from folksjobs.catalog import job_by_workflow
 from folksjobs.imports import avatars as avatars_repo
 from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.repo import ImportRow
 from folksjobs.infra import metrics, rediskeys
 from folksjobs.models import (
+    WF_PROCESS_CSV,
     AvatarCounts,
     ErrorSample,
     FinalizeImport,
@@ -25,11 +28,15 @@ from folksjobs.models import (
     ImportResult,
 )
 from folksjobs.notify import emails
+from folksjobs.notify.ai import fallback_summary
 from folksjobs.notify.directory import UserNotFound, get_user
-from folksjobs.notify.mailer import EmailSendError
+from folksjobs.notify.mailer import Email, EmailSendError
 from folksjobs.tenancy import NotAMember, require_member
 
 log = logging.getLogger(__name__)
+
+# The spec's attempts for the job's own failures; a provider's refusal waits instead.
+ATTEMPTS = job_by_workflow(WF_PROCESS_CSV).attempts
 
 
 class FinishSteps(ImportSteps):
@@ -61,7 +68,12 @@ class FinishSteps(ImportSteps):
         else:
             duration_ms = rec.duration_ms or duration_ms
         await self._invalidate_stats(job.workspace_id)
-        await self._send_finish_emails(job, rec, t, samples, summary)
+        if job.emails:
+            for msg in await self._finish_emails(job, rec, t, samples, summary):
+                try:
+                    await self.sender.send(msg)
+                except EmailSendError as e:
+                    raise email_error(e) from e
         await self._cleanup(job.import_id)
         avatars = None
         if job.avatars:
@@ -82,23 +94,44 @@ class FinishSteps(ImportSteps):
             avatars=avatars,
         )
 
-    async def _send_finish_emails(
+    @activity.defn(name="send-import-emails")
+    async def send_import_emails(self, job: FinalizeImport) -> None:
+        """A completed import's emails, apart from finalize: a provider that is down or
+        busy makes them wait up to EMAIL_NOTIFICATION_WINDOW_SECONDS (activities/delivery.py)
+        while the import is already completed. Read from the record finalize wrote."""
+        s = self.settings
+        deadline = window_deadline(s.email_notification_window_seconds)
+        async with delivery("import-completed", deadline, ATTEMPTS, s.email_retry_max_seconds):
+            rec = await self._record(job.workspace_id, job.import_id)
+            t = await imports_repo.totals(self.pool, job.workspace_id, job.import_id)
+            samples = await imports_repo.first_error_samples(
+                self.pool, job.workspace_id, job.import_id, s.error_samples_max
+            )
+            summary = rec.ai_summary or fallback_summary(
+                t.rows, t.inserted, t.updated, t.failed, t.duplicates
+            )
+            # Each under its own key: one already sent is dropped by the provider when a
+            # later one made the attempt wait.
+            for msg in await self._finish_emails(job, rec, t, samples, summary):
+                await self.sender.send(msg)
+
+    async def _finish_emails(
         self,
         job: FinalizeImport,
         rec: ImportRow,
         t: imports_repo.Totals,
         samples: list[dict[str, Any]],
         summary: str,
-    ) -> None:
+    ) -> list[Email]:
         # The workspace's setting decides both: the completion email and its error report.
         if not await imports_repo.notify_on_complete(self.pool, job.workspace_id):
-            return
+            return []
         try:
             await require_member(self.pool, job.workspace_id, job.user_id)
             user = await get_user(self.pool, job.user_id)
         except (UserNotFound, NotAMember) as e:
             log.warning("import %s: no completion email: %s", job.import_id, e)
-            return
+            return []
         msgs = [
             emails.import_completed(
                 user.email,
@@ -123,11 +156,7 @@ class FinishSteps(ImportSteps):
                     f"{job.workflow_id}/import-error-report",
                 )
             )
-        for msg in msgs:
-            try:
-                await self.sender.send(msg)
-            except EmailSendError as e:
-                raise email_error(e) from e
+        return msgs
 
     async def _invalidate_stats(self, workspace_id: str) -> None:
         await self._delete_pattern(rediskeys.stats_pattern(workspace_id))

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
+from folksjobs import errors
 from folksjobs.catalog import JOBS, JobSpec
 from folksjobs.errors import INVALID_PAYLOAD
 from folksjobs.events import ID_CONFLICT_POLICY, ID_REUSE_POLICY, ROUTES, Route
@@ -304,7 +305,21 @@ class Contract:
                 f"| `{spec.workflow}` | `{spec.job}` | {spec.trigger} | `{spec.workflow_id}` "
                 f"| {spec.retries} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "Retries count failures of the job's own logic (a database that is down, a bug). "
+            "An email provider that is down or busy (429, 5xx, a timeout, a refused "
+            "connection) is not such a failure: the email waits for it, the provider's "
+            "Retry-After or a backoff between tries, up to its delivery window "
+            "(`EMAIL_WELCOME_WINDOW_SECONDS`, `EMAIL_NOTIFICATION_WINDOW_SECONDS`; the "
+            "digest until `EMAIL_DIGEST_MARGIN_SECONDS` before the next digest is due), and "
+            "only then fails with "
+            f"`{errors.EMAIL_GIVEN_UP}` and the provider's last answer. A permanent refusal "
+            f"(400, 401, 403, 422) fails at once with `{errors.EMAIL_PERMANENT_FAILURE}` and "
+            "the provider's reason. Every email carries one idempotency key on every try "
+            "(`Idempotency-Key`), so a retried send is never a second email.",
+            "",
+        ]
         by_workflow = {r.workflow: r for r in ROUTES.values()}
         for spec in JOBS:
             lines += self._job(spec, by_workflow.get(spec.workflow))

@@ -28,6 +28,9 @@ COUNTERS = {
     "exports_completed": "exports completed",
     "emails_sent": "emails accepted by the email backend, by kind",
     "digests_sent": "weekly digest emails sent (counted by notify.mailer.CountingSender)",
+    "emails_deferred": "email sends put off by a temporary refusal (429, 5xx, timeout, the"
+    " cluster's rate), by kind; each is tried again later",
+    "emails_given_up": "emails still refused when their delivery window closed, by kind",
 }
 
 
@@ -80,3 +83,11 @@ def email_sent(kind: str) -> None:
 
 def digest_sent(n: int = 1) -> None:
     count("digests_sent", n)
+
+
+def email_deferred(kind: str) -> None:
+    count("emails_deferred", kind=kind)
+
+
+def email_given_up(kind: str) -> None:
+    count("emails_given_up", kind=kind)

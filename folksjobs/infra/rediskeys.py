@@ -54,3 +54,13 @@ def stats_pattern(workspace_id: str) -> str:
 def api_uploads(key_id: str) -> str:
     """A sorted set: the uploads in flight with one API key, scored by their start time."""
     return f"api:uploads:{key_id}"
+
+
+def email_next_turn() -> str:
+    """The instant the next email request may go out (folksjobs/notify/pace.py)."""
+    return "email:next-turn"
+
+
+def email_hold_until() -> str:
+    """No email request before this instant: the provider's Retry-After, or an outage."""
+    return "email:hold-until"

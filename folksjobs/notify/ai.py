@@ -1,8 +1,9 @@
 """The one-sentence AI summary of an import (spec: Claude Haiku, 10 s timeout, fallback).
 
 The prompt holds aggregate counts only, never contact data. The SDK's own retries are off
-so they do not multiply with Temporal's; any failure, a timeout or a missing key gives the
-plain fallback sentence.
+so they do not multiply with Temporal's; any failure (429, 529, an outage), the 10 s limit
+(AI_TIMEOUT_SECONDS, the wait for one of AI_CONCURRENCY slots counted in it) or a missing
+key gives the plain fallback sentence.
 """
 
 from __future__ import annotations
@@ -57,14 +58,14 @@ class Summarizer:
             f"Failed rows: {failed}. Duplicate rows skipped: {duplicates}."
         )
         try:
-            async with self.sem:
-                msg = await asyncio.wait_for(
-                    self.client.messages.create(
-                        model=self.model,
-                        max_tokens=120,
-                        messages=[{"role": "user", "content": prompt}],
-                    ),
-                    timeout=self.timeout + 1,
+            # One limit for the whole summary, the wait for a slot included: under 429/529
+            # or an outage the slots are held by calls that time out, and the import's
+            # completion must not wait a multiple of the spec's 10 s for its sentence.
+            async with asyncio.timeout(self.timeout), self.sem:
+                msg = await self.client.messages.create(
+                    model=self.model,
+                    max_tokens=120,
+                    messages=[{"role": "user", "content": prompt}],
                 )
             text = "".join(getattr(b, "text", "") for b in msg.content).strip()
             return text.splitlines()[0] if text else fallback

@@ -5,18 +5,22 @@
 
 Every message carries an idempotency key (workflow id + purpose): the outbox names the
 file after it, the provider gets it as the `Idempotency-Key` header, so a retried send
-is never a second email.
+is never a second email. A refusal says whether it is permanent (400, 401, 403, 422...)
+or temporary (429 with its Retry-After, 5xx, a timeout, no connection); what waits and
+for how long is decided by activities/delivery.py, the cluster's pace by notify/pace.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -44,18 +48,62 @@ class SendReceipt:
 
 
 class EmailSendError(Exception):
-    """The provider refused or failed the send; retryable unless `permanent`."""
+    """The provider refused or failed the send. `permanent`: it cannot succeed on retry
+    (400, 401, 403, 422...). Otherwise a temporary refusal (429, 5xx, timeout, connection
+    error): the email waits, `retry_after` seconds when the provider said how long."""
 
-    def __init__(self, message: str, *, status: int | None = None, permanent: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        permanent: bool = False,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.permanent = permanent
+        self.retry_after = retry_after
 
 
 class EmailSender(Protocol):
     name: str
 
     async def send(self, email: Email) -> SendReceipt: ...
+
+    async def send_batch(self, emails: list[Email]) -> list[SendReceipt]: ...
+
+
+# 4xx answers a retry can change: a timeout, a concurrent request with the same
+# Idempotency-Key still in progress (Resend: 409 concurrent_idempotent_requests), the rate.
+TEMPORARY_4XX = frozenset({408, 409, 429})
+# Resend's 409 for a key already used with another body: the first request was accepted.
+ALREADY_SENT = "invalid_idempotent_request"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def batch_key(emails: list[Email]) -> str:
+    """One batch request's Idempotency-Key, from its messages' own keys: a retry of the
+    same messages is the same request, so an accepted batch whose answer was lost is
+    dropped by the provider, not sent twice."""
+    joined = "\n".join(sorted(e.idempotency_key for e in emails))
+    return f"batch-{hashlib.sha256(joined.encode()).hexdigest()[:40]}"
 
 
 def _safe_name(key: str) -> str:
@@ -101,6 +149,9 @@ class OutboxSender:
             tmp.unlink(missing_ok=True)
         return SendReceipt(message_id=path.name, backend=self.name)
 
+    async def send_batch(self, emails: list[Email]) -> list[SendReceipt]:
+        return [await self.send(e) for e in emails]
+
 
 class HttpProviderSender:
     """Resend-compatible: POST /emails {from,to,subject,text,html} -> {"id": ...}."""
@@ -121,11 +172,8 @@ class HttpProviderSender:
         self.sender = sender
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def send(self, email: Email) -> SendReceipt:
-        headers = {"Idempotency-Key": email.idempotency_key[:256]}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        body = {
+    def _body(self, email: Email) -> dict[str, object]:
+        return {
             "from": self.sender,
             "to": [email.to],
             "subject": email.subject,
@@ -133,25 +181,55 @@ class HttpProviderSender:
             "html": email.html,
             "tags": [{"name": "kind", "value": t} for t in email.tags],
         }
+
+    async def _post(self, path: str, body: object, key: str) -> object | None:
+        """The provider's answer; None when the key was already used for an accepted
+        request (Resend: 409 invalid_idempotent_request, the message having changed
+        since, e.g. the digest's total): that first request is the email, sent."""
+        headers = {"Idempotency-Key": key[:256]}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
         try:
             async with self.session.post(
-                f"{self.base_url}/emails", json=body, headers=headers, timeout=self.timeout
+                f"{self.base_url}{path}", json=body, headers=headers, timeout=self.timeout
             ) as resp:
                 text = await resp.text()
+                if resp.status == 409 and ALREADY_SENT in text:
+                    return None
                 if resp.status >= 400:
                     raise EmailSendError(
                         f"email provider answered {resp.status}: {text[:300]}",
                         status=resp.status,
-                        # 4xx other than 408/409/429 cannot succeed on retry.
-                        permanent=400 <= resp.status < 500 and resp.status not in (408, 409, 429),
+                        permanent=resp.status < 500 and resp.status not in TEMPORARY_4XX,
+                        retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
                     )
                 try:
-                    data = await resp.json(content_type=None)
+                    return json.loads(text) if text else {}
                 except ValueError:
-                    data = {}
-                return SendReceipt(message_id=str(data.get("id", "")), backend=self.name)
+                    return {}
         except (aiohttp.ClientError, TimeoutError) as e:
             raise EmailSendError(f"email provider unreachable: {type(e).__name__}: {e}") from e
+
+    async def send(self, email: Email) -> SendReceipt:
+        data = await self._post("/emails", self._body(email), email.idempotency_key)
+        if data is None:
+            return SendReceipt(message_id="", backend=self.name, duplicate=True)
+        message_id = data.get("id", "") if isinstance(data, dict) else ""
+        return SendReceipt(message_id=str(message_id), backend=self.name)
+
+    async def send_batch(self, emails: list[Email]) -> list[SendReceipt]:
+        """Resend's POST /emails/batch: up to 100 messages, one request, one answer
+        {"data": [{"id": ...}, ...]} in the order sent."""
+        data = await self._post("/emails/batch", [self._body(e) for e in emails], batch_key(emails))
+        if data is None:
+            return [SendReceipt("", self.name, duplicate=True) for _ in emails]
+        ids = data.get("data", []) if isinstance(data, dict) else []
+        return [
+            SendReceipt(
+                message_id=str(ids[i].get("id", "")) if i < len(ids) else "", backend=self.name
+            )
+            for i in range(len(emails))
+        ]
 
 
 def build_sender(settings: Settings, session: aiohttp.ClientSession) -> EmailSender:
@@ -168,8 +246,8 @@ def build_sender(settings: Settings, session: aiohttp.ClientSession) -> EmailSen
 
 
 class LimitedSender:
-    """At most `limit` sends in flight per worker process (EMAIL_CONCURRENCY): the
-    provider's rate limit is shared by every activity of the worker."""
+    """At most `limit` sends in flight per worker process (EMAIL_CONCURRENCY), waiting
+    for their turn included; the rate is the cluster's (notify/pace.py)."""
 
     def __init__(self, inner: EmailSender, limit: int) -> None:
         self.inner = inner
@@ -179,6 +257,10 @@ class LimitedSender:
     async def send(self, email: Email) -> SendReceipt:
         async with self.sem:
             return await self.inner.send(email)
+
+    async def send_batch(self, emails: list[Email]) -> list[SendReceipt]:
+        async with self.sem:
+            return await self.inner.send_batch(emails)
 
 
 DIGEST_TAG = "weekly-digest"  # notify.emails.weekly_digest's tag
@@ -193,9 +275,23 @@ class CountingSender:
 
     async def send(self, email: Email) -> SendReceipt:
         receipt = await self.inner.send(email)
+        self._count(email, receipt)
+        return receipt
+
+    async def send_batch(self, emails: list[Email]) -> list[SendReceipt]:
+        receipts = await self.inner.send_batch(emails)
+        for email, receipt in zip(emails, receipts, strict=True):
+            self._count(email, receipt)
+        return receipts
+
+    @staticmethod
+    def _count(email: Email, receipt: SendReceipt) -> None:
         if not receipt.duplicate:
-            kind = email.tags[0] if email.tags else "other"
+            kind = kind_of(email)
             metrics.email_sent(kind)
             if kind == DIGEST_TAG:
                 metrics.digest_sent()
-        return receipt
+
+
+def kind_of(email: Email) -> str:
+    return email.tags[0] if email.tags else "other"

@@ -37,6 +37,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
 from folksjobs.devtools.devstack import EmbeddedPostgres, EmbeddedValkey, TemporalDevServer
+from folksjobs.devtools.mailstandin import MailStandIn
 from folksjobs.events import dispatch, parse_event
 from folksjobs.exports import repo as exports
 from folksjobs.infra import db
@@ -420,7 +421,10 @@ async def welcome_success(ctx: Ctx, tq: str) -> list[Recorded]:
 async def welcome_failed(ctx: Ctx, tq: str) -> list[Recorded]:
     t = await ctx.tenant()
     async with FakeEmailProvider(fail_first=10**6) as provider:
-        settings = ctx.settings(email_backend="http", email_api_url=provider.url)
+        # Since email-delivery-window a provider's 500 waits for the window: a short one.
+        settings = ctx.settings(email_backend="http", email_api_url=provider.url,
+                                email_welcome_window_seconds=3, email_retry_max_seconds=0.5,
+                                email_outage_hold_seconds=0.1)  # fmt: skip
         async with running_worker(ctx.client, settings, tq):
             handle = await ctx.client.start_workflow(
                 WF_SEND_WELCOME, SendWelcomeInput(user_id=t.user_id), id=f"welcome-{t.user_id}",
@@ -465,6 +469,82 @@ async def digest_one_failing(ctx: Ctx, tq: str) -> list[Recorded]:
     if spaces[0].workspace_id not in result["failed_workspace_ids"]:
         raise RuntimeError("digest-one-workspace-failing: the orphaned workspace did not fail")
     return [Recorded(handle.id, "digest-one-workspace-failing")]
+
+
+async def _busy_spaces(ctx: Ctx, n: int, at: datetime) -> list[Tenant]:
+    """n workspaces with a new contact in the week before `at`, the only active ones."""
+    spaces = [await ctx.tenant() for _ in range(n)]
+    for t in spaces:
+        await ctx.owner.execute(
+            "INSERT INTO contacts (workspace_id, email, created_at) VALUES ($1::uuid, $2, $3)",
+            t.workspace_id, "new@example.com", at - timedelta(days=1),
+        )  # fmt: skip
+    await ctx.owner.execute(
+        "UPDATE workspaces SET active = false WHERE NOT id = ANY($1::uuid[])",
+        [t.workspace_id for t in spaces],
+    )
+    return spaces
+
+
+async def _digest(ctx: Ctx, tq: str, settings: Settings, at: datetime) -> Any:
+    async with running_worker(ctx.client, settings, tq):
+        handle = await ctx.client.start_workflow(
+            WF_WEEKLY_DIGEST,
+            WeeklyDigestInput(scheduled_for=at),
+            id=f"digest-replay-{uuid.uuid4().hex[:8]}",
+            task_queue=tq,
+        )
+        return handle, await handle.result()
+
+
+@scenario("digest-batch")
+async def digest_batch(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Three workspaces, batches of 2 through the provider's batch endpoint, the first
+    accepted and its answer lost (retried under the same key)."""
+    at = datetime.now(UTC)
+    await _busy_spaces(ctx, 3, at)
+    async with MailStandIn(rate=50, slow_accepts=1, slow_seconds=1.5) as provider:
+        settings = ctx.settings(email_backend="http", email_api_url=provider.url,
+                                email_batch_size=2, email_timeout_seconds=0.5)  # fmt: skip
+        handle, result = await _digest(ctx, tq, settings, at)
+    if result["summary"]["sent"] != 3 or len(provider.delivered) != 3:
+        raise RuntimeError(f"digest-batch: {result['summary']}, {len(provider.delivered)} sent")
+    return [Recorded(handle.id, "digest-batch")]
+
+
+@scenario("digest-outage-waits")
+async def digest_waits(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Two workspaces; the provider down for 2 s: both digests wait (each told to the run
+    by a digest-waiting signal), then go out."""
+    at = datetime.now(UTC)
+    await _busy_spaces(ctx, 2, at)
+    async with MailStandIn(rate=50) as provider:
+        provider.outage(2)
+        settings = ctx.settings(email_backend="http", email_api_url=provider.url,
+                                email_retry_max_seconds=0.5,
+                                email_outage_hold_seconds=0.1)  # fmt: skip
+        handle, result = await _digest(ctx, tq, settings, at)
+    if result["summary"]["sent"] != 2 or provider.statuses.get(503, 0) < 1:
+        raise RuntimeError(f"digest-outage-waits: {result['summary']}, {provider.statuses}")
+    return [Recorded(handle.id, "digest-outage-waits")]
+
+
+@scenario("digest-outage-given-up")
+async def digest_given_up(ctx: Ctx, tq: str) -> list[Recorded]:
+    """Two workspaces; the provider down until the digest's window closes (2 s here)."""
+    at = datetime.now(UTC)
+    await _busy_spaces(ctx, 2, at)
+    async with MailStandIn(rate=50) as provider:
+        provider.outage(3600)
+        settings = ctx.settings(email_backend="http", email_api_url=provider.url,
+                                email_digest_margin_seconds=7 * 86400 - 2,
+                                email_notification_window_seconds=1,
+                                email_retry_max_seconds=0.5,
+                                email_outage_hold_seconds=0.1)  # fmt: skip
+        handle, result = await _digest(ctx, tq, settings, at)
+    if result["summary"]["given_up"] != 2:
+        raise RuntimeError(f"digest-outage-given-up: {result['summary']}")
+    return [Recorded(handle.id, "digest-outage-given-up")]
 
 
 # --- discard-stale-uploads -------------------------------------------------------------
