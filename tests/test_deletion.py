@@ -5,6 +5,7 @@ every refusal is clear and deletes nothing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -391,6 +392,8 @@ async def test_a_deleted_user_gets_no_export_link_and_no_digest(
     )
     settings = make_settings(stack)
     env = ActivityEnvironment()
+    # Scheduled now: the email's delivery window counts from it (activities/delivery.py).
+    env.info = dataclasses.replace(env.info, scheduled_time=datetime.now(UTC))
     async with open_services(settings, pool_size=2) as s:
         sent = await env.run(
             ExportActivities(s.pool, s.blob, s.email, settings).send_notification,

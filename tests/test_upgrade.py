@@ -73,6 +73,9 @@ async def test_import_started_on_the_old_code_finishes_on_the_new(
         import_parallel_chunks=2,
         import_chunks_per_run=30,
         worker_graceful_shutdown_seconds=1,
+        # The run the upgrade lands in can find its chunker held by chunks the old code
+        # stored past its range: it then gives up after this wait and is retried (exact).
+        chunk_wait_seconds=5,
     )
     # The code before the change is today's with the patch never taken: the old branch is
     # that code unchanged, and no marker is written, exactly as before the change.
