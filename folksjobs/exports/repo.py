@@ -38,7 +38,7 @@ import asyncpg
 
 from folksjobs.exports.csvsafe import FORMULA_PREFIXES, GUARD, PLAIN_NUMBER, neutralise
 from folksjobs.exports.layout import STANDARD_COLUMNS, TAG_SEPARATOR, header
-from folksjobs.infra.db import tenant_tx
+from folksjobs.infra.db import change_with_file, tenant_tx
 from folksjobs.tenancy import NotAMember, WorkspaceNotFound, require_member, workspace_owner
 
 
@@ -538,15 +538,13 @@ async def expire_file(
 ) -> bool:
     """Delete an export's file and record when (a download then answers 410, naming the
     time); the record and its counts stay. False when it was already gone."""
-    async with tenant_tx(pool, workspace_id) as conn:
-        key = await conn.fetchval(
-            "UPDATE exports SET file_deleted_at = now()"
-            " WHERE id = $1 AND workspace_id = $2 AND blob_key IS NOT NULL"
-            " AND file_deleted_at IS NULL RETURNING blob_key",
-            uuid.UUID(export_id),
-            uuid.UUID(workspace_id),
-        )
-        if key is None:
-            return False
-        await delete_file(key)
-    return True
+    return await change_with_file(
+        pool,
+        workspace_id,
+        delete_file,
+        "UPDATE exports SET file_deleted_at = now()"
+        " WHERE id = $1 AND workspace_id = $2 AND blob_key IS NOT NULL"
+        " AND file_deleted_at IS NULL RETURNING blob_key",
+        uuid.UUID(export_id),
+        uuid.UUID(workspace_id),
+    )

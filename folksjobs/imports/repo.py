@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from folksjobs.infra.db import tenant_tx
+from folksjobs.infra.db import change_with_file, tenant_tx
 
 
 @dataclass(frozen=True)
@@ -148,17 +148,15 @@ async def discard_pending(
     and the next attempt finds both again. A confirmation racing this one either sees
     no row or waits for the row lock and finds it no longer pending.
     """
-    async with tenant_tx(pool, workspace_id) as conn:
-        key = await conn.fetchval(
-            "DELETE FROM imports WHERE id = $1 AND workspace_id = $2 AND status = 'pending'"
-            " RETURNING blob_key",
-            uuid.UUID(import_id),
-            uuid.UUID(workspace_id),
-        )
-        if key is None:
-            return False
-        await delete_file(key)
-    return True
+    return await change_with_file(
+        pool,
+        workspace_id,
+        delete_file,
+        "DELETE FROM imports WHERE id = $1 AND workspace_id = $2 AND status = 'pending'"
+        " RETURNING blob_key",
+        uuid.UUID(import_id),
+        uuid.UUID(workspace_id),
+    )
 
 
 async def set_mapping(
@@ -387,18 +385,16 @@ async def expire_upload(
     """Delete an ended import's file and record when; the record, its counts and its error
     samples stay. False when the file was already gone. As in discard_pending, the file
     goes inside the transaction: when it cannot be deleted the record says it is there."""
-    async with tenant_tx(pool, workspace_id) as conn:
-        key = await conn.fetchval(
-            "UPDATE imports SET file_deleted_at = now()"
-            " WHERE id = $1 AND workspace_id = $2 AND file_deleted_at IS NULL"
-            " AND status IN ('completed', 'failed', 'cancelled') RETURNING blob_key",
-            uuid.UUID(import_id),
-            uuid.UUID(workspace_id),
-        )
-        if key is None:
-            return False
-        await delete_file(key)
-    return True
+    return await change_with_file(
+        pool,
+        workspace_id,
+        delete_file,
+        "UPDATE imports SET file_deleted_at = now()"
+        " WHERE id = $1 AND workspace_id = $2 AND file_deleted_at IS NULL"
+        " AND status IN ('completed', 'failed', 'cancelled') RETURNING blob_key",
+        uuid.UUID(import_id),
+        uuid.UUID(workspace_id),
+    )
 
 
 async def notify_on_complete(pool: asyncpg.Pool, workspace_id: str) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Any
 
 import asyncpg
 
@@ -130,3 +131,22 @@ async def migrate(dsn: str) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock(727001)")
         await conn.close()
     return applied
+
+
+async def change_with_file(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    delete_file: Callable[[str], Awaitable[None]],
+    sql: str,
+    *args: Any,
+) -> bool:
+    """Runs `sql`, which changes one record and returns its file's blob key, and deletes
+    that file inside the same transaction: when the file cannot be deleted the change rolls
+    back, so the record never says a file is gone that is still there. False when `sql`
+    matched no record."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        key = await conn.fetchval(sql, *args)
+        if key is None:
+            return False
+        await delete_file(key)
+    return True
