@@ -205,6 +205,9 @@ class ChunkResult(Model):
     updated: int
     failed: int
     duplicates: int
+    # Rows whose contact was stored as they would leave it (not written); 0 in results
+    # recorded before it was counted apart, when `updated` held them.
+    unchanged: int = 0
 
 
 class ImportCounts(Model):
@@ -214,12 +217,14 @@ class ImportCounts(Model):
     updated: int = 0
     failed: int = 0
     duplicates: int = 0
+    unchanged: int = 0
 
     def add(self, r: ChunkResult) -> None:
         # Only ever fed each chunk's ledger result once (see ProcessCsv), never a retry.
         self.processed_rows += r.rows
         self.inserted += r.inserted
         self.updated += r.updated
+        self.unchanged += r.unchanged
         self.failed += r.failed
         self.duplicates += r.duplicates
 
@@ -266,6 +271,10 @@ class ImportResult(Model):
     failed: int
     duplicates: int
     error_samples: list[ErrorSample] = []
+    # Rows whose contact was already stored as they would leave it: not written, not
+    # counted as updated (total_rows = inserted + updated + unchanged + failed +
+    # duplicates). 0 in results recorded before it was counted apart.
+    unchanged: int = 0
     ai_summary: str | None = None
     duration_ms: int = 0
     # When the import completed: its avatars looked up and still owed (they keep arriving

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--user", help="the importing user's id (default: the workspace owner)")
     p.add_argument("--map", action="append", default=[], metavar="HEADER=FIELD",
                    help="override the suggested mapping: email, first_name, last_name, "
-                   "company, phone, custom:<name> or skip")  # fmt: skip
+                   "company, phone, tags (names separated by ;), custom:<name> or skip")  # fmt: skip
     p.add_argument("--encoding", help="the file's encoding when detection gets it wrong "
                    "(a Python codec name: cp1252, cp1250, shift_jis, gb18030 ...)")  # fmt: skip
     p.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
@@ -266,6 +266,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  rows       {s['total_rows']:>12,}",
         f"  inserted   {s['inserted']:>12,}",
         f"  updated    {s['updated']:>12,}",
+        f"  unchanged  {s.get('unchanged', 0):>12,}",
         f"  failed     {s['failed']:>12,}",
         f"  duplicates {s['duplicates']:>12,}",
         f"  summary    {s.get('ai_summary') or '-'}",
@@ -308,7 +309,7 @@ def format_status(data: dict[str, Any]) -> str:
     elif result:
         counts = result
         lines.append(f"  rows       {result['total_rows']:>12,}")
-    for k in ("inserted", "updated", "failed", "duplicates"):
+    for k in ("inserted", "updated", "unchanged", "failed", "duplicates"):
         if k in counts:
             lines.append(f"  {k:<10} {counts[k]:>12,}")
     if result:

@@ -48,7 +48,7 @@ def expected(
         rows.append(n)
         values.append((
             c.email, c.first_name or "", c.last_name or "", c.company or "", c.phone or "",
-            *(c.custom_fields.get(k, "") for k in mapper.custom_keys),
+            c.tags or "", *(c.custom_fields.get(k, "") for k in mapper.custom_keys),
         ))  # fmt: skip
     return rows, values, failures
 
@@ -88,8 +88,8 @@ def test_an_email_column_that_was_not_chosen_keeps_its_cell() -> None:
     for n, cells in enumerate(rows, 2):
         c = validate(n, cells, mapping, "Email").contact
         assert c is not None
-        want.append((c.email, c.first_name or "", "", "", "",
+        want.append((c.email, c.first_name or "", "", "", "", "",
                      *(c.custom_fields.get(k, "") for k in mapper.custom_keys)))  # fmt: skip
     assert got == ([2, 3, 4, 5], want, [])
-    fields = [dict(zip(mapper.custom_keys, v[5:], strict=True)) for v in got[1]]
+    fields = [dict(zip(mapper.custom_keys, v[6:], strict=True)) for v in got[1]]
     assert [f["Email"] for f in fields] == ["typo@@example.com", "", "", ""]

@@ -290,6 +290,6 @@ def test_an_upload_mapped_by_the_earlier_release_still_fits_its_rows() -> None:
     assert ann is not None
     rows, values, failures = mapper.map([(2, ann, None)])
     assert (rows, failures) == ([2], [])
-    fields = dict(zip(mapper.custom_keys, values[0][5:], strict=True))
+    fields = dict(zip(mapper.custom_keys, values[0][6:], strict=True))
     assert values[0][0] == "ann@example.com"
     assert (fields["Email 2"], fields["Phone 2 Label"]) == ("ann@work.example.com", "work")

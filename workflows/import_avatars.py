@@ -41,7 +41,8 @@ class ImportAvatars:
         if self.avatars_at_end is not None:
             return self.avatars_at_end
         # Every committed contact is owed its lookup until the rows are all in.
-        return AvatarCounts(done=0, pending=self.counts.inserted + self.counts.updated)
+        n = self.counts
+        return AvatarCounts(done=0, pending=n.inserted + n.updated + n.unchanged)
 
     async def _start_avatars(self, inp: ProcessCsvInput, cursor: ImportCursor) -> None:
         """The avatars job, before any row is committed. It outlives this run (ABANDON):

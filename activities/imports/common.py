@@ -167,6 +167,7 @@ class ImportSteps(ActivityClass):
             rows=t.rows,
             inserted=t.inserted,
             updated=t.updated,
+            unchanged=t.unchanged,
             failed=t.failed,
             duplicates=t.duplicates,
         )

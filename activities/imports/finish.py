@@ -56,7 +56,7 @@ class FinishSteps(ImportSteps):
             self.pool, job.workspace_id, job.import_id, self.settings.error_samples_max
         )
         summary = rec.ai_summary or await self.summarizer.summarize(
-            t.rows, t.inserted, t.updated, t.failed, t.duplicates
+            t.rows, t.inserted, t.updated, t.failed, t.duplicates, unchanged=t.unchanged
         )
         duration_ms = int((activity.info().started_time - job.started_at).total_seconds() * 1000)
         if rec.status == "processing":
@@ -79,13 +79,14 @@ class FinishSteps(ImportSteps):
         if job.avatars:
             # The email went without waiting for them: what is owed keeps arriving.
             owed = await avatars_repo.owed_count(self.pool, job.workspace_id, job.import_id)
-            avatars = AvatarCounts(done=max(0, t.inserted + t.updated - owed), pending=owed)
+            avatars = AvatarCounts(done=max(0, t.contacts - owed), pending=owed)
         return ImportResult(
             import_id=job.import_id,
             status="completed",
             total_rows=t.rows,
             inserted=t.inserted,
             updated=t.updated,
+            unchanged=t.unchanged,
             failed=t.failed,
             duplicates=t.duplicates,
             error_samples=[ErrorSample(**s) for s in samples],
@@ -108,7 +109,7 @@ class FinishSteps(ImportSteps):
                 self.pool, job.workspace_id, job.import_id, s.error_samples_max
             )
             summary = rec.ai_summary or fallback_summary(
-                t.rows, t.inserted, t.updated, t.failed, t.duplicates
+                t.rows, t.inserted, t.updated, t.failed, t.duplicates, unchanged=t.unchanged
             )
             # Each under its own key: one already sent is dropped by the provider when a
             # later one made the attempt wait.
@@ -143,6 +144,7 @@ class FinishSteps(ImportSteps):
                 t.duplicates,
                 summary,
                 f"{job.workflow_id}/import-completed",
+                unchanged=t.unchanged,
             )
         ]
         if t.rows and t.failed / t.rows > self.settings.error_report_threshold:

@@ -12,7 +12,7 @@ import asyncpg
 from activities.imports.common import ImportSteps, beat, heartbeating
 from folksjobs.imports import chunker, lifecycle
 from folksjobs.imports import repo as imports_repo
-from folksjobs.imports.contacts import Mapper, Values, upsert
+from folksjobs.imports.contacts import Mapper, Upserted, Values, upsert
 from folksjobs.infra.db import tenant_tx
 from folksjobs.models import ChunkJob, ErrorSample, ImportFile
 
@@ -72,13 +72,13 @@ class RowSteps(ImportSteps):
                 if await imports_repo.batch_done(conn, job.import_id, job.chunk_index, batch):
                     return
                 if row_by_row:
-                    inserted, updated, poisoned = await self._upsert_rows(
+                    counts, poisoned = await self._upsert_rows(
                         conn, job.workspace_id, mapper.custom_keys, valid_rows, values, avatars,
                         owner,
                     )  # fmt: skip
                 else:
                     poisoned = []
-                    inserted, updated = await upsert(
+                    counts = await upsert(
                         conn, job.workspace_id, mapper.custom_keys, values, avatars, owner
                     )
                 failed = sorted(failures + poisoned)
@@ -94,8 +94,9 @@ class RowSteps(ImportSteps):
                     batch=batch,
                     chunk_rows=chunk_rows,
                     rows=stop - start,
-                    inserted=inserted,
-                    updated=updated,
+                    inserted=counts.inserted,
+                    updated=counts.updated,
+                    unchanged=counts.unchanged,
                     failed=len(failed),
                     duplicates=duplicates,
                     samples=samples,
@@ -117,14 +118,14 @@ class RowSteps(ImportSteps):
         values: list[Values],
         avatars: dict[str, str | None],
         owner: str | None,
-    ) -> tuple[int, int, list[tuple[int, str]]]:
-        ins = upd = 0
+    ) -> tuple[Upserted, list[tuple[int, str]]]:
+        ins = upd = same = 0
         poisoned: list[tuple[int, str]] = []
         for row, value in zip(rows, values, strict=True):
             try:
                 async with conn.transaction():
-                    i, u = await upsert(conn, workspace_id, custom_keys, [value], avatars, owner)
-                ins, upd = ins + i, upd + u
+                    i, u, n = await upsert(conn, workspace_id, custom_keys, [value], avatars, owner)
+                ins, upd, same = ins + i, upd + u, same + n
             except POISON as e:
                 poisoned.append((row, f"rejected by the database: {str(e).splitlines()[0]}"))
-        return ins, upd, poisoned
+        return Upserted(ins, upd, same), poisoned

@@ -20,18 +20,26 @@ STANDARD_COLUMNS = (
     "updated_at",
 )
 TAGS_COLUMN = "tags"
+# Between a contact's tag names in the tags column (the export writes them in name order).
+# A tag whose name holds it cannot come back whole from a file: it comes back as two.
 TAG_SEPARATOR = ";"
 
 # Written by the export, never read back by an import: the timestamps are the database's
-# own, the avatar is looked up again, and an import sets no tags (an override such as
-# --map 'tags=custom:tags' keeps the names as a custom field).
-EXPORT_ONLY = ("avatar_url", "created_at", "updated_at", TAGS_COLUMN)
+# own and the avatar is looked up again. The tags column is read back (the mapping's
+# `tags` field, folksjobs.imports.mapping): its tags are added to the contact.
+EXPORT_ONLY = ("avatar_url", "created_at", "updated_at")
 
 _FIXED = [*STANDARD_COLUMNS, TAGS_COLUMN]
 
 
 def header(custom_keys: Sequence[str]) -> list[str]:
     return [*_FIXED, *custom_keys]
+
+
+def split_tags(cell: str) -> list[str]:
+    """A tags cell's names: split at TAG_SEPARATOR, each stripped (a hand-edited
+    `vip; lead`), empty ones and repeats dropped, in the cell's order."""
+    return list(dict.fromkeys(n for n in map(str.strip, cell.split(TAG_SEPARATOR)) if n))
 
 
 def is_export_header(names: Sequence[str]) -> bool:

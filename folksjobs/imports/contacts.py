@@ -14,14 +14,15 @@ import json
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import asyncpg
 from pydantic import BaseModel, StringConstraints, ValidationError
 
 from folksjobs.imports import vcard
 from folksjobs.imports.addresses import MULTI, choose_email, parse_email
-from folksjobs.imports.mapping import email_columns
+from folksjobs.exports import layout
+from folksjobs.imports.mapping import TAGS, email_columns
 
 MAX_FIELD = 10_000
 
@@ -41,6 +42,7 @@ class ContactRow(BaseModel):
     last_name: Text = None
     company: Text = None
     phone: Text = None
+    tags: Text = None  # the tags cell as it is (layout.split_tags names them at the upsert)
     custom_fields: dict[
         str, Annotated[str, StringConstraints(max_length=MAX_FIELD, pattern=r"^[^\x00]*$")]
     ] = {}
@@ -116,9 +118,11 @@ def validate(
         return MappedRow(row, None, f"{where}: {reason}")
 
 
-# (email, first, last, company, phone, *custom): the four standard fields stripped of
-# surrounding whitespace as CRMs do, custom fields verbatim; "" = empty.
+# (email, first, last, company, phone, tags, *custom): the four standard fields and the
+# tags cell stripped of surrounding whitespace as CRMs do, custom fields verbatim;
+# "" = empty (and always "" for tags when no column maps to them).
 Values = tuple[str, ...]
+_TAGS = 5  # the tags cell's place in Values
 
 
 class Mapper:
@@ -147,7 +151,7 @@ class Mapper:
             self.multi_key = headers[mapping.index("email")]
             if self.multi_key not in self.custom_keys:
                 self.custom_keys.append(self.multi_key)
-        standard = ["first_name", "last_name", "company", "phone"]
+        standard = ["first_name", "last_name", "company", "phone", TAGS]
         # A field mapped from two columns merges them (map_cells): rare, left to pydantic.
         self.fast = len(targets) == len(set(targets))
         index = {t: i for i, t in enumerate(mapping) if t}
@@ -167,9 +171,9 @@ class Mapper:
         values: list[Values] = []
         failures: list[tuple[int, str]] = []
         width, pad, fast = self.width, self._pad, self.fast
-        standard = operator.itemgetter(*self._cols[:4])
-        custom = operator.itemgetter(*self._cols[4:]) if self._cols[4:] else (lambda _: ())
-        if len(self._cols) == 5:  # one custom column: itemgetter returns it bare
+        standard = operator.itemgetter(*self._cols[:5])
+        custom = operator.itemgetter(*self._cols[5:]) if self._cols[5:] else (lambda _: ())
+        if len(self._cols) == 6:  # one custom column: itemgetter returns it bare
             custom = _one(custom)
         strip = str.strip
         at = self._email_col
@@ -202,7 +206,8 @@ class Mapper:
                 rows.append(row)
                 values.append((
                     c.email, c.first_name or "", c.last_name or "", c.company or "",
-                    c.phone or "", *(c.custom_fields.get(k, "") for k in self.custom_keys),
+                    c.phone or "", c.tags or "",
+                    *(c.custom_fields.get(k, "") for k in self.custom_keys),
                 ))  # fmt: skip
         return rows, values, failures
 
@@ -221,13 +226,18 @@ MAX_CUSTOM_COLUMNS = 64
 SEP = "\x1f"
 
 
-@functools.lru_cache(maxsize=2 * MAX_CUSTOM_COLUMNS + 4)
-def _upsert_sql(custom: int | None, packed: bool) -> str:
+@functools.lru_cache(maxsize=4 * MAX_CUSTOM_COLUMNS + 8)
+def _upsert_sql(custom: int | None, packed: bool, tagged: bool = False) -> str:
     """The upsert for `custom` custom columns (keys in $8, columns from $9), or for None:
     custom fields as one JSON object per row in $8. Every column is a text[] parameter,
     or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key).
-    The last parameter is the import that owes the rows their avatar lookup, or NULL
-    (folksjobs/imports/avatars.py)."""
+    The next parameter is the import that owes the rows their avatar lookup, or NULL
+    (folksjobs/imports/avatars.py); with `tagged`, the two after it are the rows' (email,
+    tag name) pairs, two text[] (the tags exist: _TAGS_SQL ran first).
+
+    A contact whose data the row would leave as it is (and, `tagged`, that has each of
+    the row's tags already) is not written: its updated_at stays, and it is not returned,
+    so the caller counts it unchanged. Returns (inserted, updated)."""
 
     def col(n: int) -> str:
         return f"string_to_array(${n}::text, E'\\x1f')" if packed else f"${n}::text[]"
@@ -243,8 +253,7 @@ def _upsert_sql(custom: int | None, packed: bool) -> str:
         fields = f"jsonb_strip_nulls(jsonb_object($8::text[], ARRAY[{nullable}]))"
     standard = ", ".join(col(n) for n in range(2, 8))
     owner = 9 if custom is None else 8 if custom == 0 else 9 + custom
-    # The contact's data before and after: equal, the row is not written (with Gravatar off)
-    # or only re-owned for its avatar lookup (on), and its updated_at stays.
+    # The contact's data before and after: equal, the row is not written.
     changed = (
         "(c.first_name, c.last_name, c.company, c.phone, c.avatar_url, c.custom_fields)"
         " IS DISTINCT FROM (COALESCE(EXCLUDED.first_name, c.first_name),"
@@ -252,8 +261,19 @@ def _upsert_sql(custom: int | None, packed: bool) -> str:
         " COALESCE(EXCLUDED.phone, c.phone), COALESCE(EXCLUDED.avatar_url, c.avatar_url),"
         " c.custom_fields || EXCLUDED.custom_fields)"
     )
+    gain = ""
+    if tagged:
+        # The stored contacts that lack one of their row's tags: adding it is a change.
+        gain = f"""gain AS (
+    SELECT DISTINCT p.e FROM unnest(${owner + 1}::text[], ${owner + 2}::text[]) AS p(e, n)
+    JOIN contacts k ON k.workspace_id = $1 AND k.email = p.e
+    WHERE NOT EXISTS (SELECT 1 FROM contact_tags x JOIN tags g ON g.id = x.tag_id
+                      WHERE x.contact_id = k.id AND g.name = p.n)
+),
+"""
+        changed = f"({changed} OR c.email IN (SELECT e FROM gain))"
     return f"""
-WITH up AS (
+WITH {gain}up AS (
     INSERT INTO contacts AS c
         (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields,
          avatar_pending)
@@ -269,15 +289,49 @@ WITH up AS (
         avatar_url    = COALESCE(EXCLUDED.avatar_url, c.avatar_url),
         custom_fields = c.custom_fields || EXCLUDED.custom_fields,
         -- The latest import to touch a contact owes its lookup; with Gravatar off it
-        -- leaves the mark as it was.
+        -- leaves the mark as it was (an unchanged contact: _REOWN_SQL).
         avatar_pending = COALESCE(EXCLUDED.avatar_pending, c.avatar_pending),
-        updated_at    = CASE WHEN {changed} THEN now() ELSE c.updated_at END
+        updated_at    = now()
     -- Importing a workspace's own export into it changes no contact.
-    WHERE {changed} OR EXCLUDED.avatar_pending IS NOT NULL
+    WHERE {changed}
     RETURNING (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted FROM up
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
+FROM up
 """
+
+
+# Tags a file names that the workspace does not have yet, by name; a concurrent import
+# creating the same name waits for the other and takes its tag. Sorted: two imports
+# creating the same names lock them in the same order.
+_TAGS_SQL = """
+INSERT INTO tags (id, workspace_id, name)
+SELECT gen_random_uuid(), $1::uuid, n FROM unnest($2::text[]) AS n ORDER BY n
+ON CONFLICT (workspace_id, name) DO NOTHING
+"""
+# Each row's tags on its contact, after the upsert (so new contacts are there): every
+# pair, not only those of the contacts counted as changed, so no tag is lost to a race
+# with another import of the same contact. Never takes a tag off.
+_LINK_SQL = """
+INSERT INTO contact_tags (workspace_id, contact_id, tag_id)
+SELECT $1::uuid, k.id, g.id FROM unnest($2::text[], $3::text[]) AS p(e, n)
+JOIN contacts k ON k.workspace_id = $1 AND k.email = p.e
+JOIN tags g ON g.workspace_id = $1 AND g.name = p.n
+ORDER BY 2, 3
+ON CONFLICT DO NOTHING
+"""
+# An unchanged contact is not written by the upsert, but still owed its avatar lookup by
+# this import, as every contact it touches (avatars.py): only that mark moves.
+_REOWN_SQL = """
+UPDATE contacts SET avatar_pending = $2
+WHERE workspace_id = $1 AND email = ANY($3::text[]) AND avatar_pending IS DISTINCT FROM $2
+"""
+
+
+class Upserted(NamedTuple):
+    inserted: int
+    updated: int
+    unchanged: int  # stored as the row would leave it (tags included): not written
 
 
 async def upsert(
@@ -287,19 +341,23 @@ async def upsert(
     values: list[Values],
     avatars: dict[str, str | None],
     avatar_owner: str | None = None,
-) -> tuple[int, int]:
-    """Insert or update `values` (distinct emails, Mapper's layout); returns (inserted,
-    updated). `avatar_owner`: the import that owes these contacts their avatar lookup
-    (the avatars job fills them in after the commit), or None. Updated counts every row
-    whose contact existed, changed or not (the ledger adds up: inserted + updated +
-    failed + duplicates = rows); one whose data would not change is not rewritten."""
+) -> Upserted:
+    """Insert or update `values` (distinct emails, Mapper's layout); every row is counted
+    once: inserted, updated or unchanged (the ledger adds up: inserted + updated +
+    unchanged + failed + duplicates = rows). `avatar_owner`: the import that owes these
+    contacts their avatar lookup (the avatars job fills them in after the commit), or None.
+    The rows' tags are created in the workspace when missing and added to their contacts."""
     if not values:
-        return 0, 0
+        return Upserted(0, 0, 0)
     ordered = sorted(values)
     columns: list[Sequence[str]] = list(zip(*ordered, strict=True))
-    columns.insert(
-        5, [avatars.get(e) or "" for e in columns[0]] if avatars else [""] * len(ordered)
-    )
+    tag_cells = columns.pop(_TAGS)
+    emails = columns[0]
+    pairs = [(e, n) for e, cell in zip(emails, tag_cells, strict=True) if cell
+             for n in layout.split_tags(cell)]  # fmt: skip
+    if pairs:
+        await conn.execute(_TAGS_SQL, workspace_id, sorted({n for _, n in pairs}))
+    columns.insert(5, [avatars.get(e) or "" for e in emails] if avatars else [""] * len(ordered))
     custom: list[Sequence[str]] = columns[6:]
     if any(not any(c) for c in custom):
         # A custom column empty in every row of this sub-batch sets no key: not sent (a
@@ -320,6 +378,17 @@ async def upsert(
     params: list[Any] = joined if packed else [list(c) for c in sent]
     if custom_keys and not as_json:
         params.insert(6, custom_keys)
-    sql = _upsert_sql(None if as_json else len(custom_keys), packed)
-    inserted = int(await conn.fetchval(sql, workspace_id, *params, avatar_owner))
-    return inserted, len(ordered) - inserted
+    params.append(avatar_owner)
+    pair_params = [[e for e, _ in pairs], [n for _, n in pairs]]
+    if pairs:
+        params += pair_params
+    sql = _upsert_sql(None if as_json else len(custom_keys), packed, bool(pairs))
+    r = await conn.fetchrow(sql, workspace_id, *params)
+    assert r is not None
+    inserted, updated = int(r["inserted"]), int(r["updated"])
+    unchanged = len(ordered) - inserted - updated
+    if pairs:
+        await conn.execute(_LINK_SQL, workspace_id, *pair_params)
+    if avatar_owner is not None and unchanged:
+        await conn.execute(_REOWN_SQL, workspace_id, avatar_owner, list(emails))
+    return Upserted(inserted, updated, unchanged)

@@ -1,7 +1,8 @@
 """Column mapping: CSV header (by column index) -> contact field or custom field.
 
 A mapping is a list aligned with the header: "email", "first_name", "last_name",
-"company", "phone", "custom:<name>", or "" to skip the column. Mapping by index means
+"company", "phone", "tags" (tag names, separated as the export writes them, added to the
+contact), "custom:<name>", or "" to skip the column. Mapping by index means
 duplicate header names never collapse into one.
 """
 
@@ -14,6 +15,12 @@ import unicodedata
 from folksjobs.exports import layout
 
 STANDARD_FIELDS = ["email", "first_name", "last_name", "company", "phone"]
+# Tag names (layout.split_tags): each is created in the workspace when it has none of that
+# name, and added to the row's contact; an import never takes a tag off. Suggested for our
+# own export's tags column only: another file's "Tags" stays a custom field unless mapped.
+TAGS = "tags"
+# What a column may map to, besides custom:<name> and skip.
+FIELDS = [*STANDARD_FIELDS, TAGS]
 
 # Header names as the exports people have write them (compared folded: see _norm).
 # Google Contacts (current: "E-mail 1 - Value", "Organization Name"; legacy: "Given Name",
@@ -253,8 +260,8 @@ def mapping_notes(headers: list[str], mapping: list[str], preview: list[list[str
 
 EXPORT_NOTE = (
     "a folksjobs export: its columns " + ", ".join(layout.EXPORT_ONLY) + " are skipped (an "
-    "import sets no timestamps, avatars or tags; map tags to a custom field to keep the "
-    "tag names), and the quote the export puts before formula-like cells is taken off"
+    "import sets no timestamps or avatars), its tags are added to the contacts (none is "
+    "taken off), and the quote the export puts before formula-like cells is taken off"
 )
 
 
@@ -265,14 +272,21 @@ class MappingError(ValueError):
 
 def suggest_mapping(headers: list[str]) -> list[str]:
     """Known names become standard fields (the first column wins); the rest custom fields.
-    Our own export's columns that only an export writes (layout.EXPORT_ONLY) are skipped."""
+    Our own export's columns that only an export writes (layout.EXPORT_ONLY) are skipped,
+    and its tags column is the tags field."""
     mapping: list[str] = []
     taken: set[str] = set()
-    skipped = set(layout.EXPORT_ONLY) if layout.is_export_header(headers) else set()
+    export = layout.is_export_header(headers)
+    skipped = set(layout.EXPORT_ONLY) if export else set()
+    tags = export
     for h in headers:
         if h in skipped:
             skipped.discard(h)  # the export's own column; a custom key of the same name stays
             mapping.append("")
+            continue
+        if tags and h == layout.TAGS_COLUMN:
+            tags = False  # the export's own; a custom key named "tags" after it stays one
+            mapping.append(TAGS)
             continue
         f = _LOOKUP.get(_norm(h))
         if f and f not in taken:
@@ -284,7 +298,7 @@ def suggest_mapping(headers: list[str]) -> list[str]:
 
 
 def apply_overrides(headers: list[str], mapping: list[str], overrides: list[str]) -> list[str]:
-    """`--map "Header=field"` (field: a standard field, `custom:<name>` or `skip`)."""
+    """`--map "Header=field"` (field: a standard field, tags, `custom:<name>` or `skip`)."""
     out = list(mapping)
     for item in overrides:
         header, sep, target = item.partition("=")
@@ -295,12 +309,12 @@ def apply_overrides(headers: list[str], mapping: list[str], overrides: list[str]
         target = target.strip()
         if target == "skip":
             target = ""
-        elif target not in STANDARD_FIELDS and not target.startswith("custom:"):
+        elif target not in FIELDS and not target.startswith("custom:"):
             raise MappingError(
                 f"column {header!r}: unknown field {target!r}; use one of "
-                f"{', '.join(STANDARD_FIELDS)}, custom:<name> or skip"
+                f"{', '.join(FIELDS)}, custom:<name> or skip"
             )
-        if target in STANDARD_FIELDS:
+        if target in FIELDS:
             out = ["" if m == target else m for m in out]
         out[headers.index(header)] = target
     return out

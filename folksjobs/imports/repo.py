@@ -32,6 +32,7 @@ class ImportRow:
     processed_rows: int
     inserted_rows: int
     updated_rows: int
+    unchanged_rows: int
     failed_rows: int
     duplicate_rows: int
     error_samples: list[dict[str, Any]]
@@ -54,8 +55,8 @@ class ImportRow:
 
 _COLUMNS = """id, workspace_id, user_id, status, file_name, blob_key, encoding, delimiter,
     sep_line, headers, column_mapping, total_rows, file_bytes, processed_rows, inserted_rows,
-    updated_rows, failed_rows, duplicate_rows, error_samples, warnings, error_log, ai_summary,
-    workflow_id, started_at, completed_at, duration_ms"""
+    updated_rows, unchanged_rows, failed_rows, duplicate_rows, error_samples, warnings,
+    error_log, ai_summary, workflow_id, started_at, completed_at, duration_ms"""
 
 
 async def create(
@@ -232,6 +233,7 @@ async def record_batch(
     rows: int,
     inserted: int,
     updated: int,
+    unchanged: int,
     failed: int,
     duplicates: int,
     samples: list[dict[str, Any]],
@@ -243,8 +245,9 @@ async def record_batch(
     await conn.execute(
         """WITH b AS (
                INSERT INTO import_batches (import_id, chunk_index, batch_index, workspace_id,
-                   chunk_rows, rows, inserted, updated, failed, duplicates, error_samples)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   chunk_rows, rows, inserted, updated, unchanged, failed, duplicates,
+                   error_samples)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            )
            UPDATE imports SET processed_rows = GREATEST(processed_rows,
                (SELECT COALESCE(sum(rows), 0) FROM import_batches WHERE import_id = $1) + $6)
@@ -258,6 +261,7 @@ async def record_batch(
         rows,
         inserted,
         updated,
+        unchanged,
         failed,
         duplicates,
         samples,
@@ -266,11 +270,21 @@ async def record_batch(
 
 @dataclass(frozen=True)
 class Totals:
+    """An import's counts from its ledger: rows = inserted + updated + unchanged + failed +
+    duplicates. `unchanged`: the contact was stored exactly as the row would leave it, and
+    was not written (0 in ledger rows from before it was counted: those were `updated`)."""
+
     rows: int
     inserted: int
     updated: int
+    unchanged: int
     failed: int
     duplicates: int
+
+    @property
+    def contacts(self) -> int:
+        """Rows that left a contact, each owed its avatar lookup (unchanged ones too)."""
+        return self.inserted + self.updated + self.unchanged
 
 
 async def totals(
@@ -280,7 +294,8 @@ async def totals(
         r = await conn.fetchrow(
             """SELECT COALESCE(sum(rows), 0)::int AS rows, COALESCE(sum(inserted), 0)::int AS ins,
                       COALESCE(sum(updated), 0)::int AS upd, COALESCE(sum(failed), 0)::int AS fail,
-                      COALESCE(sum(duplicates), 0)::int AS dup
+                      COALESCE(sum(duplicates), 0)::int AS dup,
+                      COALESCE(sum(unchanged), 0)::int AS same
                FROM import_batches
                WHERE import_id = $1 AND workspace_id = $2
                  AND ($3::int IS NULL OR chunk_index = $3)""",
@@ -289,7 +304,7 @@ async def totals(
             chunk,
         )
     assert r is not None
-    return Totals(r["rows"], r["ins"], r["upd"], r["fail"], r["dup"])
+    return Totals(r["rows"], r["ins"], r["upd"], r["same"], r["fail"], r["dup"])
 
 
 async def first_error_samples(
@@ -320,7 +335,8 @@ async def complete(
         await conn.execute(
             """UPDATE imports SET status = 'completed', processed_rows = $3, inserted_rows = $4,
                    updated_rows = $5, failed_rows = $6, duplicate_rows = $7, error_samples = $8,
-                   ai_summary = $9, completed_at = COALESCE(completed_at, now()), duration_ms = $10
+                   ai_summary = $9, completed_at = COALESCE(completed_at, now()), duration_ms = $10,
+                   unchanged_rows = $11
                WHERE id = $1 AND workspace_id = $2""",
             uuid.UUID(import_id),
             uuid.UUID(workspace_id),
@@ -332,6 +348,7 @@ async def complete(
             samples,
             summary,
             duration_ms,
+            t.unchanged,
         )
 
 
@@ -344,7 +361,7 @@ async def end(
         await conn.execute(
             """UPDATE imports SET status = $3, error_log = $4, processed_rows = $5,
                    inserted_rows = $6, updated_rows = $7, failed_rows = $8, duplicate_rows = $9,
-                   completed_at = now(),
+                   unchanged_rows = $10, completed_at = now(),
                    duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint
                WHERE id = $1 AND workspace_id = $2 AND status <> 'completed'""",
             uuid.UUID(import_id),
@@ -356,6 +373,7 @@ async def end(
             t.updated,
             t.failed,
             t.duplicates,
+            t.unchanged,
         )
 
 

@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def fallback_summary(total: int, inserted: int, updated: int, failed: int, duplicates: int) -> str:
+def fallback_summary(
+    total: int, inserted: int, updated: int, failed: int, duplicates: int, *, unchanged: int = 0
+) -> str:
     return (
         f"Processed {total:,} rows: {inserted:,} new contacts, {updated:,} updated, "
-        f"{failed:,} failed and {duplicates:,} duplicates skipped."
+        + (f"{unchanged:,} unchanged, " if unchanged else "")
+        + f"{failed:,} failed and {duplicates:,} duplicates skipped."
     )
 
 
@@ -47,14 +50,24 @@ class Summarizer:
         self.sem = asyncio.Semaphore(settings.ai_concurrency)
 
     async def summarize(
-        self, total: int, inserted: int, updated: int, failed: int, duplicates: int
+        self,
+        total: int,
+        inserted: int,
+        updated: int,
+        failed: int,
+        duplicates: int,
+        *,
+        unchanged: int = 0,
     ) -> str:
-        fallback = fallback_summary(total, inserted, updated, failed, duplicates)
+        fallback = fallback_summary(
+            total, inserted, updated, failed, duplicates, unchanged=unchanged
+        )
         if self.client is None:
             return fallback
         prompt = (
             "Write one short, friendly sentence summarising this contact import for the user. "
             f"Rows in file: {total}. New contacts: {inserted}. Updated contacts: {updated}. "
+            f"Contacts unchanged (already stored as in the file): {unchanged}. "
             f"Failed rows: {failed}. Duplicate rows skipped: {duplicates}."
         )
         try:

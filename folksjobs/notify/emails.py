@@ -66,6 +66,8 @@ def import_completed(
     duplicates: int,
     summary: str,
     key: str,
+    *,
+    unchanged: int = 0,
 ) -> Email:
     return _email(
         to,
@@ -77,6 +79,7 @@ def import_completed(
             f"Rows in file: {total:,}",
             f"New contacts: {inserted:,}",
             f"Updated contacts: {updated:,}",
+            f"Unchanged contacts: {unchanged:,}",
             f"Failed rows: {failed:,}",
             f"Skipped duplicates: {duplicates:,}",
         ],

@@ -21,7 +21,7 @@ from folksjobs.imports import avatars as avatars_repo
 from folksjobs.imports import lifecycle
 from folksjobs.imports import repo as imports_repo
 from folksjobs.imports.mapping import (
-    STANDARD_FIELDS,
+    FIELDS,
     MappingError,
     apply_overrides,
 )
@@ -87,7 +87,8 @@ async def _avatars(request: web.Request, row: ImportRow) -> dict[str, int] | Non
     if not api_of(request).settings.gravatar_enabled:
         return None
     owed = await avatars_repo.owed_count(api_of(request).services.pool, row.workspace_id, row.id)
-    return {"done": max(0, row.inserted_rows + row.updated_rows - owed), "pending": owed}
+    contacts = row.inserted_rows + row.updated_rows + row.unchanged_rows
+    return {"done": max(0, contacts - owed), "pending": owed}
 
 
 async def _full_view(request: web.Request, row: ImportRow) -> dict[str, Any]:
@@ -99,6 +100,7 @@ def _counts(row: ImportRow) -> dict[str, int]:
         "processed": row.processed_rows,
         "inserted": row.inserted_rows,
         "updated": row.updated_rows,
+        "unchanged": row.unchanged_rows,
         "failed": row.failed_rows,
         "duplicates": row.duplicate_rows,
     }
@@ -157,7 +159,7 @@ async def create_import(request: web.Request) -> web.StreamResponse:
             "preview": up.preview,
             "mapping": up.mapping,
             # What a header may map to, besides custom:<name> and skip.
-            "fields": STANDARD_FIELDS,
+            "fields": FIELDS,
             "delimiter": up.format.delimiter,
             "encoding": up.format.encoding,
             "warnings": up.warnings,
