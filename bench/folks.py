@@ -183,6 +183,7 @@ async def _import(settings: Any, csv: Path, workspace_id: str, user_id: str) -> 
         "upload_s": upload_s,
         "inserted": res.inserted,
         "updated": res.updated,
+        "unchanged": res.unchanged,
         "failed": res.failed,
         "duplicates": res.duplicates,
         "workflow_ms": res.duration_ms,

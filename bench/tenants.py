@@ -160,7 +160,7 @@ class Tenants:
 
     async def exact(self, wid: str, res: dict[str, Any], part: Part) -> str | None:
         """Why the import is not exact, or None."""
-        parts = res["inserted"] + res["updated"] + res["failed"] + res["duplicates"]
+        parts = sum(res[k] for k in ("inserted", "updated", "unchanged", "failed", "duplicates"))
         held = await self.contacts(wid)
         if res["status"] != "completed":
             return f"status {res['status']}"

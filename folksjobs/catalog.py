@@ -51,7 +51,11 @@ JOBS: tuple[JobSpec, ...] = (
         workflow_id="import-<import_id>",
         retries=3,
         search_attributes=(WORKSPACE_ID.name, IMPORT_ID.name, JOB_STATUS.name),
-        summary="Imports a confirmed CSV upload into the workspace's contacts.",
+        summary="Imports a confirmed CSV upload into the workspace's contacts. The result "
+        "counts each row once: inserted, updated, unchanged, failed or a duplicate. Unchanged "
+        "departs from the spec, which counts every row whose contact existed as updated: a "
+        "row that would leave its contact as stored is not written and counted apart, so an "
+        "import of a workspace's own export into it reads 0 inserted, 0 updated.",
     ),
     JobSpec(
         job="process-export",

@@ -265,16 +265,19 @@ class ErrorSample(Model):
 class ImportResult(Model):
     import_id: str
     status: Literal["completed", "failed", "cancelled"]
-    total_rows: int
-    inserted: int
-    updated: int
+    total_rows: int = Field(
+        description="inserted + updated + unchanged + failed + duplicates: each row once"
+    )
+    inserted: int = Field(description="rows that made a new contact")
+    updated: int = Field(description="rows that changed their contact (a value, a tag)")
     failed: int
     duplicates: int
     error_samples: list[ErrorSample] = []
-    # Rows whose contact was already stored as they would leave it: not written, not
-    # counted as updated (total_rows = inserted + updated + unchanged + failed +
-    # duplicates). 0 in results recorded before it was counted apart.
-    unchanged: int = 0
+    unchanged: int = Field(
+        default=0,
+        description="rows whose contact was already stored as the row would leave it: not "
+        "written (the spec counts them as updated); 0 in results from before it was counted",
+    )
     ai_summary: str | None = None
     duration_ms: int = 0
     # When the import completed: its avatars looked up and still owed (they keep arriving

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--user", help="the importing user's id (default: the workspace owner)")
     p.add_argument("--map", action="append", default=[], metavar="HEADER=FIELD",
                    help="override the suggested mapping: email, first_name, last_name, "
-                   "company, phone, tags (names separated by ;), custom:<name> or skip")  # fmt: skip
+                   "company, phone, tags (names separated by ;), custom:<name> "
+                   "or skip")  # fmt: skip
     p.add_argument("--encoding", help="the file's encoding when detection gets it wrong "
                    "(a Python codec name: cp1252, cp1250, shift_jis, gb18030 ...)")  # fmt: skip
     p.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")

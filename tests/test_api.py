@@ -240,6 +240,7 @@ async def test_upload_map_confirm_stream_and_summary(api_server: ApiServer) -> N
             "processed": 450,
             "inserted": 450,
             "updated": 0,
+            "unchanged": 0,
             "failed": 0,
             "duplicates": 0,
         }

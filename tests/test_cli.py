@@ -192,7 +192,7 @@ async def test_api_on_a_busy_port_names_api_bind(settings: Settings) -> None:
 def test_import_status_is_a_table() -> None:
     base = {"import_id": "i1", "workflow_id": "import-i1", "ui": "http://ui/import-i1"}
     counts = {"total_rows": 1000, "processed_rows": 400, "inserted": 390, "updated": 0,
-              "failed": 4, "duplicates": 6}  # fmt: skip
+              "unchanged": 12, "failed": 4, "duplicates": 6}  # fmt: skip
     running = format_status({**base, "status": "running", "progress": {
         "import_id": "i1", "stage": "process-batch", "chunks_total": 10, "chunks_done": 4,
         "counts": counts}})  # fmt: skip
@@ -203,6 +203,7 @@ def test_import_status_is_a_table() -> None:
         "  rows                400 of 1,000",
         "  inserted            390",
         "  updated               0",
+        "  unchanged            12",
         "  failed                4",
         "  duplicates            6",
         "  UI         http://ui/import-i1",

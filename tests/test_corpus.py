@@ -97,6 +97,7 @@ async def run_file(c: Corpus, path: Path, entry: dict[str, Any]) -> Outcome:
         rows=result["total_rows"],
         inserted=result["inserted"],
         updated=result["updated"],
+        unchanged=result["unchanged"],
         failed=result["failed"],
         duplicates=result["duplicates"],
         error_samples=[(s["row"], s["reason"]) for s in result["error_samples"]],

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 from temporalio.client import (
     Client,
 )
@@ -83,12 +84,31 @@ async def test_starter_export_and_status(
 # --- round trip: export a workspace, import the file into a new one --------------------
 
 
+TAGGED = (
+    "SELECT c.email, array_agg(t.name ORDER BY t.name) AS tags FROM contacts c"
+    " JOIN contact_tags x ON x.contact_id = c.id JOIN tags t ON t.id = x.tag_id"
+    " WHERE c.workspace_id = $1::uuid GROUP BY c.email"
+)
+STORED = (
+    "SELECT email, first_name, last_name, company, phone, avatar_url, custom_fields,"
+    " created_at, updated_at FROM contacts WHERE workspace_id = $1::uuid ORDER BY email"
+)
+
+
+@pytest.mark.parametrize("path", ["small", "chunked"])
 async def test_round_trip_export_then_import(
-    client: Client, stack: Stack, owner_pool: asyncpg.Pool, tenant: Tenant, task_queue: str
+    client: Client,
+    stack: Stack,
+    owner_pool: asyncpg.Pool,
+    tenant: Tenant,
+    task_queue: str,
+    path: str,
 ) -> None:
     """Our own export imports as the contacts it was made from: into an empty workspace the
-    same contacts, custom fields included (formula guards off, timestamps and the other
-    export-only columns skipped, no override needed); into its own workspace 0 changes."""
+    same contacts, custom fields and tags included (formula guards off, timestamps and the
+    other export-only columns skipped, no override needed); into its own workspace 0
+    changes (every row unchanged, no updated_at moved), on the small path and on the
+    chunked one (several chunks of several sub-batches). One row changed: 1 update."""
     from tests.importing import contacts as imported_contacts
     from tests.importing import import_bytes
 
@@ -100,7 +120,7 @@ async def test_round_trip_export_then_import(
             company="Engines, Ltd",
             phone="+33 1 23 45 67 89",
             custom_fields={"plan": "pro", "seats": "5"},
-            tags=["vip"],
+            tags=["vip", "big client"],
         ),
         contact(
             "zoe@example.com",
@@ -108,10 +128,16 @@ async def test_round_trip_export_then_import(
             last_name="Ærø 日本語 🚀",
             company='The "Best" Co',
             custom_fields={"notes": 'line one\nline two, "quoted"'},
+            tags=["日本"],
         ),
         contact("neg@example.com", first_name="Neg", custom_fields={"balance": "-12.5"}),
         contact("min@example.com"),
-        contact("evil@example.com", company="=SUM(A1:A2)", custom_fields={"plan": "@cmd"}),
+        contact(
+            "evil@example.com",
+            company="=SUM(A1:A2)",
+            custom_fields={"plan": "@cmd"},
+            tags=["=danger"],
+        ),
         # Quotes that are data: kept on export and on import alike.
         contact(
             "quote@example.com",
@@ -120,30 +146,49 @@ async def test_round_trip_export_then_import(
             phone="'+14155550100",
             company="'=already guarded by hand",
             custom_fields={"note": "''-x", "q": "'"},
+            tags=["vip"],
         ),
     ]
     await seed_contacts(owner_pool, tenant.workspace_id, source)
-    settings = make_settings(stack, temporal_task_queue=task_queue)
+    small = {"import_chunk_rows": 3, "import_sub_batch_rows": 2} if path == "chunked" else {}
+    settings = make_settings(stack, temporal_task_queue=task_queue, **small)
     _, _, data = await run_export(client, settings, task_queue, tenant.workspace_id)
     assert b"'+33 1 23 45 67 89" in data and b"''=already" in data  # the guard was there
+    assert b"'=danger" in data
 
     target = await seed.create_workspace(owner_pool, tenant.user_id, "Round trip")
-    stored = (
-        "SELECT email, first_name, last_name, company, phone, avatar_url, custom_fields,"
-        " created_at, updated_at FROM contacts WHERE workspace_id = $1::uuid ORDER BY email"
-    )
     async with running_worker(client, settings, task_queue) as services:
         up, result = await import_bytes(client, services, settings, target, tenant.user_id, data)
-        assert up.mapping[5:9] == ["", "", "", ""]  # avatar_url, created_at, updated_at, tags
+        assert up.mapping[5:9] == ["", "", "", "tags"]  # avatar_url, created_at, updated_at
         assert any(w.startswith("a folksjobs export") for w in up.warnings)
         assert (result["inserted"], result["failed"]) == (len(source), 0)
+        history = await client.get_workflow_handle(f"import-{up.import_id}").fetch_history()
+        steps = {e.activity_task_scheduled_event_attributes.activity_type.name
+                 for e in history.events}  # fmt: skip
+        assert ("process-batch" in steps) is (path == "chunked")
         before = await imported_contacts(owner_pool, tenant.workspace_id)
         assert await imported_contacts(owner_pool, target) == before
+        tags = dict(await owner_pool.fetch(TAGGED, tenant.workspace_id))
+        assert tags["ada@example.com"] == ["big client", "vip"]
+        assert dict(await owner_pool.fetch(TAGGED, target)) == tags
 
-        # Into the workspace it came from: every contact matched, none written.
-        rows = [dict(r) for r in await owner_pool.fetch(stored, tenant.workspace_id)]
-        _, again = await import_bytes(
-            client, services, settings, tenant.workspace_id, tenant.user_id, data
-        )
-        assert (again["inserted"], again["updated"], again["failed"]) == (0, len(source), 0)
-        assert [dict(r) for r in await owner_pool.fetch(stored, tenant.workspace_id)] == rows
+        # Into the workspace it came from, and into the one it made: every contact
+        # matched, none written (its updated_at stays), no tag added.
+        for ws in (tenant.workspace_id, target):
+            rows = [dict(r) for r in await owner_pool.fetch(STORED, ws)]
+            _, again = await import_bytes(client, services, settings, ws, tenant.user_id, data)
+            counts = ("inserted", "updated", "unchanged", "failed", "duplicates")
+            assert tuple(again[k] for k in counts) == (0, 0, len(source), 0, 0)
+            assert [dict(r) for r in await owner_pool.fetch(STORED, ws)] == rows
+            assert dict(await owner_pool.fetch(TAGGED, ws)) == tags
+            assert again["ai_summary"].startswith(f"Processed {len(source)} rows: 0 new")
+
+        if path == "chunked":
+            # One row changed in an otherwise identical file: exactly one update.
+            changed = data.replace(b"Engines, Ltd", b"Engines, Inc")
+            assert changed != data
+            _, once = await import_bytes(
+                client, services, settings, target, tenant.user_id, changed
+            )
+            assert (once["inserted"], once["updated"], once["unchanged"]) == (
+                0, 1, len(source) - 1)  # fmt: skip

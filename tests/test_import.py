@@ -45,7 +45,8 @@ def scheduled(history: WorkflowHistory, activity: str) -> int:
 
 def assert_adds_up(result: dict[str, Any], total: int) -> None:
     assert result["total_rows"] == total
-    parts = result["inserted"] + result["updated"] + result["failed"] + result["duplicates"]
+    parts = (result["inserted"] + result["updated"] + result["unchanged"] + result["failed"]
+             + result["duplicates"])  # fmt: skip
     assert parts == total
 
 
@@ -140,20 +141,25 @@ async def test_dedup_within_and_across_chunks(
     }
 
 
-async def test_reimport_is_all_updates(
+async def test_reimport_counts_updates_and_unchanged_rows(
     client: Client, stack: Stack, tenant: Tenant, owner_pool: asyncpg.Pool, task_queue: str
 ) -> None:
+    """A re-import updates the contacts whose row differs, and counts the others unchanged
+    (not written): the counts still add up to the file's rows, in the result and the record."""
     settings = make_settings(stack, temporal_task_queue=task_queue, import_chunk_rows=4)
     rows = [["email", "name"]] + [[f"u{i}@example.com", f"U{i}"] for i in range(10)]
+    again = [rows[0]] + [[e, n + ("x" if i % 3 == 0 else "")] for i, (e, n) in enumerate(rows[1:])]
     async with running_worker(client, settings, task_queue) as services:
         _, first = await import_bytes(
             client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
         )
-        _, second = await import_bytes(
-            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(rows)
+        up, second = await import_bytes(
+            client, services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(again)
         )
-    assert (first["inserted"], first["updated"]) == (10, 0)
-    assert (second["inserted"], second["updated"]) == (0, 10)
+    assert (first["inserted"], first["updated"], first["unchanged"]) == (10, 0, 0)
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 4, 6)
+    rec = await import_row(owner_pool, up.import_id)
+    assert (rec["updated_rows"], rec["unchanged_rows"], rec["processed_rows"]) == (4, 6, 10)
     assert len(await contacts(owner_pool, tenant.workspace_id)) == 10
 
 

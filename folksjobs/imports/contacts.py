@@ -19,9 +19,9 @@ from typing import Annotated, Any, NamedTuple
 import asyncpg
 from pydantic import BaseModel, StringConstraints, ValidationError
 
+from folksjobs.exports import layout
 from folksjobs.imports import vcard
 from folksjobs.imports.addresses import MULTI, choose_email, parse_email
-from folksjobs.exports import layout
 from folksjobs.imports.mapping import TAGS, email_columns
 
 MAX_FIELD = 10_000

@@ -23,6 +23,7 @@ class Outcome:
     rows: int = 0
     inserted: int = 0
     updated: int = 0
+    unchanged: int = 0
     failed: int = 0
     duplicates: int = 0
     error_samples: list[tuple[int, str]] = field(default_factory=list)
@@ -69,9 +70,9 @@ def mismatches(expect: dict[str, Any], got: Outcome) -> list[str]:
     for key in COUNTS:
         if key in expect and getattr(got, key) != expect[key]:
             bad.append(f"{key}: expected {expect[key]}, got {getattr(got, key)}")
-    total = got.inserted + got.updated + got.failed + got.duplicates
+    total = got.inserted + got.updated + got.unchanged + got.failed + got.duplicates
     if total != got.rows:
-        bad.append(f"inserted+updated+failed+duplicates = {total} != rows {got.rows}")
+        bad.append(f"inserted+updated+unchanged+failed+duplicates = {total} != rows {got.rows}")
     if "failed_records" in expect:
         rows = [r for r, _ in got.error_samples]
         wanted = expect["failed_records"][:10]
