@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+from folksjobs.exports import layout
 from folksjobs.imports import mapping
 from folksjobs.imports.mapping import email_columns, mapping_notes, suggest_mapping
 from tests.conftest import Stack, Tenant, make_settings, running_worker
@@ -179,6 +180,17 @@ def test_the_export_maps_from_its_real_header(name: str) -> None:
     got = {m: headers[i] for i, m in enumerate(mapping) if m and not m.startswith("custom:")}
     assert got == fields
     assert [headers[i] for i in email_columns(mapping)] == [fields["email"], *more_emails]
+
+
+def test_our_exports_tags_map_to_tags_and_another_files_stay_custom() -> None:
+    """Our own export's tags column is the tags field (its names split as the export
+    joins them); another file's Tags column stays a custom field unless mapped."""
+    ours = layout.header(["plan"])
+    assert suggest_mapping(ours)[5:] == ["", "", "", mapping.TAGS, "custom:plan"]
+    assert suggest_mapping(["email", "Tags"]) == ["email", "custom:Tags"]
+    assert mapping.apply_overrides(["email", "Tags"], ["email", "custom:Tags"],
+                                   ["Tags=tags"]) == ["email", "tags"]  # fmt: skip
+    assert layout.split_tags(" vip; big client;;vip ;日本") == ["vip", "big client", "日本"]
 
 
 def test_accents_are_folded_not_deleted() -> None:
