@@ -145,10 +145,6 @@ class Settings(BaseSettings):
     # download-and-chunk keeps at most IMPORT_PARALLEL_CHUNKS + this many chunks of an
     # import in Redis, waiting for process-batch to commit them (folksjobs/imports/backlog.py).
     import_chunk_lead: Annotated[int, Field(ge=1)] = 4
-    # The chunker child's niceness: when the cores are busy, the worker's event loop (the
-    # small imports and the steps people wait on) and PostgreSQL get them before the parse,
-    # which the chunk lead keeps only a few chunks ahead anyway.
-    import_chunker_nice: Annotated[int, Field(ge=0, le=19)] = 0
     chunk_ttl_seconds: int = 3600
     # process-batch waits this long for its chunk without any chunking progress before
     # it declares the chunk lost (and the workflow rebuilds it from the blob).

@@ -151,7 +151,6 @@ class ImportSteps(ActivityClass):
             chunk_rows=chunk_rows,
             path=path,
             email_test_domains=self.settings.email_test_domains,
-            nice=self.settings.import_chunker_nice,
         )
 
     async def _blob_bytes(self, import_id: str, f: ImportFile) -> AsyncIterator[bytes]:

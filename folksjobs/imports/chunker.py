@@ -78,7 +78,6 @@ class ChunkSpec:
     chunk_rows: int
     path: str | None = None  # None: the file's bytes arrive on stdin
     email_test_domains: bool = False  # Settings.email_test_domains
-    nice: int = 0  # Settings.import_chunker_nice
     first_chunk: int = 0  # chunks before it are only parsed, not sent
     stop_chunk: int | None = None  # stop at its first record (None: read to the end)
 
@@ -215,8 +214,6 @@ def _write(out: BinaryIO, payload: tuple[Any, ...]) -> None:
 
 def main() -> None:
     spec = ChunkSpec(**json.loads(sys.argv[1]))
-    if spec.nice:
-        os.nice(spec.nice)
     out = sys.stdout.buffer
     reader = _Reader(spec)
     with open(spec.path, "rb") if spec.path else sys.stdin.buffer as raw:
