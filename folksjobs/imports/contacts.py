@@ -232,12 +232,12 @@ def _upsert_sql(custom: int | None, packed: bool, tagged: bool = False) -> str:
     custom fields as one JSON object per row in $8. Every column is a text[] parameter,
     or with `packed` a text one joined by SEP. Empty strings become NULL (an absent key).
     The next parameter is the import that owes the rows their avatar lookup, or NULL
-    (folksjobs/imports/avatars.py); with `tagged`, the two after it are the rows' (email,
-    tag name) pairs, two text[] (the tags exist: _TAGS_SQL ran first).
+    (folksjobs/imports/avatars.py); with `tagged`, the one after it holds the ids of the
+    stored contacts that just gained a tag (_LINK_SQL), a bigint[]: those changed too.
 
-    A contact whose data the row would leave as it is (and, `tagged`, that has each of
-    the row's tags already) is not written: its updated_at stays, and it is not returned,
-    so the caller counts it unchanged. Returns (inserted, updated)."""
+    A contact whose data the row would leave as it is (and that gained no tag) is not
+    written: its updated_at stays, and it is not returned, so the caller counts it
+    unchanged. Returns (inserted, updated)."""
 
     def col(n: int) -> str:
         return f"string_to_array(${n}::text, E'\\x1f')" if packed else f"${n}::text[]"
@@ -261,19 +261,10 @@ def _upsert_sql(custom: int | None, packed: bool, tagged: bool = False) -> str:
         " COALESCE(EXCLUDED.phone, c.phone), COALESCE(EXCLUDED.avatar_url, c.avatar_url),"
         " c.custom_fields || EXCLUDED.custom_fields)"
     )
-    gain = ""
     if tagged:
-        # The stored contacts that lack one of their row's tags: adding it is a change.
-        gain = f"""gain AS (
-    SELECT DISTINCT p.e FROM unnest(${owner + 1}::text[], ${owner + 2}::text[]) AS p(e, n)
-    JOIN contacts k ON k.workspace_id = $1 AND k.email = p.e
-    WHERE NOT EXISTS (SELECT 1 FROM contact_tags x JOIN tags g ON g.id = x.tag_id
-                      WHERE x.contact_id = k.id AND g.name = p.n)
-),
-"""
-        changed = f"({changed} OR c.email IN (SELECT e FROM gain))"
+        changed = f"({changed} OR c.id = ANY(${owner + 1}::bigint[]))"
     return f"""
-WITH {gain}up AS (
+WITH up AS (
     INSERT INTO contacts AS c
         (workspace_id, email, first_name, last_name, company, phone, avatar_url, custom_fields,
          avatar_pending)
@@ -309,16 +300,24 @@ INSERT INTO tags (id, workspace_id, name)
 SELECT gen_random_uuid(), $1::uuid, n FROM unnest($2::text[]) AS n ORDER BY n
 ON CONFLICT (workspace_id, name) DO NOTHING
 """
-# Each row's tags on its contact, after the upsert (so new contacts are there): every
-# pair, not only those of the contacts counted as changed, so no tag is lost to a race
-# with another import of the same contact. Never takes a tag off.
+# Each row's tags on the contacts already stored, never taken off; before the upsert, so
+# the contacts that gained a tag are known (`gained`) and counted as updated. `found`: how
+# many of the rows' emails had a contact; fewer than the emails, and the statement runs
+# again after the upsert for the contacts it inserted (or another import did meanwhile).
+# Every step is a unique-index lookup (contacts by email, tags by name, the link's key).
 _LINK_SQL = """
-INSERT INTO contact_tags (workspace_id, contact_id, tag_id)
-SELECT $1::uuid, k.id, g.id FROM unnest($2::text[], $3::text[]) AS p(e, n)
-JOIN contacts k ON k.workspace_id = $1 AND k.email = p.e
-JOIN tags g ON g.workspace_id = $1 AND g.name = p.n
-ORDER BY 2, 3
-ON CONFLICT DO NOTHING
+WITH found AS (
+    SELECT k.id AS contact, g.id AS tag, p.e FROM unnest($2::text[], $3::text[]) AS p(e, n)
+    JOIN contacts k ON k.workspace_id = $1 AND k.email = p.e
+    JOIN tags g ON g.workspace_id = $1 AND g.name = p.n
+), linked AS (
+    INSERT INTO contact_tags (workspace_id, contact_id, tag_id)
+    SELECT $1::uuid, contact, tag FROM found ORDER BY 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING contact_id
+)
+SELECT (SELECT count(DISTINCT e) FROM found) AS found,
+       (SELECT array_agg(DISTINCT contact_id) FROM linked) AS gained
 """
 # An unchanged contact is not written by the upsert, but still owed its avatar lookup by
 # this import, as every contact it touches (avatars.py): only that mark moves.
@@ -355,8 +354,14 @@ async def upsert(
     emails = columns[0]
     pairs = [(e, n) for e, cell in zip(emails, tag_cells, strict=True) if cell
              for n in layout.split_tags(cell)]  # fmt: skip
+    pair_params = [[e for e, _ in pairs], [n for _, n in pairs]]
+    gained: list[int] = []
     if pairs:
         await conn.execute(_TAGS_SQL, workspace_id, sorted({n for _, n in pairs}))
+        linked = await conn.fetchrow(_LINK_SQL, workspace_id, *pair_params)
+        assert linked is not None
+        gained = linked["gained"] or []
+        unlinked = len(set(pair_params[0])) - linked["found"]
     columns.insert(5, [avatars.get(e) or "" for e in emails] if avatars else [""] * len(ordered))
     custom: list[Sequence[str]] = columns[6:]
     if any(not any(c) for c in custom):
@@ -379,16 +384,15 @@ async def upsert(
     if custom_keys and not as_json:
         params.insert(6, custom_keys)
     params.append(avatar_owner)
-    pair_params = [[e for e, _ in pairs], [n for _, n in pairs]]
     if pairs:
-        params += pair_params
+        params.append(gained)
     sql = _upsert_sql(None if as_json else len(custom_keys), packed, bool(pairs))
     r = await conn.fetchrow(sql, workspace_id, *params)
     assert r is not None
     inserted, updated = int(r["inserted"]), int(r["updated"])
     unchanged = len(ordered) - inserted - updated
-    if pairs:
-        await conn.execute(_LINK_SQL, workspace_id, *pair_params)
+    if pairs and unlinked:
+        await conn.fetchrow(_LINK_SQL, workspace_id, *pair_params)
     if avatar_owner is not None and unchanged:
         await conn.execute(_REOWN_SQL, workspace_id, avatar_owner, list(emails))
     return Upserted(inserted, updated, unchanged)
