@@ -354,14 +354,7 @@ async def upsert(
     emails = columns[0]
     pairs = [(e, n) for e, cell in zip(emails, tag_cells, strict=True) if cell
              for n in layout.split_tags(cell)]  # fmt: skip
-    pair_params = [[e for e, _ in pairs], [n for _, n in pairs]]
-    gained: list[int] = []
-    if pairs:
-        await conn.execute(_TAGS_SQL, workspace_id, sorted({n for _, n in pairs}))
-        linked = await conn.fetchrow(_LINK_SQL, workspace_id, *pair_params)
-        assert linked is not None
-        gained = linked["gained"] or []
-        unlinked = len(set(pair_params[0])) - linked["found"]
+    gained, unlinked = await _tag(conn, workspace_id, pairs) if pairs else ([], 0)
     columns.insert(5, [avatars.get(e) or "" for e in emails] if avatars else [""] * len(ordered))
     custom: list[Sequence[str]] = columns[6:]
     if any(not any(c) for c in custom):
@@ -391,8 +384,26 @@ async def upsert(
     assert r is not None
     inserted, updated = int(r["inserted"]), int(r["updated"])
     unchanged = len(ordered) - inserted - updated
-    if pairs and unlinked:
-        await conn.fetchrow(_LINK_SQL, workspace_id, *pair_params)
+    if unlinked:
+        await _link(conn, workspace_id, pairs)
     if avatar_owner is not None and unchanged:
         await conn.execute(_REOWN_SQL, workspace_id, avatar_owner, list(emails))
     return Upserted(inserted, updated, unchanged)
+
+
+async def _tag(
+    conn: asyncpg.Connection, workspace_id: str, pairs: list[tuple[str, str]]
+) -> tuple[list[int], int]:
+    """The (email, tag name) pairs' tags created where missing and added to the contacts
+    already stored: (the ids of those that gained a tag, how many emails had no contact)."""
+    await conn.execute(_TAGS_SQL, workspace_id, sorted({n for _, n in pairs}))
+    found, gained = await _link(conn, workspace_id, pairs)
+    return gained, len({e for e, _ in pairs}) - found
+
+
+async def _link(
+    conn: asyncpg.Connection, workspace_id: str, pairs: list[tuple[str, str]]
+) -> tuple[int, list[int]]:
+    r = await conn.fetchrow(_LINK_SQL, workspace_id, [e for e, _ in pairs], [n for _, n in pairs])
+    assert r is not None
+    return int(r["found"]), list(r["gained"] or [])
