@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+from redis.exceptions import ResponseError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -99,7 +100,22 @@ class ChunkedSteps(RowSteps):
             ex=ttl,
         )
         pipe.set(written, frame.chunk_index + 1, ex=ttl)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except ResponseError as e:
+            # redis-py chains a command's own error (a full Redis: OOM) to the
+            # transaction's abort, which the failure would then name as its root cause.
+            raise e from None
+        # A copy stored before (by an earlier attempt or generation, or by a release that
+        # chunked the whole file at once) may have been processed since `complete` was
+        # read: then this one waits for no process-batch, and would hold the backlog's
+        # place until its patience ran out. Checked after the store, so a commit at any
+        # moment is seen (process-batch deletes the key only once committed).
+        if await imports_repo.complete_chunks(
+            self.pool, plan.workspace_id, plan.import_id, only=frame.chunk_index
+        ):
+            await self.redis.delete(rediskeys.chunk(plan.import_id, frame.chunk_index))
+            return False
         return True
 
     # --- process-batch ------------------------------------------------------------
