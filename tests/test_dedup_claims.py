@@ -63,7 +63,7 @@ async def test_claims_are_exact_compact_and_the_same_when_claimed_again(redis: R
     assert [await again.claim(c, ds, TTL) for c, ds in enumerate(data)] == got
     # Small sets: each an intset, 8 bytes an email (and ~1 KB per bucket at worst here).
     keys = [k async for k in redis.scan_iter(match=rediskeys.seen_bucket_prefix(import_id) + "*")]
-    assert 0 < len(keys) <= 2**claims.bits
+    assert claims.bits is not None and 0 < len(keys) <= 2**claims.bits
     assert {await redis.object("encoding", k) for k in keys} == {b"intset"}
     assert sum([await redis.scard(k) for k in keys]) == 3_000
 

@@ -9,7 +9,8 @@ exactly the sequential result.
 
 The cross-chunk claim lives in Redis (`Claims`), bounded by design: many small sets, not
 one big hash. An email's 12-byte digest is split: its first `bits` bits pick a bucket, the
-set `import:{id}:seen:{bucket}`, and its next 64 bits, as a signed integer, are the member.
+set `import:{id}:seen:{bucket}`, and its last 8 bytes, a signed 64-bit integer, are the
+member.
 `bits` comes from the file's row count, so a bucket holds 256 emails or fewer on average
 (`BUCKET_ROWS`), well under `set-max-intset-entries` (512 by default): each set stays an
 intset, 8 bytes per email (a big hash cost ~52). A SADD that adds nothing means an earlier
@@ -92,7 +93,8 @@ def bucket_bits(total_rows: int) -> int:
 def split(digests: Sequence[bytes], bits: int) -> list[int]:
     """bucket, member, bucket, member, ... of each digest, in order (struct unpacks in C:
     a million digests per claim are the chunker's, this is only the worker's share)."""
-    shift, out = 32 - bits, []
+    shift = 32 - bits
+    out: list[int] = []
     for hi, member in struct.iter_unpack(">Iq", b"".join(digests)):
         out += (hi >> shift, member)
     return out
