@@ -336,12 +336,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if runtime is not None:
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     queue = settings.temporal_task_queue
-    chunking = (
-        [chunking_task_queue(queue, small) for small in (False, True)]
+    # Ready means every queue this process serves is polled: an import's avatars wait on
+    # the avatars queue's poller as its chunks wait on the chunking ones.
+    extra = (
+        [*(chunking_task_queue(queue, small) for small in (False, True)), avatars_task_queue(queue)]
         if settings.job_import_enabled
         else []
     )
-    health = WorkerHealth(client, polled_queues(queue, *chunking), client.identity)
+    health = WorkerHealth(client, polled_queues(queue, *extra), client.identity)
     # The probes outlive the workers: the pod stays live while in-flight activities drain.
     async with (
         open_services(settings) as services,

@@ -62,9 +62,11 @@ class DeletionActivities(ActivityClass):
 
     @activity.defn(name="cancel-workspace-jobs")
     async def cancel_workspace_jobs(self, inp: DeleteWorkspaceInput) -> JobsCancelled:
-        """Cancels the workspace's running imports and exports and waits until each has
-        closed (so none writes after its rows are gone); discards its pending uploads."""
+        """Cancels the workspace's running imports, exports and avatars jobs and waits
+        until each has closed (so none writes after its rows are gone); discards its
+        pending uploads."""
         ids = set(await repo.running_job_ids(self.pool, inp.workspace_id))
+        ids.update(await repo.avatar_job_ids(self.pool, inp.workspace_id))
         # A run whose record already ended may still be sending its email.
         query = (
             f"{WORKSPACE_ID.name} = '{inp.workspace_id}' AND ExecutionStatus = 'Running'"

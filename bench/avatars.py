@@ -6,7 +6,8 @@ off, in the same run, and how long the avatars take after it.
 
 For each size, the same generated file goes into a fresh workspace with a fresh
 `python worker.py`, once per mode:
-  off      GRAVATAR_ENABLED=false (the other cases' setting)
+  off      GRAVATAR_ENABLED=false (the one comparison with lookups off; every other case
+           runs with them on against bench/standins.py)
   instant  the stand-in answering at once (only at the smallest size: issue 25's "done when")
   on       the stand-in answering in --latency s (120 ms: Gravatar from a data centre),
            about one address in ten with an avatar
@@ -33,7 +34,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,54 +46,12 @@ from bench import folks  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from bench.sampler import Sampler  # noqa: E402
 from bench.stack import BenchStack, start_stack  # noqa: E402
-from folksjobs.devtools.devstack import free_port  # noqa: E402
+from bench.standins import HIT_EVERY, StandIn  # noqa: E402
 
-HIT_EVERY = 10  # about one address in ten has an avatar
 ONE_PARTITION = [
     "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
     "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
 ]  # fmt: skip
-
-
-class StandIn:
-    """tests/fakes.py's FakeGravatar as its own process (python -m tests.fakes)."""
-
-    def __init__(self, latency: float) -> None:
-        self.port = free_port()
-        self.latency = latency
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> StandIn:
-        args = [sys.executable, "-m", "tests.fakes", str(self.port), str(self.latency)]
-        self.proc = subprocess.Popen([*args, str(HIT_EVERY)], cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.stats()
-                return self
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the Gravatar stand-in did not start") from None
-                time.sleep(0.1)
-
-    def reset(self) -> None:
-        req = urllib.request.Request(f"{self.url}/reset", method="POST")
-        with urllib.request.urlopen(req, timeout=5):
-            pass
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/stats", timeout=5) as r:
-            out: dict[str, Any] = json.load(r)
-        return out
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def has_avatar(email: str) -> bool:
@@ -187,7 +145,9 @@ def _run_mode(
     wait: float | None = None,
 ) -> dict[str, Any]:
     overrides: dict[str, str] = {"UPLOAD_MAX_BYTES": str(csv.stat().st_size + 2**20)}
-    if standin is not None:
+    if standin is None:
+        overrides["GRAVATAR_ENABLED"] = "false"  # the one comparison with lookups off
+    else:
         overrides.update(
             GRAVATAR_ENABLED="true",
             GRAVATAR_BASE_URL=f"{standin.url}/avatar",

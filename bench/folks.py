@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import standins
 from bench.profile import attach
 from bench.sampler import Sampler
 from bench.stack import BenchStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Case a: folksjobs defaults (Gravatar off: no network in a benchmark).
+# Case a: folksjobs defaults (Gravatar on, against bench/standins.py's stand-in).
 DEFAULTS: dict[str, str] = {}
 # Case b: the spec's design, spec 002 "Why 500/50": 500-row chunks, 50-row sub-batches,
 # one chunk at a time.
@@ -44,6 +45,8 @@ class FolksEnv:
     task_queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
 
     def env(self) -> dict[str, str]:
+        """The worker's settings: the stack's servers, the local outbox, Gravatar on
+        against the bench's stand-in (an override may turn it off to compare)."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -58,7 +61,8 @@ class FolksEnv:
             STATE_DIR=str(self.work),
             OUTBOX_DIR=str(self.work / "outbox"),
             EMAIL_BACKEND="outbox",
-            GRAVATAR_ENABLED="false",
+            GRAVATAR_ENABLED="true",
+            GRAVATAR_BASE_URL=f"{standins.shared().url}/avatar",
             ANTHROPIC_API_KEY="",
             LOG_LEVEL="INFO",
         )

@@ -156,7 +156,7 @@ def neighbour(args: argparse.Namespace) -> dict[str, Any]:
     big = _part(args, args.big_rows, "big")
     small = _part(args, args.small_rows, "small")
     out: dict[str, Any] = {}
-    for fairness in (True, False):
+    for fairness in args.fairness:
         stack = start_stack(args.work / "state", fairness=fairness)
         try:
             for workers in args.workers:
@@ -383,7 +383,7 @@ def burst_case(args: argparse.Namespace) -> dict[str, Any]:
     from bench import tenants
 
     out = {}
-    for fairness in (True, False):
+    for fairness in args.fairness:
         stack = start_stack(args.work / "state", fairness=fairness)
         try:
             run = argparse.Namespace(**{**vars(args), "work": args.work / "burst"})
@@ -461,6 +461,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--small-rows", type=int, default=1_000)
     p.add_argument("--small-imports", type=int, default=10, help="idle imports of the small file")
     p.add_argument("--workers", default="1,2", help="neighbour: worker counts to run")
+    p.add_argument("--fairness", default="on,off", help="neighbour, burst: servers to run")
     p.add_argument("--redis-rows", type=int, default=2_000_000)
     p.add_argument("--redis-chunks-per-run", type=int, default=50)
     p.add_argument("--redis-imports", type=int, default=20)
@@ -476,6 +477,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench-neighbour")
     args = p.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",")]
+    args.fairness = [f == "on" for f in args.fairness.split(",")]
     args.sub_batches = [int(w) for w in args.sub_batches.split(",")]
     args.env = dict(kv.split("=", 1) for kv in args.env)
     return args

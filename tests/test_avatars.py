@@ -26,6 +26,7 @@ from temporalio.client import (
 
 from folksjobs.confirm import confirm_import
 from folksjobs.devtools import seed
+from folksjobs.events import dispatch, parse_event
 from folksjobs.models import (
     WF_ENRICH_AVATARS,
     AvatarProgress,
@@ -314,6 +315,31 @@ async def test_cancel_drops_what_is_owed(
                 await handle.result()
     got = await avatars(owner_pool, tenant.workspace_id)
     assert all(pending is None for _, pending in got.values())
+    assert len(grav.requests) < len(emails)
+
+
+async def test_deleting_the_workspace_cancels_its_avatars_job(
+    client: Client, stack: Stack, owner_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """An avatars job outlives its import; the workspace's deletion still stops it before
+    the rows go, and names it among the jobs it cancelled."""
+    t = await new_tenant(owner_pool)
+    emails = [f"d{i}.{tag()}@example.com" for i in range(30)]
+    async with FakeGravatar(latency=0.3) as grav:
+        settings = grav_settings(stack, task_queue, grav, gravatar_rate_per_second=10.0,
+                                 gravatar_batch=2, gravatar_lanes=1)  # fmt: skip
+        async with running_worker(client, settings, task_queue) as services:
+            iid = await owed_import(owner_pool, t, emails)
+            handle = await start(client, task_queue, t, iid)
+            await grav.until(lambda: bool(grav.requests))
+            event = parse_event("workspace/deleted", {"workspaceId": t.workspace_id,
+                                                      "userId": t.user_id})  # fmt: skip
+            d = await dispatch(client, settings, event, pool=services.pool)
+            result = await client.get_workflow_handle(d.workflow_id).result()
+            job = await handle.describe()
+    assert job.status == WorkflowExecutionStatus.CANCELED
+    assert result["status"] == "deleted" and result["jobs_cancelled"] == 1
+    assert await avatars(owner_pool, t.workspace_id) == {}
     assert len(grav.requests) < len(emails)
 
 

@@ -17,7 +17,7 @@ from temporalio.client import Client
 
 from folksjobs.infra import db
 from folksjobs.infra.health import WorkerHealth, polled_queues, serving_health
-from folksjobs.models import chunking_task_queue
+from folksjobs.models import avatars_task_queue, chunking_task_queue
 from folksjobs.settings import Settings
 from tests.cli import starter
 from tests.conftest import Stack, running_worker
@@ -31,7 +31,9 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, st
 async def test_worker_is_ready_once_it_polls_and_not_before(
     client: Client, settings: Settings, task_queue: str
 ) -> None:
-    queues = polled_queues(task_queue, chunking_task_queue(task_queue))
+    queues = polled_queues(
+        task_queue, chunking_task_queue(task_queue), avatars_task_queue(task_queue)
+    )
     health = WorkerHealth(client, queues, client.identity)
     async with (
         serving_health(health, "127.0.0.1:0") as runner,
@@ -44,6 +46,7 @@ async def test_worker_is_ready_once_it_polls_and_not_before(
         status, body = await _get(http, f"{base}/readyz")
         assert status == 503
         assert task_queue in body["detail"] and "chunking" in body["detail"]
+        assert avatars_task_queue(task_queue) in body["detail"]
         assert not await health.check()
 
         async with running_worker(client, settings, task_queue):

@@ -5,8 +5,8 @@
 | begin-workspace-deletion | refuses unless the user owns the workspace; marks it    |
 |                          | deleted (never in a digest again) and deletes its API   |
 |                          | keys; counts its contacts, imports and exports          |
-| cancel-workspace-jobs    | cancels its running imports and exports and waits until |
-|                          | they have closed; discards its pending uploads          |
+| cancel-workspace-jobs    | cancels its running imports, exports and avatars jobs,  |
+|                          | waits until closed; discards its pending uploads        |
 | delete-workspace-rows    | contacts, tags, imports, exports, keys, settings... in  |
 |                          | committed batches with heartbeats, the workspace last   |
 | delete-workspace-files   | every file under imports/<id>/ and exports/<id>/        |

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from folksjobs.infra.db import tenant_tx
-from folksjobs.models import export_workflow_id, import_workflow_id
+from folksjobs.models import avatars_workflow_id, export_workflow_id, import_workflow_id
 
 # A workspace's tenant tables, in the order their rows are deleted: children before the
 # rows they reference, so no batch waits on a cascade it did not ask for. The workspace
@@ -113,6 +113,19 @@ async def running_job_ids(
         or (import_workflow_id if r["kind"] == "import" else export_workflow_id)(str(r["id"]))
         for r in rows
     ]
+
+
+async def avatar_job_ids(pool: asyncpg.Pool, workspace_id: str) -> list[str]:
+    """Workflow ids of the avatars jobs that may still run for the workspace: one per
+    import still owed a lookup. Such a job outlives its import (parent-close ABANDON), so
+    the import's record no longer names it."""
+    async with tenant_tx(pool, workspace_id) as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT avatar_pending FROM contacts"
+            " WHERE workspace_id = $1 AND avatar_pending IS NOT NULL",
+            uuid.UUID(workspace_id),
+        )
+    return [avatars_workflow_id(str(r["avatar_pending"])) for r in rows]
 
 
 async def pending_upload_ids(

@@ -47,12 +47,13 @@ class PolledQueue:
         return f"{self.name} ({kind})"
 
 
-def polled_queues(task_queue: str, *chunking_queues: str | None) -> list[PolledQueue]:
+def polled_queues(task_queue: str, *activity_queues: str | None) -> list[PolledQueue]:
     """What a folksjobs worker process polls: workflows and activities on its queue (the
-    import gate is registered whatever the flags), activities on the chunking queues."""
+    import gate is registered whatever the flags), activities on the extra queues (the
+    chunking and avatars ones)."""
     wf, act = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
     queues = [PolledQueue(task_queue, wf), PolledQueue(task_queue, act)]
-    queues += [PolledQueue(q, act) for q in chunking_queues if q]
+    queues += [PolledQueue(q, act) for q in activity_queues if q]
     return queues
 
 
