@@ -10,23 +10,24 @@ exactly the sequential result.
 The cross-chunk claim lives in Redis (`Claims`), bounded by design: many small sets, not
 one big hash. An email's 12-byte digest is split: its first `bits` bits pick a bucket, the
 set `import:{id}:seen:{bucket}`, and its last 8 bytes, a signed 64-bit integer, are the
-member.
-`bits` comes from the file's row count, so a bucket holds 256 emails or fewer on average
-(`BUCKET_ROWS`), well under `set-max-intset-entries` (512 by default): each set stays an
-intset, 8 bytes per email (a big hash cost ~52). A SADD that adds nothing means an earlier
-chunk claimed the email, as chunks claim in file order (one chunker per import).
+member. `bits` comes from the file's row count, so a bucket holds 256 emails or fewer on
+average (`BUCKET_ROWS`), well under `set-max-intset-entries` (512 by default): each set
+stays an intset, 8 bytes per email (a big hash cost ~52; bench/results.md, "Redis"). A
+SADD that adds nothing means an earlier chunk claimed the email, as chunks claim in file
+order (one chunker per import).
 
 Fingerprints are bits + 64 >= 68 bits wide: two distinct emails of an n-email file share
 one with probability <= n^2 / 2^(bits + 65), at most n / 2^57 with 2^bits >= n / 256: about
 4e-11 for 10M emails (bits 16). The 96-bit digest of the hash this replaced gave ~1e-15;
-the trade (a false duplicate once in ~10^10 imports of 10M rows, against ~450 MB of Redis
+the trade (a false duplicate once in ~10^10 imports of 10M rows, against ~400 MB of Redis
 per such import) is deliberate.
 
 A set has no owner per email, so a chunk claiming again (a retry, a rebuild of lost
 chunks) gets the answer its first claim recorded in the hash `import:{id}:claims` (chunk
 index -> the positions an earlier chunk owned), which also holds the start marker: a
 later chunk that finds it gone knows Redis lost the state mid-way. All the keys of one
-import's claim expire at the same instant (`_CLAIM`), so they can only be lost together.
+import's claim expire at the same instant (`_CLAIM`), so they can only be lost together;
+not under an eviction policy, which may take one bucket alone (deploy/README.md: `noeviction`).
 
 An import whose claims started in the one hash of the releases before this one
 (`import:{id}:seen-emails`, digest -> first chunk index) keeps that hash to its end.
@@ -154,6 +155,7 @@ return record
 # The releases before: one hash, digest -> first chunk index (re-claims compare the owner).
 _CLAIM_HASH = """
 local ttl, owner, taken = tonumber(ARGV[1]), ARGV[2], {}
+-- The start marker, set by chunk 0 (see _CLAIM).
 if owner == '0' then
     redis.call('HSET', KEYS[1], '_', '1')
 elseif redis.call('HEXISTS', KEYS[1], '_') == 0 then
