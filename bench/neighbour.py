@@ -11,10 +11,11 @@ neighbour: one workspace imports --big-rows while another imports --small-rows f
            them off (a fresh stack each), and with --workers workers (1, then 2).
 redis:     Redis `used_memory` sampled every 50 ms: its peak over the idle baseline for
            one --redis-rows import (continuing as new every --redis-chunks-per-run chunks),
-           the largest count of its chunk keys held at once, and the dedup hash's own
-           size at the end (MEMORY USAGE); then --redis-imports imports of --redis-each
-           rows confirmed at once: the peak chunk keys held against the sum of their
-           bounds, (IMPORT_PARALLEL_CHUNKS + IMPORT_CHUNK_LEAD) each.
+           the largest count of its chunk keys held at once, and the dedup state's own
+           size at the end (MEMORY USAGE of its keys) and bytes per distinct email;
+           then --redis-imports imports of --redis-each rows confirmed at once: the peak
+           chunk keys held against the sum of their bounds, (IMPORT_PARALLEL_CHUNKS +
+           IMPORT_CHUNK_LEAD) each.
 burst:     bench/tenants.py's burst (--workspaces x --rows confirmed at once, against one
            import of the same rows), fairness on and off.
 progress:  one --progress-rows import per --sub-batches size, its durable progress
@@ -201,12 +202,21 @@ async def _redis(t: Tenants, args: argparse.Namespace, one: Part, each: Part, ur
         import_id = await t.upload(one.path, wid, uid)
         dedup_bytes = 0
 
+        def state_size() -> int:
+            """MEMORY USAGE of every key of the import's dedup state (dedup.Claims): its
+            bucket sets and claims hash, or the one hash of the releases before."""
+            keys = [rediskeys.dedup_claims(import_id), rediskeys.seen_emails(import_id)]
+            keys += r.scan_iter(match=rediskeys.seen_bucket_prefix(import_id) + "*", count=10_000)
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.memory_usage(k, samples=0)
+            return sum(int(n or 0) for n in pipe.execute())
+
         async def hash_size() -> None:
             nonlocal dedup_bytes
-            while True:  # the hash is deleted by finalize: its size just before
-                n = r.memory_usage(rediskeys.seen_emails(import_id), samples=0)
-                dedup_bytes = max(dedup_bytes, int(n or 0))
-                await asyncio.sleep(0.5)
+            while True:  # the state is deleted by finalize: its size just before
+                dedup_bytes = max(dedup_bytes, await asyncio.to_thread(state_size))
+                await asyncio.sleep(1.0)
 
         sizer = asyncio.create_task(hash_size())
         res, seconds, _ = await t.run_import(wid, import_id)
@@ -227,6 +237,8 @@ async def _redis(t: Tenants, args: argparse.Namespace, one: Part, each: Part, ur
         "one_peak_mb": single.peak_mb,
         "one_most_chunks_held": single.most_chunks,
         "one_dedup_hash_mb": round(dedup_bytes / 2**20, 1),
+        "one_distinct_emails": one.distinct_valid,
+        "one_dedup_bytes_per_email": round(dedup_bytes / max(1, one.distinct_valid), 1),
         "bound_chunks_each": bound,
         "many": args.redis_imports,
         "many_peak_mb": many.peak_mb,
@@ -405,8 +417,9 @@ def report(out: dict[str, Any]) -> str:
     if r := out.get("redis"):
         add(f"**redis**: one {r['one_rows']:,}-row import ({r['one_s']} s): Redis peak "
             f"+{r['one_peak_mb']} MB over idle, at most {r['one_most_chunks_held']} chunk keys "
-            f"held (bound {r['bound_chunks_each']}), its dedup hash {r['one_dedup_hash_mb']} MB "
-            f"at its largest. {r['many']} imports at once: peak +{r['many_peak_mb']} MB, at "
+            f"held (bound {r['bound_chunks_each']}), its dedup state {r['one_dedup_hash_mb']} MB "
+            f"at its largest ({r.get('one_dedup_bytes_per_email', '?')} B per distinct "
+            f"email). {r['many']} imports at once: peak +{r['many_peak_mb']} MB, at "
             f"most {r['many_most_chunks_held']} chunk keys held (sum of bounds "
             f"{r['many_bound_chunks']}); exact: {'NO' if r['inexact'] else 'yes'}.\n")  # fmt: skip
     if r := out.get("stop"):

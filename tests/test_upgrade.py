@@ -3,22 +3,27 @@
 An import starts on the code before the `chunks-as-slots-free` change, its worker stops
 mid-import, and a worker on today's code finishes it: the run in flight replays and keeps
 the old path, the runs after it take the new one, and the result equals a clean run's.
+Two activity changes ride along: the old code's dedup hash is kept to the import's end,
+and the bounded chunker is not held by the whole file the old code chunked at once.
 The corpus's histories recorded before the change replay too (tests/test_replay.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
 from folksjobs.confirm import confirm_import
-from folksjobs.imports import lifecycle
+from folksjobs.imports import dedup, lifecycle
+from folksjobs.infra import rediskeys
 from folksjobs.models import import_workflow_id
 from tests.conftest import Stack, Tenant, make_settings, running_worker
 from tests.histories.record import runs
@@ -43,6 +48,40 @@ def patched_runs(histories: list[WorkflowHistory]) -> list[bool]:
         )
         for h in histories
     ]
+
+
+async def old_claims(
+    cls: type[dedup.Claims], redis: Redis, import_id: str, total_rows: int
+) -> dedup.Claims:
+    return cls(redis, import_id, None, await redis.hexists(rediskeys.seen_emails(import_id), "_"))
+
+
+def spied(
+    open_claims: Callable[[Redis, str, int], Awaitable[dedup.Claims]], opened: list[dedup.Claims]
+) -> Callable[..., Awaitable[dedup.Claims]]:
+    async def open_and_note(
+        cls: type[dedup.Claims], redis: Redis, import_id: str, total_rows: int
+    ) -> dedup.Claims:
+        opened.append(claims := await open_claims(redis, import_id, total_rows))
+        return claims
+
+    return open_and_note
+
+
+def chunker_retries(histories: list[WorkflowHistory]) -> list[str]:
+    """Why each retried download-and-chunk attempt failed."""
+    out = []
+    for h in histories:
+        scheduled: dict[int, str] = {}
+        for e in h.events:
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                name = e.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[e.event_id] = name
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                a = e.activity_task_started_event_attributes
+                if scheduled.get(a.scheduled_event_id) == "download-and-chunk" and a.attempt > 1:
+                    out.append(a.last_failure.message)
+    return out
 
 
 async def run_import(
@@ -73,14 +112,13 @@ async def test_import_started_on_the_old_code_finishes_on_the_new(
         import_parallel_chunks=2,
         import_chunks_per_run=30,
         worker_graceful_shutdown_seconds=1,
-        # The run the upgrade lands in can find its chunker held by chunks the old code
-        # stored past its range: it then gives up after this wait and is retried (exact).
-        chunk_wait_seconds=5,
     )
     # The code before the change is today's with the patch never taken: the old branch is
     # that code unchanged, and no marker is written, exactly as before the change.
     with monkeypatch.context() as old_code:
         old_code.setattr(workflow, "patched", lambda patch_id: False)
+        # Its cross-chunk claim: the one hash (dedup.Claims with no bucket bits).
+        old_code.setattr(dedup.Claims, "open", classmethod(old_claims))
         async with running_worker(client, settings, task_queue) as services:
             up = await upload(
                 services, settings, tenant.workspace_id, tenant.user_id, csv_bytes(ROWS)
@@ -102,12 +140,20 @@ async def test_import_started_on_the_old_code_finishes_on_the_new(
                     break
                 await asyncio.sleep(0.02)
         # The old worker is gone (its in-flight chunks handed back); the import waits.
+    opened: list[dedup.Claims] = []
+    monkeypatch.setattr(dedup.Claims, "open", classmethod(spied(dedup.Claims.open, opened)))
     async with running_worker(client, settings, task_queue):
         upgraded: dict[str, Any] = await handle.result()  # type: ignore[assignment]
         histories = await runs(client, handle.id)
     assert stopped_at < 30, "the old worker was to stop inside the first run"
     # The run in flight kept the old path on replay; the runs after it took the new one.
     assert patched_runs(histories) == [False, True, True]
+    # The old code chunked the whole file in its first run; the bounded chunker of the
+    # runs after it stored its range again beside those chunks, never held by a chunk
+    # already processed from the old copy (it would wait out CHUNK_WAIT_SECONDS, 120 s).
+    assert not [m for m in chunker_retries(histories) if "waiting in Redis" in m]
+    # The old code's dedup hash was kept to the end by the new code's chunker.
+    assert opened and all(c.bits is None for c in opened)
 
     other = Tenant(tenant.user_id, await new_workspace(owner_pool, tenant.user_id), tenant.email)
     clean = await run_import(client, settings, other, task_queue)

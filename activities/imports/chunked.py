@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+from redis.exceptions import ResponseError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -46,8 +47,8 @@ class ChunkedSteps(RowSteps):
         spec = self._chunk_spec(f, plan.chunk_rows, None if local is None else str(local))
         # The chunks before the plan's range were claimed by the runs before; only a Redis
         # that lost them (no start marker) needs them claimed again, from chunk 0.
-        seen = rediskeys.seen_emails(plan.import_id)
-        if plan.first_chunk and await dedup.has_state(self.redis, seen):
+        claims = await dedup.Claims.open(self.redis, plan.import_id, f.total_rows)
+        if plan.first_chunk and claims.has_state:
             spec = replace(spec, first_chunk=plan.first_chunk)
         spec = replace(spec, stop_chunk=plan.stop_chunk)
         backlog = ChunkBacklog(self.redis, plan.max_held, self.settings.chunk_wait_seconds)
@@ -55,7 +56,7 @@ class ChunkedSteps(RowSteps):
 
         async def store(frame: chunker.Frame) -> None:
             await backlog.room()
-            if await self._store_chunk(plan, frame, complete):
+            if await self._store_chunk(plan, frame, complete, claims):
                 backlog.stored(rediskeys.chunk(plan.import_id, frame.chunk_index))
             progress.update(chunks=frame.chunk_index + 1, rows=frame.rows)
 
@@ -75,7 +76,9 @@ class ChunkedSteps(RowSteps):
         await self.redis.set(done_key, done.chunks, ex=self.settings.chunk_ttl_seconds)
         return ChunkPlanResult(chunk_count=done.chunks, total_rows=done.rows)
 
-    async def _store_chunk(self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int]) -> bool:
+    async def _store_chunk(
+        self, plan: ChunkPlan, frame: chunker.Frame, complete: set[int], claims: dedup.Claims
+    ) -> bool:
         """Claim the chunk's emails and store it (unless the ledger already has it), then
         move the progress marker process-batch waits on. True when it was stored."""
         ttl = self.settings.chunk_ttl_seconds
@@ -83,9 +86,7 @@ class ChunkedSteps(RowSteps):
         if frame.skipped:  # committed by an earlier run, which claimed its emails
             await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
             return False
-        taken = await dedup.claim(
-            self.redis, rediskeys.seen_emails(plan.import_id), frame.chunk_index, frame.digests, ttl
-        )
+        taken = await claims.claim(frame.chunk_index, frame.digests, ttl)
         if frame.chunk_index in complete or frame.chunk_index < plan.first_chunk:
             await self.redis.set(written, frame.chunk_index + 1, ex=ttl)
             return False
@@ -99,7 +100,22 @@ class ChunkedSteps(RowSteps):
             ex=ttl,
         )
         pipe.set(written, frame.chunk_index + 1, ex=ttl)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except ResponseError as e:
+            # redis-py chains a command's own error (a full Redis: OOM) to the
+            # transaction's abort, which the failure would then name as its root cause.
+            raise e from None
+        # A copy stored before (by an earlier attempt or generation, or by a release that
+        # chunked the whole file at once) may have been processed since `complete` was
+        # read: then this one waits for no process-batch, and would hold the backlog's
+        # place until its patience ran out. Checked after the store, so a commit at any
+        # moment is seen (process-batch deletes the key only once committed).
+        if await imports_repo.complete_chunks(
+            self.pool, plan.workspace_id, plan.import_id, only=frame.chunk_index
+        ):
+            await self.redis.delete(rediskeys.chunk(plan.import_id, frame.chunk_index))
+            return False
         return True
 
     # --- process-batch ------------------------------------------------------------

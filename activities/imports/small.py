@@ -53,7 +53,7 @@ class SmallSteps(RowSteps):
         rows = found[-1].rows if found else 0
         if len(found) != 1 or rows != f.total_rows:
             raise truncated(rows, f.total_rows)
-        # A single chunk: no earlier chunk can own one of its emails (dedup.claim's job).
+        # A single chunk: no earlier chunk can own one of its emails (dedup.Claims' job).
         await self._process(job, f, found[0].chunk)
         return await self._chunk_result(job)
 

@@ -14,7 +14,10 @@ counter to keep right across retries and crashes.
 No deadlock: the workflow schedules process-batch in chunk order, `parallel_chunks` at a
 time, and `limit` is at least that, so the chunks held in Redis are always ones whose
 process-batch is scheduled (the chunk order holds within a run's range, which is what
-one download-and-chunk stores: ChunkPlan.stop_chunk).
+one download-and-chunk stores: ChunkPlan.stop_chunk). A chunk whose process-batch has
+already committed from an earlier copy (stored by an earlier attempt or generation, or by
+a release that chunked the whole file at once) is never held: the chunker checks the
+ledger after each store and drops such a copy (activities/imports/chunked.py).
 """
 
 from __future__ import annotations

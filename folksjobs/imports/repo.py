@@ -193,14 +193,18 @@ async def claim(
     return ImportRow.from_record(r) if r else None
 
 
-async def complete_chunks(pool: asyncpg.Pool, workspace_id: str, import_id: str) -> set[int]:
-    """The chunks whose every row is committed in the ledger."""
+async def complete_chunks(
+    pool: asyncpg.Pool, workspace_id: str, import_id: str, only: int | None = None
+) -> set[int]:
+    """The chunks whose every row is committed in the ledger (`only`: of that chunk)."""
     async with tenant_tx(pool, workspace_id) as conn:
         rows = await conn.fetch(
             "SELECT chunk_index FROM import_batches WHERE import_id = $1 AND workspace_id = $2"
+            " AND ($3::integer IS NULL OR chunk_index = $3)"
             " GROUP BY chunk_index HAVING sum(rows) = max(chunk_rows)",
             uuid.UUID(import_id),
             uuid.UUID(workspace_id),
+            only,
         )
     return {r["chunk_index"] for r in rows}
 

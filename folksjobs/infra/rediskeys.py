@@ -16,9 +16,20 @@ def chunking_done(import_id: str, generation: int) -> str:
     return f"import:{import_id}:chunked:{generation}"
 
 
+def seen_bucket_prefix(import_id: str) -> str:
+    """The sets of the import's claimed emails, one per bucket (folksjobs/imports/dedup.py):
+    this prefix and the bucket's number."""
+    return f"import:{import_id}:seen:"
+
+
+def dedup_claims(import_id: str) -> str:
+    """A hash: each chunk's claim result, and the start marker of the import's dedup state."""
+    return f"import:{import_id}:claims"
+
+
 def seen_emails(import_id: str) -> str:
-    # A hash (email digest -> first chunk index) rather than the spec's plain set: the
-    # chunk index makes a re-run of download-and-chunk give every chunk the same answer.
+    """The releases before: one hash, email digest -> first chunk index. An import that
+    started with it keeps it to its end."""
     return f"import:{import_id}:seen-emails"
 
 

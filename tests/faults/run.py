@@ -9,7 +9,7 @@ a fault strikes at moments drawn from `--seed`:
 - sigkill:  the worker process is SIGKILLed `--kills` times, a new one started each time;
 - stall:    the worker is SIGSTOPped mid-chunk past the heartbeat timeout, a second worker
             takes the chunk over, then the first is SIGCONTed (two attempts at once);
-- redis:    Valkey killed and restarted empty (chunks and the seen-emails set lost);
+- redis:    Valkey killed and restarted empty (chunks and the dedup state lost);
 - postgres: PostgreSQL stopped (a clean, fast shutdown) and started again;
 - postgres-crash: PostgreSQL stopped immediately (a crash: recovery from WAL on start),
             with synchronous commits as on any production server;
