@@ -187,14 +187,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--outage", type=float, default=45.0, help="blip: seconds of 503 at start")
     p.add_argument("--rate", type=float, default=2.0, help="the provider's and ours, per s")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="a worker setting (repeatable)")  # fmt: skip
+    folks.add_env_option(p)
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench-delivery")
     args = p.parse_args(argv)
-    try:
-        args.env = dict(kv.split("=", 1) for kv in args.env)
-    except ValueError:
-        p.error("--env takes NAME=VALUE")
+    args.env = folks.env_settings(p, args)
     return args
 
 

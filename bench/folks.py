@@ -7,6 +7,7 @@ the worker's alone and start from the same baseline whatever ran before.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -35,6 +36,20 @@ SPEC: dict[str, str] = {
     "IMPORT_PARALLEL_CHUNKS": "1",
 }
 PRESETS = {"a": DEFAULTS, "b": SPEC}
+
+
+def add_env_option(p: argparse.ArgumentParser) -> None:
+    """--env NAME=VALUE (repeatable): a worker setting for every phase of a bench."""
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a worker setting for every phase (repeatable)")  # fmt: skip
+
+
+def env_settings(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """--env's pairs as a dict; a pair without `=` is a usage error, not a traceback."""
+    try:
+        return dict(kv.split("=", 1) for kv in args.env)
+    except ValueError:
+        p.error("--env takes NAME=VALUE")
 
 
 @dataclass

@@ -472,14 +472,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workspaces", type=int, default=40, help="burst: W")
     p.add_argument("--rows", type=int, default=25_000, help="burst: R rows per workspace")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="a worker setting for every phase (repeatable)")  # fmt: skip
+    folks.add_env_option(p)
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench-neighbour")
     args = p.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",")]
     args.fairness = [f == "on" for f in args.fairness.split(",")]
     args.sub_batches = [int(w) for w in args.sub_batches.split(",")]
-    args.env = dict(kv.split("=", 1) for kv in args.env)
+    args.env = folks.env_settings(p, args)
     return args
 
 

@@ -404,16 +404,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--imports", type=int, default=20, help="small: imports in a row")
     p.add_argument("--small-rows", type=int, default=1_000, help="small: rows per import")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="a worker setting for every phase (repeatable)")  # fmt: skip
+    folks.add_env_option(p)
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench-tenants")
     args = p.parse_args(argv)
     if min(args.workspaces, args.rows, args.imports, args.small_rows) < 1:
         p.error("--workspaces, --rows, --imports and --small-rows must be positive")
-    try:
-        args.env = dict(kv.split("=", 1) for kv in args.env)
-    except ValueError:
-        p.error("--env takes NAME=VALUE")
+    args.env = folks.env_settings(p, args)
     return args
 
 
